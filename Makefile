@@ -1,0 +1,43 @@
+# produktly-segment: the commands a developer and CI use.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin/produktly-segment
+
+.PHONY: all build test unit demo vet fmt fuzz kafka-up kafka-down clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/produktly-segment
+
+## test: the whole suite against a real Kafka the script starts (README's test command)
+test:
+	scripts/test.sh
+
+## unit: tests that need no broker
+unit:
+	$(GO) test -race ./mapping/... ./sink/... ./consumer/...
+
+## demo: the README's run command
+demo:
+	$(GO) run ./cmd/produktly-segment demo
+
+vet:
+	$(GO) vet ./...
+
+fmt:
+	gofmt -l -w .
+
+## fuzz: the mapping fuzz target for longer (FUZZTIME=10m make fuzz)
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzMap$$' -fuzztime $${FUZZTIME:-5m} ./mapping/
+
+kafka-up:
+	scripts/kafka.sh up single
+
+kafka-down:
+	scripts/kafka.sh down single
+
+clean:
+	rm -rf bin

@@ -1,0 +1,289 @@
+// Package integration holds the tests that run the service against a real
+// Apache Kafka broker.
+//
+// Brokers come from KAFKA_BROKERS (make test starts a single node with
+// scripts/kafka.sh and sets it). When it is unset and a Docker engine is
+// healthy, TestMain starts Kafka with testcontainers-go instead. When neither
+// is available the tests skip with a message that says how to run them,
+// except when CI=true: then a missing broker fails the run.
+//
+// Every test creates its own topics and consumer groups with unique names,
+// so tests run in parallel and rerun against a dirty broker.
+package integration
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/testcontainers/testcontainers-go"
+	tckafka "github.com/testcontainers/testcontainers-go/modules/kafka"
+)
+
+// env is what TestMain found: the brokers to use, or why there are none.
+var env struct {
+	brokers []string
+	desc    string
+	skip    string
+}
+
+func TestMain(m *testing.M) {
+	os.Exit(runMain(m))
+}
+
+func runMain(m *testing.M) int {
+	ctx := context.Background()
+	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
+		env.brokers = strings.Split(b, ",")
+		env.desc = os.Getenv("KAFKA_BROKER_DESC")
+		if env.desc == "" {
+			env.desc = "broker named by KAFKA_BROKERS"
+		}
+		return m.Run()
+	}
+	if brokers, stop, err := startContainer(ctx); err == nil {
+		defer stop()
+		env.brokers = brokers
+		env.desc = "confluent-local via testcontainers"
+		return m.Run()
+	} else {
+		env.skip = "no Kafka broker: set KAFKA_BROKERS=host:port, or run `make test` " +
+			"(starts Apache Kafka with scripts/kafka.sh), or start a Docker engine (" + err.Error() + ")"
+	}
+	if os.Getenv("CI") == "true" {
+		fmt.Fprintln(os.Stderr, "integration: CI=true and "+env.skip)
+		return 1
+	}
+	return m.Run()
+}
+
+func startContainer(ctx context.Context) ([]string, func(), error) {
+	p, err := testcontainers.NewDockerProvider()
+	if err != nil {
+		return nil, nil, fmt.Errorf("docker provider: %w", err)
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := p.Health(hctx); err != nil {
+		return nil, nil, fmt.Errorf("docker not healthy: %w", err)
+	}
+	c, err := tckafka.Run(ctx, "confluentinc/confluent-local:7.5.0")
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafka container: %w", err)
+	}
+	brokers, err := c.Brokers(ctx)
+	if err != nil {
+		_ = testcontainers.TerminateContainer(c)
+		return nil, nil, err
+	}
+	return brokers, func() { _ = testcontainers.TerminateContainer(c) }, nil
+}
+
+// brokers returns the broker addresses or skips the test.
+func brokers(t testing.TB) []string {
+	t.Helper()
+	if env.skip != "" {
+		t.Skip(env.skip)
+	}
+	return env.brokers
+}
+
+// unique returns a name no other test or run uses.
+func unique(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", prefix, time.Now().UnixNano()%1e9, hex.EncodeToString(b))
+}
+
+// createTopic creates a fresh topic and deletes it when the test ends.
+func createTopic(t testing.TB, partitions int) string {
+	t.Helper()
+	bs := brokers(t)
+	topic := unique("t-" + strings.ReplaceAll(t.Name(), "/", "-"))
+	if len(topic) > 200 {
+		topic = topic[len(topic)-200:]
+	}
+	client := &kafka.Client{Addr: kafka.TCP(bs...), Timeout: 30 * time.Second}
+	rf := 1
+	if len(bs) >= 3 {
+		rf = 3
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
+		Topic: topic, NumPartitions: partitions, ReplicationFactor: rf,
+	}}})
+	if err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	if err := res.Errors[topic]; err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+	waitTopic(t, client, topic, partitions)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	})
+	return topic
+}
+
+// waitTopic waits until metadata shows every partition with a leader.
+func waitTopic(t testing.TB, client *kafka.Client, topic string, partitions int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		cancel()
+		if err == nil && len(md.Topics) == 1 && md.Topics[0].Error == nil && len(md.Topics[0].Partitions) == partitions {
+			ok := true
+			for _, p := range md.Topics[0].Partitions {
+				if p.Leader.Host == "" {
+					ok = false
+				}
+			}
+			if ok {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("topic %s not ready: %v", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// endOffsets returns the high watermark of every partition of topic.
+func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(brokers(t)...), Timeout: 30 * time.Second}
+	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
+	for p := 0; p < partitions; p++ {
+		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := client.ListOffsets(ctx, req)
+	if err != nil {
+		t.Fatalf("list offsets: %v", err)
+	}
+	out := map[int]int64{}
+	for _, po := range res.Topics[topic] {
+		if po.Error != nil {
+			t.Fatalf("list offsets %s/%d: %v", topic, po.Partition, po.Error)
+		}
+		out[po.Partition] = po.LastOffset
+	}
+	return out
+}
+
+// committedOffsets reads a group's committed offsets with its own client,
+// independent of any consumer; -1 means nothing committed.
+func committedOffsets(t testing.TB, group, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(brokers(t)...), Timeout: 30 * time.Second}
+	ps := make([]int, partitions)
+	for i := range ps {
+		ps[i] = i
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
+	if err != nil {
+		t.Fatalf("offset fetch: %v", err)
+	}
+	if res.Error != nil {
+		t.Fatalf("offset fetch: %v", res.Error)
+	}
+	out := map[int]int64{}
+	for _, p := range res.Topics[topic] {
+		if p.Error != nil {
+			t.Fatalf("offset fetch %s/%d: %v", topic, p.Partition, p.Error)
+		}
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out
+}
+
+// waitCommitted polls until the group's committed offsets equal the end
+// offsets of topic, or fails the test after timeout.
+func waitCommitted(t testing.TB, group, topic string, partitions int, timeout time.Duration) {
+	t.Helper()
+	want := endOffsets(t, topic, partitions)
+	deadline := time.Now().Add(timeout)
+	for {
+		got := committedOffsets(t, group, topic, partitions)
+		if equalOffsets(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed offsets of group %s = %v, want end offsets %v", group, got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func equalOffsets(a, b map[int]int64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for p, o := range b {
+		if a[p] != o {
+			return false
+		}
+	}
+	return true
+}
+
+// produce writes msgs with acks from all in-sync replicas.
+func produce(t testing.TB, topic string, msgs []kafka.Message) {
+	t.Helper()
+	w := &kafka.Writer{
+		Addr:         kafka.TCP(brokers(t)...),
+		Topic:        topic,
+		Balancer:     &kafka.Hash{},
+		RequiredAcks: kafka.RequireAll,
+		BatchSize:    500,
+		BatchTimeout: 5 * time.Millisecond,
+		BatchBytes:   4 << 20,
+	}
+	defer w.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		var werr kafka.WriteErrors
+		if errors.As(err, &werr) {
+			t.Fatalf("produce to %s: %d of %d failed, first: %v", topic, werr.Count(), len(msgs), firstErr(werr))
+		}
+		t.Fatalf("produce to %s: %v", topic, err)
+	}
+}
+
+func firstErr(errs kafka.WriteErrors) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// freePort returns a loopback address nobody listens on right now.
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

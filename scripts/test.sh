@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one test command (make test): starts a single-node Apache Kafka unless
+# KAFKA_BROKERS names one, runs go vet and the whole test suite with -race
+# (integration tests included), runs the mapping fuzz target for a bounded
+# time, and stops the broker it started even when something fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FUZZTIME=${FUZZTIME:-30s}
+started=""
+cleanup() { if [ -n "$started" ]; then scripts/kafka.sh down single || true; fi; }
+trap cleanup EXIT
+
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  if out=$(scripts/kafka.sh up single); then
+    started=1
+    export KAFKA_BROKERS=${out#KAFKA_BROKERS=}
+    export KAFKA_BROKER_DESC="Apache Kafka ${KAFKA_VERSION:-4.1.2} (scripts/kafka.sh, single node)"
+  elif [ "${CI:-}" = true ]; then
+    echo "test.sh: CI=true and the Kafka broker could not be started (see the kafka.sh error above);" >&2
+    echo "test.sh: integration tests must run against a real broker in CI, so this run fails." >&2
+    exit 1
+  else
+    echo "test.sh: no broker started; integration tests will use Docker (testcontainers) if available, else skip." >&2
+  fi
+fi
+echo "test.sh: KAFKA_BROKERS=${KAFKA_BROKERS:-<unset>}"
+
+go vet ./...
+go test -race -count=1 -timeout 12m ./...
+go test -run '^$' -fuzz '^FuzzMap$' -fuzztime "$FUZZTIME" ./mapping/
