@@ -1,0 +1,89 @@
+package sink
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxRetryAfter bounds how long a Retry-After header can make a batch wait,
+// so that a broken proxy answering "Retry-After: 86400" cannot stall a
+// partition for a day.
+const maxRetryAfter = 5 * time.Minute
+
+// backoff returns how long to wait after the given failed attempt (0 for the
+// first): MinBackoff*2^attempt capped at MaxBackoff, with "equal jitter"
+// (half fixed, half random) so that replicas that failed together do not
+// retry together, and never less than retryAfter.
+func (s *Segment) backoff(attempt int, retryAfter time.Duration) time.Duration {
+	d := s.o.MaxBackoff
+	if attempt < 32 {
+		d = min(s.o.MinBackoff<<attempt, s.o.MaxBackoff)
+		if d <= 0 { // overflow
+			d = s.o.MaxBackoff
+		}
+	}
+	if half := d / 2; half > 0 {
+		d = half + rand.N(half+1)
+	}
+	return max(d, min(retryAfter, maxRetryAfter))
+}
+
+// parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date
+// (RFC 9110, section 10.2.3). It returns 0 when absent or unreadable.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, int64(maxRetryAfter/time.Second))) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil && t.After(now) {
+		return t.Sub(now)
+	}
+	return 0
+}
+
+// sleep waits d before the next attempt of b. It returns early when ctx
+// ends, and when every message of b has been cancelled. A message cancelled
+// during the wait is finished (Abandoned) at once, not after the wait: its
+// owner may be waiting for it to finish handing its partition over.
+func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last error) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		chans, _ := cancelChans(b.msgs)
+		if len(chans) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-timer.C:
+			}
+			return
+		}
+		// One case per distinct Cancel channel. There are few of them
+		// (messages of a partition share one), and this runs only
+		// between failed attempts.
+		cases := make([]reflect.SelectCase, 0, 2+len(chans))
+		cases = append(cases,
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+		for _, c := range chans {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
+		}
+		if i, _, _ := reflect.Select(cases); i < 2 {
+			return
+		}
+		s.dropCanceled(b, last)
+		if len(b.msgs) == 0 {
+			return
+		}
+	}
+}

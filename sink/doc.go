@@ -1,0 +1,58 @@
+// Package sink delivers encoded Segment calls to Segment's HTTP Tracking API
+// (POST /v1/batch) and reports one outcome per message, so that the caller
+// can commit a Kafka offset only after Segment acknowledged everything before
+// it.
+//
+// # Delivery rules
+//
+// Every message handed to [Segment.Enqueue] ends in exactly one call of its
+// Done function, from a sink goroutine, with one of three outcomes:
+//
+//   - [Delivered]: Segment answered 2xx for a request that carried it.
+//   - [Rejected]: Segment answered 400 (or 413) for a request that carried
+//     this message alone, or the message is over Segment's 32000-byte limit
+//     and was never sent. No retry can succeed; the caller dead-letters it.
+//   - [Abandoned]: the sink gave up without an answer, because the message's
+//     Cancel channel was closed (its partition was revoked) or because Run's
+//     context ended. The message may or may not have reached Segment; the
+//     caller must not commit it. Redelivery is safe because the messageId is
+//     deterministic and Segment de-duplicates on it.
+//
+// Everything else is retried for ever, with the same messages and messageIds:
+// 5xx, 429, timeouts, connection errors, and also 401/403 (a wrong or revoked
+// write key is an operator error that must not lose data) and any other
+// status. The wait between attempts grows exponentially from
+// Options.MinBackoff to Options.MaxBackoff with jitter, and is at least what a
+// Retry-After header asks for. When a request carrying several messages gets
+// 400 or 413, the batch is split in halves, recursively, so the good messages
+// are delivered and only the bad ones are rejected.
+//
+// # Why not analytics-go's client
+//
+// github.com/segmentio/analytics-go/v3 (v3.3.0) is the official client, and
+// this package keeps its wire format and limits: the {"batch":[...],
+// "sentAt":...,"context":{"library":...}} body, basic auth with the write key
+// as user name and an empty password, 500000 bytes per request and 32000
+// bytes per message. Its client cannot be used for at-least-once delivery
+// from Kafka, because it
+//
+//   - retries every failure, including a 400 for one bad message, 10 times
+//     over about 43 seconds and then drops the whole batch;
+//   - ignores Retry-After and uses no jitter, so replicas retry in lock step;
+//   - fails batches that are waiting for a retry as soon as Close is called;
+//   - has no back-pressure: Enqueue never blocks, and once 1000 requests are
+//     in flight new batches fail with ErrTooManyRequests;
+//   - cannot tell a 400 caused by one message from a batch-wide failure;
+//   - resends the body of the first attempt, so its sentAt is stale on every
+//     retry. Segment computes timestamp = receivedAt - (sentAt -
+//     originalTimestamp), so a stale sentAt shifts the event's time by the
+//     retry delay. This package stamps a fresh sentAt on every attempt.
+//   - closes the response body of a successful request without reading it,
+//     which keeps net/http from reusing the connection, and uses
+//     http.DefaultTransport's two idle connections per host for up to 1000
+//     concurrent requests; both mean a new TLS handshake for most requests.
+//
+// Messages arrive already encoded (package mapping builds them with
+// analytics-go's Track type and checks the size), so the hot path only
+// appends bytes into a pooled buffer and never re-encodes a message.
+package sink

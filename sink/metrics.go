@@ -1,0 +1,72 @@
+package sink
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are per sink, registered on Options.Registerer (never on the
+// global registry), so tests and several sinks in one process do not clash.
+//
+//	produktly_segment_sink_requests_total{status}        requests by answer: "200", "400", "429", "503", ..., "timeout", "error", "canceled"
+//	produktly_segment_sink_request_duration_seconds      latency of answered and failed requests (not of ones we aborted)
+//	produktly_segment_sink_retries_total                 attempts that will be retried
+//	produktly_segment_sink_messages_total{outcome}       messages finished: "delivered", "rejected", "abandoned"
+//	produktly_segment_sink_batch_messages                messages per request
+//	produktly_segment_sink_batch_bytes                   body bytes per request
+//	produktly_segment_sink_queue_messages                messages waiting in the queue (full means back-pressure)
+type metrics struct {
+	requests   *prometheus.CounterVec
+	latency    prometheus.Histogram
+	retries    prometheus.Counter
+	byOutcome  [3]prometheus.Counter // indexed by Outcome
+	batchSize  prometheus.Histogram
+	batchBytes prometheus.Histogram
+}
+
+const (
+	namespace = "produktly_segment"
+	subsystem = "sink"
+)
+
+func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, error) {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help}
+	}
+	hist := func(name, help string, buckets []float64) prometheus.Histogram {
+		return prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: subsystem, Name: name, Help: help, Buckets: buckets,
+		})
+	}
+	messages := prometheus.NewCounterVec(prometheus.CounterOpts(opts("messages_total",
+		"Messages finished, by outcome.")), []string{"outcome"})
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts(opts("requests_total",
+			"Requests to Segment's batch endpoint, by HTTP status or transport failure.")), []string{"status"}),
+		latency: hist("request_duration_seconds", "Duration of requests to Segment.",
+			[]float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts(opts("retries_total",
+			"Failed attempts that will be retried."))),
+		batchSize: hist("batch_messages", "Messages per request.",
+			[]float64{1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500}),
+		batchBytes: hist("batch_bytes", "Request body bytes.",
+			prometheus.ExponentialBuckets(1024, 4, 8)),
+	}
+	for _, o := range []Outcome{Delivered, Rejected, Abandoned} {
+		m.byOutcome[o] = messages.WithLabelValues(o.String())
+	}
+	if reg == nil {
+		return m, nil
+	}
+	queue := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("queue_messages",
+		"Messages waiting in the sink's queue.")), queueLen)
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.retries, messages, m.batchSize, m.batchBytes, queue} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("sink: registering metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) outcome(o Outcome) { m.byOutcome[o].Inc() }

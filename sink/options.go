@@ -1,0 +1,179 @@
+package sink
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+)
+
+// Segment's limits and this package's defaults. The two byte limits are the
+// HTTP Tracking API's, as analytics-go enforces them (maxBatchBytes,
+// maxMessageBytes in its message.go). MaxBatchSize caps the messages in one
+// request; segmenttest.Server answers 400 above it, as Segment does.
+const (
+	DefaultEndpoint      = "https://api.segment.io"
+	DefaultBatchSize     = 500
+	MaxBatchSize         = 2500
+	MaxBatchBytes        = 500000
+	MaxMessageBytes      = 32000
+	DefaultFlushInterval = 100 * time.Millisecond
+	DefaultConcurrency   = 16
+	DefaultTimeout       = 10 * time.Second
+	DefaultMinBackoff    = 100 * time.Millisecond
+	DefaultMaxBackoff    = 30 * time.Second
+)
+
+// Options configure a Segment sink. The zero value of every field except
+// WriteKey means its default.
+type Options struct {
+	// Endpoint is the base URL of the Tracking API; requests go to
+	// Endpoint+"/v1/batch". Default DefaultEndpoint
+	// ("https://api.segment.io"); use "https://events.eu1.segmentapis.com"
+	// for a workspace in the EU region, or a segmenttest.Server's URL.
+	Endpoint string
+
+	// WriteKey authenticates the source. Required. It is sent as the basic
+	// auth user name and never logged or put into errors.
+	WriteKey string
+
+	// BatchSize is the most messages one request carries. Default 500,
+	// at most MaxBatchSize (2500).
+	BatchSize int
+
+	// BatchBytes is the most bytes one request body carries, envelope
+	// included. Default and maximum MaxBatchBytes (500000). A message that
+	// does not fit with others is sent alone.
+	BatchBytes int
+
+	// FlushInterval is how long a partial batch waits for more messages
+	// after its first one arrived. Default 100ms. It bounds the latency a
+	// quiet partition adds before its offsets can be committed.
+	FlushInterval time.Duration
+
+	// Concurrency is how many requests may be in flight at once; each sender
+	// retries its batch itself, so this is also how many batches may be
+	// waiting for a retry. Default 16.
+	Concurrency int
+
+	// Timeout bounds one request, from dial to the end of the response
+	// body. Default 10s.
+	Timeout time.Duration
+
+	// MinBackoff and MaxBackoff bound the exponential wait between
+	// attempts of one batch (jittered between half and all of
+	// MinBackoff*2^attempt, capped at MaxBackoff). Defaults 100ms and 30s.
+	// A Retry-After header lengthens the wait, up to five minutes.
+	MinBackoff, MaxBackoff time.Duration
+
+	// Client sends the requests. Default: a client whose transport keeps
+	// Concurrency idle connections to the endpoint (http.DefaultTransport
+	// keeps two, which would mean a TLS handshake for most requests).
+	// Options.Timeout applies per request in any case.
+	Client *http.Client
+
+	// Logger receives one warn line per failed attempt and one error line
+	// per rejected message. Default: the zero Logger, which discards.
+	Logger zerolog.Logger
+
+	// Registerer, when set, receives the sink's metrics (see metrics.go).
+	// Default: metrics are kept but not registered anywhere.
+	Registerer prometheus.Registerer
+}
+
+// String describes the options without the write key, so that logging an
+// Options value by accident does not leak it.
+func (o Options) String() string {
+	key := ""
+	if o.WriteKey != "" {
+		key = "(set)"
+	}
+	return fmt.Sprintf("{Endpoint:%q WriteKey:%s BatchSize:%d BatchBytes:%d FlushInterval:%s Concurrency:%d Timeout:%s MinBackoff:%s MaxBackoff:%s}",
+		o.Endpoint, key, o.BatchSize, o.BatchBytes, o.FlushInterval, o.Concurrency, o.Timeout, o.MinBackoff, o.MaxBackoff)
+}
+
+// Validate reports every field that is out of range. Zero values are valid
+// (they mean the default) except for WriteKey.
+func (o Options) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("sink: "+format, args...))
+	}
+	if o.WriteKey == "" {
+		bad("WriteKey is required")
+	}
+	if o.Endpoint != "" {
+		u, err := url.Parse(o.Endpoint)
+		switch {
+		case err != nil:
+			bad("Endpoint is not a URL")
+		case u.Scheme != "http" && u.Scheme != "https", u.Host == "":
+			bad("Endpoint %q is not an absolute http(s) URL", u.Redacted())
+		}
+	}
+	if o.BatchSize < 0 || o.BatchSize > MaxBatchSize {
+		bad("BatchSize %d is outside 1..%d", o.BatchSize, MaxBatchSize)
+	}
+	if o.BatchBytes < 0 || o.BatchBytes > MaxBatchBytes {
+		bad("BatchBytes %d is outside 1..%d", o.BatchBytes, MaxBatchBytes)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"FlushInterval", o.FlushInterval},
+		{"Timeout", o.Timeout},
+		{"MinBackoff", o.MinBackoff},
+		{"MaxBackoff", o.MaxBackoff},
+	} {
+		if d.v < 0 {
+			bad("%s %s is negative", d.name, d.v)
+		}
+	}
+	if o.Concurrency < 0 {
+		bad("Concurrency %d is negative", o.Concurrency)
+	}
+	if minB := cmp.Or(o.MinBackoff, DefaultMinBackoff); o.MaxBackoff > 0 && minB > o.MaxBackoff {
+		bad("MinBackoff %s is over MaxBackoff %s", minB, o.MaxBackoff)
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns o with every zero field replaced by its default.
+func (o Options) withDefaults() Options {
+	if o.Endpoint == "" {
+		o.Endpoint = DefaultEndpoint
+	}
+	if o.BatchSize == 0 {
+		o.BatchSize = DefaultBatchSize
+	}
+	if o.BatchBytes == 0 {
+		o.BatchBytes = MaxBatchBytes
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.MinBackoff == 0 {
+		o.MinBackoff = DefaultMinBackoff
+	}
+	if o.MaxBackoff == 0 {
+		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
+	}
+	if o.Client == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = o.Concurrency
+		o.Client = &http.Client{Transport: t}
+	}
+	return o
+}

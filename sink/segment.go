@@ -1,0 +1,264 @@
+package sink
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+)
+
+// Outcome is what became of one message.
+type Outcome int
+
+const (
+	// Delivered: Segment acknowledged the message (2xx); commit it.
+	Delivered Outcome = iota
+	// Rejected: Segment refused the message itself, or it is over 32000
+	// bytes; no retry can succeed. Result.Err is a *RejectedError.
+	Rejected
+	// Abandoned: the sink stopped trying (Cancel closed, or Run's context
+	// ended) without an answer. Do not commit; redeliver later.
+	Abandoned
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Delivered:
+		return "delivered"
+	case Rejected:
+		return "rejected"
+	case Abandoned:
+		return "abandoned"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Message is one encoded Segment call handed to the sink.
+type Message struct {
+	// ID is the call's messageId, used in logs only.
+	ID string
+	// JSON is one encoded message object, appended as is to the batch
+	// array. The sink keeps a reference until Done is called; do not
+	// modify it before then.
+	JSON []byte
+	// Cancel is optional: close it when the message is no longer wanted
+	// (its partition was revoked). The sink then stops retrying it and
+	// reports Abandoned; if it was already acknowledged, Delivered.
+	// Many messages may share one channel.
+	Cancel <-chan struct{}
+	// Done is called exactly once with the message's outcome, from a sink
+	// goroutine, in no particular order across messages. It must not
+	// block for long: it runs on the goroutine that sends the next batch.
+	Done func(Result)
+}
+
+// Result is the outcome of one message.
+type Result struct {
+	Outcome Outcome
+	// Err is nil for Delivered, a *RejectedError for Rejected, and for
+	// Abandoned an error that wraps ErrCanceled or ErrClosed (and names
+	// the last failure, if there was one).
+	Err error
+}
+
+// RejectedError is what Segment said when it refused a message for good.
+// Inspect it with errors.As.
+type RejectedError struct {
+	// Status is the HTTP status Segment answered (400 or 413), or 0 when
+	// the sink refused the message without sending it.
+	Status int
+	// Body is the start of Segment's answer (at most 512 bytes), or why
+	// the sink refused the message.
+	Body string
+}
+
+func (e *RejectedError) Error() string {
+	if e.Status == 0 {
+		return "sink: message not sent: " + e.Body
+	}
+	return fmt.Sprintf("segment rejected the message: status %d: %s", e.Status, e.Body)
+}
+
+var (
+	// ErrClosed is returned by Enqueue once Run has returned (or is
+	// returning), and wrapped by the Err of messages abandoned because
+	// Run's context ended.
+	ErrClosed = errors.New("sink: stopped")
+	// ErrCanceled is wrapped by the Err of messages abandoned because
+	// their Cancel channel was closed.
+	ErrCanceled = errors.New("sink: message canceled by its owner")
+)
+
+// Segment batches messages and delivers them to Segment's HTTP Tracking API.
+// Create it with NewSegment, start it with Run, feed it with Enqueue.
+type Segment struct {
+	o    Options // with defaults applied
+	url  string
+	auth string // the Authorization header value; it holds the write key
+	log  zerolog.Logger
+	m    *metrics
+	pool sync.Pool // *[]byte request bodies
+
+	queue   chan Message
+	batches chan *batch // unbuffered: a batch is always owned by exactly one goroutine
+
+	started  atomic.Bool
+	stopping chan struct{} // closed when Run begins to return
+	mu       sync.RWMutex  // Enqueue holds it shared; Run takes it to shut the queue
+	stopped  bool
+
+	health health
+}
+
+// NewSegment checks o and builds a sink. It registers the sink's metrics on
+// o.Registerer, so it fails if a sink was already registered there.
+func NewSegment(o Options) (*Segment, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o = o.withDefaults()
+	s := &Segment{
+		o:   o,
+		url: o.Endpoint + "/v1/batch",
+		// Segment's basic auth: the write key is the user, the password is empty.
+		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(o.WriteKey+":")),
+		log:  o.Logger.With().Str("component", "sink").Logger(),
+		// The queue plus one batch per sender plus the one being filled make
+		// about 2×BatchSize×Concurrency messages held at most.
+		queue:    make(chan Message, o.BatchSize*o.Concurrency),
+		batches:  make(chan *batch),
+		stopping: make(chan struct{}),
+	}
+	if o.Endpoint[len(o.Endpoint)-1] == '/' {
+		s.url = o.Endpoint + "v1/batch"
+	}
+	m, err := newMetrics(o.Registerer, func() float64 { return float64(len(s.queue)) })
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	return s, nil
+}
+
+// Run sends batches until ctx ends. It owns every sink goroutine: the
+// batcher and Concurrency senders. When ctx ends, requests in flight are
+// aborted, and every message enqueued and not yet finished gets
+// Done(Abandoned) before Run returns. Run returns nil then; it returns an
+// error only when called more than once.
+//
+// To drain instead of abandoning, stop calling Enqueue and wait for the
+// outstanding Done calls before cancelling ctx.
+func (s *Segment) Run(ctx context.Context) error {
+	if !s.started.CompareAndSwap(false, true) {
+		return errors.New("sink: Run called more than once")
+	}
+	defer s.shut()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		s.batchLoop(ctx)
+		return nil
+	})
+	for range s.o.Concurrency {
+		g.Go(func() error {
+			s.sendLoop(ctx)
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// shut closes the queue to Enqueue and abandons what is still in it. Run
+// calls it after every sink goroutine has stopped.
+func (s *Segment) shut() {
+	close(s.stopping) // wakes Enqueue calls blocked on a full queue
+	s.mu.Lock()       // waits until none is between its check and its send
+	s.stopped = true
+	s.mu.Unlock()
+	for {
+		select {
+		case m := <-s.queue:
+			s.finish(m, Result{Outcome: Abandoned, Err: ErrClosed})
+		default:
+			return
+		}
+	}
+}
+
+// Enqueue hands m to the sink, which then owns it until it calls m.Done.
+// It blocks while the queue is full, which is how a slow or failing Segment
+// slows the consumer down. It returns ctx.Err() if ctx ends first, ErrClosed
+// once Run has returned, and an error if m.Done is nil; in those cases Done is
+// never called. It may be called before Run starts; the messages wait.
+func (s *Segment) Enqueue(ctx context.Context, m Message) error {
+	if m.Done == nil {
+		return errors.New("sink: Message.Done is nil")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.stopped {
+		return ErrClosed
+	}
+	select {
+	case s.queue <- m:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stopping:
+		return ErrClosed
+	}
+}
+
+// Healthy reports whether Segment is taking our requests: true when the last
+// request succeeded (a 2xx, or a 400/413 that rejects a message: Segment
+// answered), or when the last failure is over a minute old and no batch is
+// waiting for a retry, or before the first request. Use it for readiness
+// and logging; delivery does not depend on it.
+func (s *Segment) Healthy() bool { return s.health.healthy(time.Now()) }
+
+// finish reports m's outcome to its owner and to the metrics.
+func (s *Segment) finish(m Message, r Result) {
+	s.m.outcome(r.Outcome)
+	m.Done(r)
+}
+
+// abandon finishes every message of msgs as Abandoned with err.
+func (s *Segment) abandon(msgs []Message, err error) {
+	for _, m := range msgs {
+		s.finish(m, Result{Outcome: Abandoned, Err: err})
+	}
+}
+
+// health remembers the last request and how many batches are failing.
+type health struct {
+	mu      sync.Mutex
+	last    time.Time
+	ok      bool
+	failing atomic.Int64 // batches whose last attempt failed and that are still being retried
+}
+
+func (h *health) record(at time.Time, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if at.After(h.last) {
+		h.last, h.ok = at, ok
+	}
+}
+
+func (h *health) healthy(now time.Time) bool {
+	h.mu.Lock()
+	last, ok := h.last, h.ok
+	h.mu.Unlock()
+	if last.IsZero() || ok {
+		return true
+	}
+	return now.Sub(last) > time.Minute && h.failing.Load() == 0
+}

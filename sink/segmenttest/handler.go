@@ -1,0 +1,224 @@
+package segmenttest
+
+import (
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Segment's limits, as the HTTP Tracking API documents them.
+const (
+	maxBodyBytes    = 500000
+	maxMessageBytes = 32000
+	maxBatchLen     = 2500
+)
+
+// ServeHTTP serves POST /v1/batch.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		answer(w, http.StatusServiceUnavailable, "server closed")
+		return
+	}
+	s.inflight.Add(1)
+	s.mu.Unlock()
+	defer s.inflight.Done()
+
+	if r.URL.Path != "/v1/batch" {
+		s.count()
+		answer(w, http.StatusNotFound, "not found")
+		return
+	}
+	if r.Method != http.MethodPost {
+		s.count()
+		w.Header().Set("Allow", http.MethodPost)
+		answer(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	at := time.Now()
+	p := s.nextPlan()
+	if p.latency > 0 && !s.pause(r, p.latency) {
+		return
+	}
+	switch p.fault {
+	case 0, Cut:
+	case Drop:
+		cut(w, "")
+		return
+	case Hang:
+		select {
+		case <-r.Context().Done():
+		case <-s.closing:
+		}
+		return
+	default:
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 2*maxBodyBytes))
+		if (p.fault == http.StatusTooManyRequests || p.fault == http.StatusServiceUnavailable) && p.retryAfter > 0 {
+			secs := (p.retryAfter + time.Second - 1) / time.Second
+			w.Header().Set("Retry-After", strconv.FormatInt(int64(secs), 10))
+		}
+		answer(w, p.fault, "injected fault")
+		return
+	}
+
+	if user, _, ok := r.BasicAuth(); !ok || user != s.writeKey {
+		w.Header().Set("WWW-Authenticate", `Basic realm="Segment"`)
+		answer(w, http.StatusUnauthorized, "invalid write key")
+		return
+	}
+	msgs, problem := s.parse(r, at)
+	if problem != "" {
+		answer(w, http.StatusBadRequest, problem)
+		return
+	}
+	if p.reject != nil {
+		for _, m := range msgs {
+			if p.reject(m) {
+				answer(w, http.StatusBadRequest, fmt.Sprintf("message %s is invalid", m.MessageID))
+				return
+			}
+		}
+	}
+	s.record(msgs)
+	if p.fault == Cut {
+		cut(w, "HTTP/1.1 200 OK\r\nContent-Type: appl")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"success":true}`)
+}
+
+func (s *Server) count() {
+	s.mu.Lock()
+	s.requests++
+	s.mu.Unlock()
+}
+
+// pause waits d; false means the request or the Server ended meanwhile.
+func (s *Server) pause(r *http.Request, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+	case <-s.closing:
+	}
+	return false
+}
+
+// answer writes Segment-style JSON.
+func answer(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(struct {
+		Success bool   `json:"success"`
+		Message string `json:"message"`
+	}{false, msg})
+	_, _ = w.Write(b)
+}
+
+// cut takes the connection over, writes partial (which may be empty) and
+// closes it, so the client sees a broken connection instead of an answer.
+func cut(w http.ResponseWriter, partial string) {
+	hj, ok := w.(http.Hijacker)
+	if !ok { // HTTP/2: resetting the stream is the closest thing
+		panic(http.ErrAbortHandler)
+	}
+	conn, buf, err := hj.Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	if partial != "" {
+		_, _ = buf.WriteString(partial)
+		_ = buf.Flush()
+	}
+	_ = conn.Close()
+}
+
+// parse reads and checks a batch body. It returns the messages, or why the
+// whole batch is refused.
+func (s *Server) parse(r *http.Request, at time.Time) ([]Received, string) {
+	var body io.Reader = r.Body
+	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+	case "gzip":
+		zr, err := gzip.NewReader(io.LimitReader(r.Body, maxBodyBytes+1))
+		if err != nil {
+			return nil, "invalid gzip body"
+		}
+		defer zr.Close()
+		body = zr
+	default:
+		return nil, fmt.Sprintf("unsupported Content-Encoding %q", enc)
+	}
+	data, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	switch {
+	case err != nil:
+		return nil, "reading body: " + err.Error()
+	case len(data) > maxBodyBytes:
+		return nil, fmt.Sprintf("body is over %d bytes", maxBodyBytes)
+	}
+
+	var env struct {
+		Batch []json.RawMessage `json:"batch"`
+	}
+	if err := json.Unmarshal(data, &env); err != nil {
+		return nil, "invalid JSON: " + err.Error()
+	}
+	switch {
+	case env.Batch == nil:
+		return nil, "batch is missing"
+	case len(env.Batch) > maxBatchLen:
+		return nil, fmt.Sprintf("batch has %d messages, over %d", len(env.Batch), maxBatchLen)
+	}
+	msgs := make([]Received, 0, len(env.Batch))
+	for i, raw := range env.Batch {
+		m, problem := s.message(raw)
+		if problem != "" {
+			return nil, fmt.Sprintf("batch[%d]: %s", i, problem)
+		}
+		m.At = at
+		msgs = append(msgs, m)
+	}
+	return msgs, ""
+}
+
+// message checks one message of a batch.
+func (s *Server) message(raw json.RawMessage) (Received, string) {
+	if len(raw) > maxMessageBytes {
+		return Received{}, fmt.Sprintf("message is %d bytes, over %d", len(raw), maxMessageBytes)
+	}
+	var f struct {
+		Type        string `json:"type"`
+		Event       string `json:"event"`
+		MessageID   string `json:"messageId"`
+		UserID      string `json:"userId"`
+		AnonymousID string `json:"anonymousId"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil {
+		return Received{}, "invalid message: " + err.Error()
+	}
+	switch {
+	case f.Type == "":
+		return Received{}, "type is missing"
+	case f.Type == "track" && f.Event == "":
+		return Received{}, "event is missing"
+	case f.MessageID == "":
+		return Received{}, "messageId is missing"
+	case f.UserID == "" && f.AnonymousID == "":
+		return Received{}, "userId or anonymousId is required"
+	}
+	m := Received{MessageID: f.MessageID, Event: f.Event}
+	if !s.noBodies {
+		m.UserID, m.AnonymousID = f.UserID, f.AnonymousID
+		m.Raw = raw // json.Unmarshal copied it out of the body
+	}
+	return m, ""
+}

@@ -1,0 +1,179 @@
+// Package segmenttest provides a stand-in for Segment's HTTP Tracking API
+// batch endpoint, for tests, the demo and benchmarks.
+//
+// A Server checks requests the way Segment does (POST /v1/batch, basic auth
+// with the write key as user name, optional gzip, 500 KB per request, 32 KB
+// per message, 2500 messages per batch, type/event/messageId and
+// userId/anonymousId present), records every accepted message with its
+// arrival time, and answers {"success":true}. A batch that breaks a rule is
+// refused as a whole with 400, as Segment does, which is what the sink's
+// batch splitting must cope with.
+//
+// Faults can be injected while it serves: scripted statuses (FailNext), an
+// outage (SetOutage), Retry-After headers, latency, dropped connections,
+// requests that hang past the client's timeout, responses cut off after the
+// batch was accepted (the client cannot know it was), and a seeded random mix
+// of all of these (SetFaultRate). Injected faults take effect before
+// authentication, like failures of a load balancer in front of the API.
+package segmenttest
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Received is one accepted message.
+type Received struct {
+	MessageID   string
+	Event       string
+	UserID      string
+	AnonymousID string
+	// Raw is the message as sent; nil WithoutBodies.
+	Raw json.RawMessage
+	// At is when the request that carried it arrived.
+	At time.Time
+}
+
+// Option configures a Server.
+type Option func(*Server)
+
+// WithoutBodies keeps only messageId, event and arrival time of each
+// message, for benchmarks that send millions.
+func WithoutBodies() Option { return func(s *Server) { s.noBodies = true } }
+
+// WithAddr listens on addr (for example ":8080" for the demo) instead of a
+// random loopback port.
+func WithAddr(addr string) Option { return func(s *Server) { s.addr = addr } }
+
+// Server is a Segment-compatible batch endpoint. Its methods are safe for
+// concurrent use, also while it serves.
+type Server struct {
+	writeKey string
+	noBodies bool
+	addr     string
+
+	ln      net.Listener
+	srv     *http.Server
+	serving sync.WaitGroup // the Serve goroutine
+	closing chan struct{}  // closed by Close; ends hanging requests
+
+	mu       sync.Mutex
+	closed   bool
+	inflight sync.WaitGroup // handlers; Close waits for them
+	requests int
+	msgs     []Received
+	distinct map[string]struct{}
+	f        faults
+}
+
+// NewServer starts a Server on 127.0.0.1 at a random port (or WithAddr's
+// address), like httptest.NewServer, and panics if it cannot listen: it is
+// meant for tests. Use Listen to get the error instead.
+func NewServer(writeKey string, opts ...Option) *Server {
+	s, err := Listen(writeKey, opts...)
+	if err != nil {
+		panic(fmt.Sprintf("segmenttest: %v", err))
+	}
+	return s
+}
+
+// Listen is NewServer returning the error, for commands.
+func Listen(writeKey string, opts ...Option) (*Server, error) {
+	s := newServer(writeKey, opts...)
+	addr := s.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	s.ln = ln
+	s.srv = &http.Server{Handler: s, ReadHeaderTimeout: 10 * time.Second}
+	s.serving.Go(func() { _ = s.srv.Serve(ln) })
+	return s, nil
+}
+
+func newServer(writeKey string, opts ...Option) *Server {
+	s := &Server{
+		writeKey: writeKey,
+		closing:  make(chan struct{}),
+		distinct: make(map[string]struct{}),
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// URL is the base URL to use as sink.Options.Endpoint, for example
+// "http://127.0.0.1:40123".
+func (s *Server) URL() string {
+	if s.ln == nil {
+		return ""
+	}
+	return "http://" + s.ln.Addr().String()
+}
+
+// Handler is the batch endpoint, to mount on any listener or mux.
+func (s *Server) Handler() http.Handler { return s }
+
+// Close stops listening, ends hanging requests and waits for every handler.
+func (s *Server) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.closing)
+	if s.srv != nil {
+		_ = s.srv.Close()
+		s.serving.Wait()
+	}
+	s.inflight.Wait()
+}
+
+// Messages returns a copy of the accepted messages, in arrival order.
+func (s *Server) Messages() []Received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Received(nil), s.msgs...)
+}
+
+// Count is how many messages were accepted, duplicates included.
+func (s *Server) Count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.msgs)
+}
+
+// Distinct is how many different messageIds were accepted: what Segment
+// keeps after de-duplication.
+func (s *Server) Distinct() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.distinct)
+}
+
+// Requests is how many requests arrived, faulted and refused ones included.
+func (s *Server) Requests() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.requests
+}
+
+// record stores the messages of an accepted batch.
+func (s *Server) record(msgs []Received) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range msgs {
+		s.distinct[m.MessageID] = struct{}{}
+	}
+	s.msgs = append(s.msgs, msgs...)
+}

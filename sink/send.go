@@ -1,0 +1,257 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// maxErrorBody is how much of an error answer is kept for logs and
+// RejectedError.
+const maxErrorBody = 512
+
+// sendLoop delivers one batch at a time until ctx ends.
+func (s *Segment) sendLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case b := <-s.batches:
+			s.deliver(ctx, b)
+		}
+	}
+}
+
+// answer is what one attempt produced.
+type answer struct {
+	status     int    // HTTP status, 0 when there was no answer
+	label      string // the metrics label: the status, "timeout", "error" or "canceled"
+	err        error  // the transport error, or the status as an error
+	body       string // the start of an error answer
+	retryAfter time.Duration
+}
+
+// deliver sends b until each of its messages is finished: delivered,
+// rejected, or abandoned because it was cancelled or ctx ended. It owns b
+// and returns its buffer to the pool.
+func (s *Segment) deliver(ctx context.Context, b *batch) {
+	defer func() { s.putBuf(b.buf) }()
+	var last error // the last failure, for the Err of abandoned messages
+	failing := false
+	defer func() {
+		if failing {
+			s.health.failing.Add(-1)
+		}
+	}()
+	for attempt := 0; ; attempt++ {
+		if n := len(b.msgs); s.dropCanceled(b, last) && len(b.msgs) > 0 {
+			s.log.Debug().Int("canceled", n-len(b.msgs)).Int("messages", len(b.msgs)).Msg("dropped canceled messages from batch")
+		}
+		if len(b.msgs) == 0 {
+			return
+		}
+		if ctx.Err() != nil {
+			s.abandon(b.msgs, withLast(ErrClosed, last))
+			return
+		}
+
+		a := s.post(ctx, b)
+		switch {
+		case a.status >= 200 && a.status < 300:
+			for _, m := range b.msgs {
+				s.finish(m, Result{Outcome: Delivered})
+			}
+			return
+
+		case a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge:
+			if len(b.msgs) == 1 {
+				m := b.msgs[0]
+				s.log.Error().Str("message_id", m.ID).Int("status", a.status).Str("answer", a.body).Msg("segment rejected message")
+				s.finish(m, Result{Outcome: Rejected, Err: &RejectedError{Status: a.status, Body: a.body}})
+				return
+			}
+			// One bad message fails the whole request: split to find it,
+			// so that the others are delivered.
+			h := len(b.msgs) / 2
+			s.log.Warn().Int("status", a.status).Int("messages", len(b.msgs)).Str("answer", a.body).Msg("segment rejected batch, splitting it to isolate bad messages")
+			left, right := s.encode(b.msgs[:h]), s.encode(b.msgs[h:])
+			s.putBuf(b.buf)
+			b.buf = nil
+			s.deliver(ctx, left)
+			s.deliver(ctx, right)
+			return
+		}
+
+		// Anything else may succeed later. Retry for ever.
+		last = a.err
+		if a.label == "canceled" {
+			continue // aborted by us: ctx ended or every message was cancelled
+		}
+		if !failing {
+			failing = true
+			s.health.failing.Add(1)
+		}
+		wait := s.backoff(attempt, a.retryAfter)
+		s.m.retries.Inc()
+		ev := s.log.Warn().Int("attempt", attempt+1).Int("messages", len(b.msgs)).Dur("backoff", wait).Str("status", a.label)
+		if a.body != "" {
+			ev = ev.Str("answer", a.body)
+		}
+		if a.retryAfter > 0 {
+			ev = ev.Dur("retry_after", a.retryAfter)
+		}
+		ev.Err(a.err).Msg("segment request failed, will retry")
+		s.sleep(ctx, b, wait, last)
+	}
+}
+
+// dropCanceled finishes the messages of b whose Cancel is closed and removes
+// them, rebuilding the body if any went. It reports whether any went.
+func (s *Segment) dropCanceled(b *batch, last error) bool {
+	kept := b.msgs[:0]
+	for _, m := range b.msgs {
+		if closed(m.Cancel) {
+			s.finish(m, Result{Outcome: Abandoned, Err: withLast(ErrCanceled, last)})
+			continue
+		}
+		kept = append(kept, m)
+	}
+	if len(kept) == len(b.msgs) {
+		return false
+	}
+	clear(b.msgs[len(kept):]) // drop references to finished messages
+	msgs := kept
+	s.putBuf(b.buf)
+	*b = *s.encode(msgs)
+	return true
+}
+
+// withLast wraps reason with the last failure, if any.
+func withLast(reason, last error) error {
+	if last == nil {
+		return reason
+	}
+	return fmt.Errorf("%w (last attempt: %v)", reason, last)
+}
+
+// post makes one attempt. It aborts the request when ctx ends, after
+// Options.Timeout, or when every message of b has been cancelled.
+func (s *Segment) post(ctx context.Context, b *batch) answer {
+	rctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
+	defer cancel()
+	watched := s.watchCanceled(rctx, cancel, b.msgs)
+	defer watched()
+
+	body := *b.buf
+	stamp(body, time.Now())
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.url, bytes.NewReader(body))
+	if err != nil {
+		return answer{label: "error", err: err}
+	}
+	req.Header.Set("Authorization", s.auth)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "produktly-segment/"+libraryVersion)
+
+	s.m.batchSize.Observe(float64(len(b.msgs)))
+	s.m.batchBytes.Observe(float64(len(body)))
+	start := time.Now()
+	resp, err := s.o.Client.Do(req)
+	var a answer
+	if err == nil {
+		a = s.read(resp)
+	} else {
+		a = answer{label: "error", err: err}
+		switch {
+		case ctx.Err() != nil || errors.Is(rctx.Err(), context.Canceled):
+			a.label = "canceled"
+		case errors.Is(err, context.DeadlineExceeded) || isTimeout(err):
+			a.label = "timeout"
+		}
+	}
+	elapsed := time.Since(start)
+	s.m.requests.WithLabelValues(a.label).Inc()
+	if a.label != "canceled" {
+		s.m.latency.Observe(elapsed.Seconds())
+		s.health.record(time.Now(), a.status >= 200 && a.status < 300 ||
+			a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge)
+	}
+	return a
+}
+
+// read turns a response into an answer and closes its body. A 2xx body is
+// read to the end (up to a bound) so the connection can be reused; an error
+// body is kept in part for logs.
+func (s *Segment) read(resp *http.Response) answer {
+	defer resp.Body.Close()
+	a := answer{status: resp.StatusCode, label: strconv.Itoa(resp.StatusCode)}
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		// The status is Segment's acknowledgement; an error while reading
+		// the rest of the body does not undo it.
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		return a
+	}
+	buf := make([]byte, maxErrorBody)
+	n, _ := io.ReadFull(resp.Body, buf)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	a.body = string(bytes.ToValidUTF8(bytes.TrimSpace(buf[:n]), nil))
+	a.err = fmt.Errorf("segment answered %s", resp.Status)
+	a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	return a
+}
+
+// watchCanceled cancels the request when every message has been cancelled:
+// nobody wants its answer any more, so the sender should not wait up to
+// Timeout for it. The returned func stops the watch and waits for it.
+func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, msgs []Message) func() {
+	chans, all := cancelChans(msgs)
+	if !all {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Every channel closed means every message cancelled; wait for
+		// each in turn.
+		for _, c := range chans {
+			select {
+			case <-c:
+			case <-rctx.Done():
+				return
+			}
+		}
+		abort()
+	})
+	return func() {
+		abort()
+		wg.Wait()
+	}
+}
+
+// cancelChans returns the distinct Cancel channels of msgs, and whether
+// every message has one. Messages of one partition usually share one.
+func cancelChans(msgs []Message) (chans []<-chan struct{}, all bool) {
+	all = true
+	seen := make(map[<-chan struct{}]struct{})
+	for _, m := range msgs {
+		if m.Cancel == nil {
+			all = false
+			continue
+		}
+		if _, ok := seen[m.Cancel]; !ok {
+			seen[m.Cancel] = struct{}{}
+			chans = append(chans, m.Cancel)
+		}
+	}
+	return chans, all && len(chans) > 0
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
