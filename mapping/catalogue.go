@@ -1,0 +1,143 @@
+package mapping
+
+import "strings"
+
+// event is one row of the catalogue.
+type event struct {
+	// Type is the raw interaction type in its snake_case spelling. Records
+	// may spell it in any case and with or without separators.
+	Type string
+	// Name is the Segment event name.
+	Name string
+	// ID is the property the event requires: a string or an integer.
+	ID string
+	// Metadata lists the members the event requires of its metadata
+	// object; none means the event does not require metadata.
+	Metadata []member
+
+	key string // Type without separators, lower case: the lookup key
+}
+
+// member is a required member of the metadata object.
+type member struct {
+	Name  string   // as the contract spells it: camelCase
+	Rule  rule     // what its value must be
+	OneOf []string // the allowed strings, for ruleOneOf
+
+	snake string // Name in snake_case, the form spellings are matched in
+}
+
+// rule is a constraint on a value.
+type rule uint8
+
+const (
+	ruleStringOrInteger    rule = iota + 1 // a JSON string, or a number with no fraction or exponent
+	ruleNonNegativeInteger                 // a number with no fraction or exponent, not below zero
+	ruleOneOf                              // a JSON string equal to one of member.OneOf
+)
+
+// catalogue is the one table of events. Adding an event is one row here,
+// one row in docs/contract.md (a test compares the two), a golden record in
+// testdata/ and its tests.
+var catalogue = []event{
+	{Type: "tour_available", Name: "Tour Available", ID: "tour_id"},
+	{Type: "tour_start", Name: "Tour Start", ID: "tour_id"},
+	{Type: "tour_auto_start", Name: "Tour Auto Start", ID: "tour_id"},
+	{Type: "tour_continue", Name: "Tour Continue", ID: "tour_id"},
+	{Type: "tour_finish", Name: "Tour Finish", ID: "tour_id"},
+	{Type: "tour_step", Name: "Tour Step", ID: "tour_id", Metadata: []member{
+		{Name: "stepIndex", Rule: ruleNonNegativeInteger},
+		{Name: "type", Rule: ruleOneOf, OneOf: []string{"next", "previous"}},
+	}},
+	{Type: "checklist_step_completed", Name: "Checklist Step Completed", ID: "checklist_id", Metadata: []member{
+		{Name: "stepId", Rule: ruleStringOrInteger},
+	}},
+	{Type: "checklist_finished", Name: "Checklist Finished", ID: "checklist_id"},
+	{Type: "smart_tip_available", Name: "Smart Tip Available", ID: "smart_tip_id"},
+	{Type: "smart_tip_open", Name: "Smart Tip Open", ID: "smart_tip_id"},
+	{Type: "announcement_shown", Name: "Announcement Shown", ID: "announcement_id"},
+	{Type: "announcement_action_clicked", Name: "Announcement Action Clicked", ID: "announcement_id"},
+	{Type: "announcement_closed", Name: "Announcement Closed", ID: "announcement_id"},
+	{Type: "nps_widget_shown", Name: "Nps Widget Shown", ID: "nps_widget_id"},
+}
+
+// metadataName is the property that carries an event's metadata object.
+const metadataName = "metadata"
+
+// byKey finds a catalogue row by its lookup key.
+var byKey = func() map[string]*event {
+	m := make(map[string]*event, len(catalogue))
+	for i := range catalogue {
+		e := &catalogue[i]
+		e.key = string(appendTypeKey(nil, []byte(e.Type)))
+		for j := range e.Metadata {
+			e.Metadata[j].snake = string(appendSnake(nil, []byte(e.Metadata[j].Name)))
+		}
+		m[e.key] = e
+	}
+	return m
+}()
+
+// appendTypeKey appends the lookup key of a type spelling: ASCII letters
+// lower-cased, the separators ' ', '_', '-' and '.' dropped, everything else
+// kept (so it can never match). Only ASCII folds, so no Unicode look-alike
+// (the Kelvin sign for k) names an event.
+func appendTypeKey(dst, typ []byte) []byte {
+	for _, c := range typ {
+		switch {
+		case 'A' <= c && c <= 'Z':
+			dst = append(dst, c+('a'-'A'))
+		case c == ' ' || c == '_' || c == '-' || c == '.':
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// lookup returns the event a decoded type spelling names, or nil.
+func lookup(typ []byte) *event {
+	var buf [64]byte
+	if len(typ) > len(buf) {
+		return nil // longer than any spelling worth accepting
+	}
+	return byKey[string(appendTypeKey(buf[:0], typ))]
+}
+
+// requirements renders the "required properties" cell of the event's row in
+// docs/contract.md, for example
+//
+//	`tour_id`, `metadata` = `{stepIndex: integer ≥ 0, type: "next" or "previous"}`
+func (e *event) requirements() string {
+	var b strings.Builder
+	b.WriteString("`" + e.ID + "`")
+	if len(e.Metadata) == 0 {
+		return b.String()
+	}
+	b.WriteString(", `" + metadataName + "` = `{")
+	for i, m := range e.Metadata {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(m.Name + ": " + m.Rule.describe(m.OneOf))
+	}
+	b.WriteString("}`")
+	return b.String()
+}
+
+// describe says in words what a value obeying the rule is, as the docs do.
+func (r rule) describe(oneOf []string) string {
+	switch r {
+	case ruleStringOrInteger:
+		return "string or integer"
+	case ruleNonNegativeInteger:
+		return "integer ≥ 0"
+	case ruleOneOf:
+		q := make([]string, len(oneOf))
+		for i, s := range oneOf {
+			q[i] = `"` + s + `"`
+		}
+		return strings.Join(q, " or ")
+	}
+	return "?"
+}

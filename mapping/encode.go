@@ -1,0 +1,181 @@
+package mapping
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/segmentio/analytics-go/v3"
+)
+
+// maxMessageBytes is Segment's per-message limit, as analytics-go enforces
+// it (maxMessageBytes in its message.go): 32000 bytes of encoded message.
+const maxMessageBytes = 32000
+
+// The partner-source convention: context.integration names the source.
+const (
+	integrationName    = "Produktly"
+	integrationVersion = "1.0.0"
+)
+
+// timeLayout is RFC 3339 in UTC with exactly three fractional digits:
+// Segment keeps milliseconds, and a fixed width keeps messages comparable.
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// namespace is the project's UUID namespace for message ids, fixed forever:
+// uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/produktly/produktly-segment")).
+// Changing it would give every redelivered record a new message id and
+// defeat Segment's de-duplication.
+var namespace = uuid.MustParse("3cb87268-174b-5295-bc79-ee14a9373ac5")
+
+// appendMessageID appends the call's deterministic message id: a version 5
+// UUID of "id:<id>" when the record has an id, else of
+// "kafka:<topic>/<partition>/<offset>". The prefixes keep the two name
+// spaces apart, and the partition and offset hold no "/", so distinct
+// records never share a name.
+func appendMessageID(dst, id []byte, r *Record) []byte {
+	var buf [128]byte
+	name := buf[:0]
+	if id != nil {
+		name = append(name, "id:"...)
+		name = append(name, id...)
+	} else {
+		name = append(name, "kafka:"...)
+		name = append(name, r.Topic...)
+		name = append(name, '/')
+		name = strconv.AppendInt(name, int64(r.Partition), 10)
+		name = append(name, '/')
+		name = strconv.AppendInt(name, r.Offset, 10)
+	}
+	return appendUUID(dst, uuid.NewSHA1(namespace, name))
+}
+
+// appendUUID appends u in its canonical 36-character form.
+func appendUUID(dst []byte, u uuid.UUID) []byte {
+	for i, b := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			dst = append(dst, '-')
+		}
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+	}
+	return dst
+}
+
+// draft is a call whose parts have been checked, ready to encode.
+type draft struct {
+	ev     *event
+	fields []field // present fields, deduplicated, in input order
+	ts     time.Time
+	// strs holds the property names, the message id and the identities.
+	strs                  string
+	msgID, userID, anonID span
+	// user and anon are the raw JSON strings of userId and anonymousId,
+	// nil when absent; they are copied into the message as given.
+	user, anon []byte
+}
+
+// encode writes the track message by appending to one buffer:
+//
+//	{"type":"track","messageId":…,"userId":…,"anonymousId":…,"event":…,
+//	 "timestamp":…,"properties":{…},"context":{"integration":{…}}}
+func (d *draft) encode() (Call, error) {
+	size := 256 + len(d.user) + len(d.anon)
+	n := 0
+	for i := range d.fields {
+		if f := &d.fields[i]; f.role == roleProperty {
+			n++
+			size += f.name.end - f.name.start + len(f.val) + 4
+		}
+	}
+	out := make([]byte, 0, size)
+	out = append(out, `{"type":"track","messageId":"`...)
+	out = append(out, d.strs[d.msgID.start:d.msgID.end]...)
+	out = append(out, '"')
+	if d.user != nil {
+		out = append(out, `,"userId":`...)
+		out = append(out, d.user...)
+	}
+	if d.anon != nil {
+		out = append(out, `,"anonymousId":`...)
+		out = append(out, d.anon...)
+	}
+	out = append(out, `,"event":`...)
+	out = appendString(out, d.ev.Name)
+	out = append(out, `,"timestamp":"`...)
+	out = d.ts.AppendFormat(out, timeLayout)
+	out = append(out, `","properties":{`...)
+
+	props := make([]Property, 0, n)
+	var spanBuf [32]span
+	spans := spanBuf[:0]
+	for i := range d.fields {
+		f := &d.fields[i]
+		if f.role != roleProperty {
+			continue
+		}
+		if len(props) > 0 {
+			out = append(out, ',')
+		}
+		name := d.strs[f.name.start:f.name.end]
+		out = appendString(out, name)
+		out = append(out, ':')
+		start := len(out)
+		if f.flags&flagSpace != 0 {
+			out = appendCompact(out, f.val)
+		} else {
+			out = append(out, f.val...)
+		}
+		spans = append(spans, span{start, len(out)})
+		props = append(props, Property{Name: name})
+	}
+	out = append(out, `},"context":{"integration":{"name":"`+integrationName+`","version":"`+integrationVersion+`"}}}`...)
+
+	if len(out) > maxMessageBytes {
+		largest := 0
+		for i := range spans {
+			if spans[i].end-spans[i].start > spans[largest].end-spans[largest].start {
+				largest = i
+			}
+		}
+		return Call{}, newError(CodeTooLarge, props[largest].Name,
+			"the encoded call is "+strconv.Itoa(len(out))+" bytes, over Segment's limit of "+
+				strconv.Itoa(maxMessageBytes)+"; this property's value is "+
+				strconv.Itoa(spans[largest].end-spans[largest].start)+" bytes")
+	}
+	for i, s := range spans {
+		props[i].Value = out[s.start:s.end:s.end]
+	}
+	return Call{
+		MessageID:   d.strs[d.msgID.start:d.msgID.end],
+		Event:       d.ev.Name,
+		UserID:      d.strs[d.userID.start:d.userID.end],
+		AnonymousID: d.strs[d.anonID.start:d.anonID.end],
+		Timestamp:   d.ts,
+		Properties:  props,
+		JSON:        out,
+	}, nil
+}
+
+// Track converts the call to analytics-go's form, losslessly: marshalled
+// with encoding/json it is the same message as c.JSON (keys in another
+// order). Property values are json.RawMessage sharing c.JSON's bytes.
+// Prefer c.JSON for sending: analytics-go escapes <, > and & in strings,
+// which can make its encoding longer than c.JSON.
+func (c Call) Track() analytics.Track {
+	props := make(analytics.Properties, len(c.Properties))
+	for _, p := range c.Properties {
+		props[p.Name] = p.Value
+	}
+	return analytics.Track{
+		Type:        "track",
+		MessageId:   c.MessageID,
+		AnonymousId: c.AnonymousID,
+		UserId:      c.UserID,
+		Event:       c.Event,
+		Timestamp:   c.Timestamp,
+		Context: &analytics.Context{Extra: map[string]any{
+			"integration": map[string]any{"name": integrationName, "version": integrationVersion},
+		}},
+		Properties: props,
+	}
+}

@@ -1,0 +1,185 @@
+package mapping
+
+import (
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// appendUnescaped appends the text of a JSON string, given without its
+// quotes and already validated by the scanner. A lone UTF-16 surrogate
+// becomes U+FFFD, as encoding/json does.
+func appendUnescaped(dst, raw []byte) []byte {
+	for i := 0; i < len(raw); {
+		c := raw[i]
+		if c != '\\' {
+			j := i + 1
+			for j < len(raw) && raw[j] != '\\' {
+				j++
+			}
+			dst = append(dst, raw[i:j]...)
+			i = j
+			continue
+		}
+		switch e := raw[i+1]; e {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r := hex4(raw[i+2:])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if i+6 <= len(raw) && raw[i] == '\\' && raw[i+1] == 'u' {
+					r2 = hex4(raw[i+2:])
+				}
+				if p := utf16.DecodeRune(r, r2); p != unicode.ReplacementChar {
+					r = p
+					i += 6
+				} else {
+					r = unicode.ReplacementChar
+				}
+			}
+			dst = utf8.AppendRune(dst, r)
+			continue
+		default: // '"', '\\', '/'
+			dst = append(dst, e)
+		}
+		i += 2
+	}
+	return dst
+}
+
+func hex4(b []byte) rune {
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case c <= '9':
+			c -= '0'
+		case c <= 'F':
+			c -= 'A' - 10
+		default:
+			c -= 'a' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
+}
+
+// appendSnake appends the snake_case form of a field name, so that camelCase
+// and snake_case spellings of one field meet under one name:
+//
+//	tourId, tour_id, TourId, tour-id, "Tour Id" → tour_id
+//	tourID → tour_id, HTTPServer → http_server, tourIDs → tour_ids
+//	step2Index → step2_index, __typename → __typename
+//
+// Letters are lower-cased; '-' and ' ' become '_'; an '_' goes before an
+// upper-case letter that follows a lower-case letter or a digit, and before
+// the last capital of an acronym when a lower-case word of two or more
+// letters follows it (so a plural "s" stays with its acronym). Every other
+// character is kept.
+func appendSnake(dst, name []byte) []byte {
+	start := len(dst)
+	prev := rune(-1)
+	for i := 0; i < len(name); {
+		r, n := rune(name[i]), 1
+		if r >= utf8.RuneSelf {
+			r, n = utf8.DecodeRune(name[i:])
+		}
+		switch {
+		case r == '-' || r == ' ' || r == '_':
+			dst = append(dst, '_')
+		case isUpper(r):
+			if len(dst) > start && dst[len(dst)-1] != '_' &&
+				(isLower(prev) || isDigitRune(prev) || isUpper(prev) && wordFollows(name[i+n:])) {
+				dst = append(dst, '_')
+			}
+			dst = utf8.AppendRune(dst, toLower(r))
+		default:
+			dst = append(dst, name[i:i+n]...)
+		}
+		prev = r
+		i += n
+	}
+	return dst
+}
+
+// wordFollows reports whether b starts with two or more lower-case letters.
+func wordFollows(b []byte) bool {
+	count := 0
+	for i := 0; i < len(b) && count < 2; {
+		r, n := rune(b[i]), 1
+		if r >= utf8.RuneSelf {
+			r, n = utf8.DecodeRune(b[i:])
+		}
+		if !isLower(r) {
+			break
+		}
+		count++
+		i += n
+	}
+	return count >= 2
+}
+
+func isUpper(r rune) bool {
+	if r < utf8.RuneSelf {
+		return 'A' <= r && r <= 'Z'
+	}
+	return unicode.IsUpper(r)
+}
+
+func isLower(r rune) bool {
+	if r < utf8.RuneSelf {
+		return 'a' <= r && r <= 'z'
+	}
+	return unicode.IsLower(r)
+}
+
+func isDigitRune(r rune) bool { return '0' <= r && r <= '9' }
+
+func toLower(r rune) rune {
+	if r < utf8.RuneSelf {
+		return r + ('a' - 'A')
+	}
+	return unicode.ToLower(r)
+}
+
+// hexDigits is used for \u escapes and UUID text.
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. It escapes what JSON requires
+// (quote, backslash, control characters) and nothing else; s must be valid
+// UTF-8, which everything the mapping writes is.
+func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}

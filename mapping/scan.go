@@ -1,0 +1,507 @@
+package mapping
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// maxDepth bounds how deeply objects and arrays may nest, counting the record
+// object itself as level 1. The scanner is iterative, so the bound is not
+// about the Go stack: it keeps pathological records (100k nested brackets)
+// cheap to reject and keeps decoders further down the line safe.
+const maxDepth = 100
+
+// kind is the JSON type of a scanned value.
+type kind uint8
+
+const (
+	kindString kind = iota + 1
+	kindNumber
+	kindObject
+	kindArray
+	kindBool
+	kindNull
+)
+
+func (k kind) String() string {
+	switch k {
+	case kindString:
+		return "a string"
+	case kindNumber:
+		return "a number"
+	case kindObject:
+		return "an object"
+	case kindArray:
+		return "an array"
+	case kindBool:
+		return "a boolean"
+	case kindNull:
+		return "null"
+	}
+	return "not a JSON value"
+}
+
+// Value flags collected while scanning.
+const (
+	flagEscaped  uint8 = 1 << iota // a string holding backslash escapes
+	flagSpace                      // insignificant whitespace inside the value
+	flagInteger                    // a number without fraction or exponent
+	flagNegative                   // a number with a leading minus sign
+)
+
+// plain marks the bytes a JSON string may hold literally without further
+// checks: printable ASCII other than the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// scanner validates JSON in one pass without decoding it. It yields the
+// extent of each value so the mapping can forward raw bytes unchanged.
+// It accepts exactly RFC 8259 JSON in valid UTF-8 (what encoding/json
+// accepts, minus invalid UTF-8), up to maxDepth levels.
+type scanner struct {
+	data []byte
+	pos  int
+	err  string // set on failure: what went wrong and where
+}
+
+func (s *scanner) fail(msg string) bool {
+	s.err = msg + " at byte " + strconv.Itoa(s.pos)
+	return false
+}
+
+func (s *scanner) failEOF() bool {
+	s.err = "unexpected end of input"
+	return false
+}
+
+func (s *scanner) failChar() bool {
+	if s.pos >= len(s.data) {
+		return s.failEOF()
+	}
+	c := s.data[s.pos]
+	if c < 0x20 || c >= 0x7f {
+		return s.fail("unexpected byte 0x" + strconv.FormatUint(uint64(c), 16))
+	}
+	return s.fail("unexpected character " + strconv.QuoteRune(rune(c)))
+}
+
+// space skips JSON whitespace and reports whether there was any.
+func (s *scanner) space() bool {
+	start := s.pos
+	for s.pos < len(s.data) {
+		switch s.data[s.pos] {
+		case ' ', '\t', '\n', '\r':
+			s.pos++
+			continue
+		}
+		break
+	}
+	return s.pos != start
+}
+
+// str scans the string starting at s.pos (a quote) and leaves s.pos past
+// its closing quote.
+func (s *scanner) str() (flags uint8, ok bool) {
+	d := s.data
+	i := s.pos + 1
+	for {
+		for i < len(d) && plain[d[i]] {
+			i++
+		}
+		if i >= len(d) {
+			return 0, s.failEOF()
+		}
+		switch c := d[i]; {
+		case c == '"':
+			s.pos = i + 1
+			return flags, true
+		case c == '\\':
+			flags |= flagEscaped
+			if i+1 >= len(d) {
+				return 0, s.failEOF()
+			}
+			switch d[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				for j := i + 2; j < i+6; j++ {
+					if j >= len(d) {
+						return 0, s.failEOF()
+					}
+					if !isHex(d[j]) {
+						s.pos = j
+						return 0, s.fail("invalid \\u escape in a string")
+					}
+				}
+				i += 6
+			default:
+				s.pos = i
+				return 0, s.fail("invalid escape in a string")
+			}
+		case c < 0x20:
+			s.pos = i
+			return 0, s.fail("control character in a string")
+		default:
+			r, n := utf8.DecodeRune(d[i:])
+			if r == utf8.RuneError && n == 1 {
+				s.pos = i
+				return 0, s.fail("invalid UTF-8")
+			}
+			i += n
+		}
+	}
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// num scans the number starting at s.pos.
+func (s *scanner) num() (flags uint8, ok bool) {
+	d := s.data
+	i := s.pos
+	flags = flagInteger
+	if d[i] == '-' {
+		flags |= flagNegative
+		i++
+	}
+	switch {
+	case i >= len(d):
+		s.pos = i
+		return 0, s.failEOF()
+	case d[i] == '0':
+		i++
+	case isDigit(d[i]):
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	default:
+		s.pos = i
+		return 0, s.failChar()
+	}
+	if i < len(d) && d[i] == '.' {
+		flags &^= flagInteger
+		i++
+		if i >= len(d) || !isDigit(d[i]) {
+			s.pos = i
+			return 0, s.failChar()
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	if i < len(d) && (d[i] == 'e' || d[i] == 'E') {
+		flags &^= flagInteger
+		i++
+		if i < len(d) && (d[i] == '+' || d[i] == '-') {
+			i++
+		}
+		if i >= len(d) || !isDigit(d[i]) {
+			s.pos = i
+			return 0, s.failChar()
+		}
+		for i < len(d) && isDigit(d[i]) {
+			i++
+		}
+	}
+	s.pos = i
+	return flags, true
+}
+
+// literal scans true, false or null.
+func (s *scanner) literal(word string) bool {
+	d := s.data[s.pos:]
+	for i := 0; i < len(word); i++ {
+		if i >= len(d) {
+			s.pos += i
+			return s.failEOF()
+		}
+		if d[i] != word[i] {
+			s.pos += i
+			return s.failChar()
+		}
+	}
+	s.pos += len(word)
+	return true
+}
+
+// key scans an object key, the colon after it and the whitespace around.
+func (s *scanner) key() (flags uint8, ok bool) {
+	if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+		if s.pos >= len(s.data) {
+			return 0, s.failEOF()
+		}
+		return 0, s.fail("expected a string key")
+	}
+	if flags, ok = s.str(); !ok {
+		return 0, false
+	}
+	if s.space() {
+		flags |= flagSpace
+	}
+	if s.pos >= len(s.data) {
+		return 0, s.failEOF()
+	}
+	if s.data[s.pos] != ':' {
+		return 0, s.fail("expected ':' after an object key")
+	}
+	s.pos++
+	if s.space() {
+		flags |= flagSpace
+	}
+	return flags, true
+}
+
+// value scans one value that sits at the given depth (the record object is
+// depth 1, its members' values depth 2…), leaving s.pos just past it. The
+// returned flags describe a scalar; flagSpace is set for any value holding
+// whitespace between its tokens. Containers are walked iteratively with a
+// fixed stack, so no input can exhaust the Go stack.
+func (s *scanner) value(depth int) (k kind, flags uint8, ok bool) {
+	var closers [maxDepth]byte
+	n := 0 // open containers within this value
+	d := s.data
+	for {
+		if s.pos >= len(d) {
+			return 0, 0, s.failEOF()
+		}
+		var vk kind
+		switch c := d[s.pos]; c {
+		case '"':
+			f, ok := s.str()
+			if !ok {
+				return 0, 0, false
+			}
+			vk = kindString
+			if n == 0 {
+				flags |= f
+			}
+		case '{', '[':
+			if depth+n > maxDepth {
+				return 0, 0, s.fail("nesting deeper than " + strconv.Itoa(maxDepth) + " levels")
+			}
+			s.pos++
+			if s.space() {
+				flags |= flagSpace
+			}
+			closer := byte(']')
+			vk = kindArray
+			if c == '{' {
+				closer = '}'
+				vk = kindObject
+			}
+			if n == 0 {
+				k = vk
+			}
+			if s.pos < len(d) && d[s.pos] == closer {
+				s.pos++ // an empty container is a complete value
+				break
+			}
+			closers[n] = closer
+			n++
+			if c == '{' {
+				f, ok := s.key()
+				if !ok {
+					return 0, 0, false
+				}
+				flags |= f & flagSpace
+			}
+			continue
+		case 't':
+			vk = kindBool
+			if !s.literal("true") {
+				return 0, 0, false
+			}
+		case 'f':
+			vk = kindBool
+			if !s.literal("false") {
+				return 0, 0, false
+			}
+		case 'n':
+			vk = kindNull
+			if !s.literal("null") {
+				return 0, 0, false
+			}
+		default:
+			if c != '-' && !isDigit(c) {
+				return 0, 0, s.failChar()
+			}
+			f, ok := s.num()
+			if !ok {
+				return 0, 0, false
+			}
+			vk = kindNumber
+			if n == 0 {
+				flags |= f
+			}
+		}
+		if n == 0 {
+			return vk, flags, true
+		}
+		// A value inside a container is complete: close containers until
+		// the next member or element starts.
+		for {
+			if s.space() {
+				flags |= flagSpace
+			}
+			if s.pos >= len(d) {
+				return 0, 0, s.failEOF()
+			}
+			c := d[s.pos]
+			if c == ',' {
+				s.pos++
+				if s.space() {
+					flags |= flagSpace
+				}
+				if closers[n-1] == '}' {
+					f, ok := s.key()
+					if !ok {
+						return 0, 0, false
+					}
+					flags |= f & flagSpace
+				}
+				break
+			}
+			if c != closers[n-1] {
+				return 0, 0, s.fail("expected ',' or '" + string(closers[n-1]) + "'")
+			}
+			s.pos++
+			n--
+			if n == 0 {
+				return k, flags, true
+			}
+		}
+	}
+}
+
+// appendCompact appends the valid JSON value v without insignificant
+// whitespace. Bytes inside strings are copied unchanged.
+func appendCompact(dst, v []byte) []byte {
+	inString := false
+	start := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case ' ', '\t', '\n', '\r':
+			dst = append(dst, v[start:i]...)
+			start = i + 1
+		}
+	}
+	return append(dst, v[start:]...)
+}
+
+// pair is one member of a JSON object, as slices of the scanned input.
+type pair struct {
+	key      []byte // without its quotes, still escaped
+	keyFlags uint8
+	val      []byte
+	kind     kind
+	flags    uint8
+}
+
+// objectIter walks the members of the object starting at s.pos. After next
+// returns false, s.err says whether the object was malformed.
+type objectIter struct {
+	s       scanner
+	depth   int    // of the object itself: the record is 1
+	started bool   // the '{' has been consumed
+	done    bool   // the '}' has been consumed, or scanning failed
+	key     []byte // the key whose value is being scanned, for errors
+}
+
+func (it *objectIter) next() (p pair, ok bool) {
+	s := &it.s
+	if it.done {
+		return p, false
+	}
+	it.key = nil
+	s.space()
+	if !it.started {
+		it.started = true
+		if s.pos >= len(s.data) {
+			it.done = true
+			return p, s.failEOF()
+		}
+		if s.data[s.pos] != '{' {
+			it.done = true
+			return p, s.failChar()
+		}
+		s.pos++
+		s.space()
+		if s.pos < len(s.data) && s.data[s.pos] == '}' {
+			s.pos++
+			it.done = true
+			return p, false
+		}
+	} else {
+		if s.pos >= len(s.data) {
+			it.done = true
+			return p, s.failEOF()
+		}
+		switch s.data[s.pos] {
+		case ',':
+			s.pos++
+			s.space()
+		case '}':
+			s.pos++
+			it.done = true
+			return p, false
+		default:
+			it.done = true
+			return p, s.fail("expected ',' or '}'")
+		}
+	}
+	if s.pos >= len(s.data) || s.data[s.pos] != '"' {
+		it.done = true
+		if s.pos >= len(s.data) {
+			return p, s.failEOF()
+		}
+		return p, s.fail("expected a string key")
+	}
+	start := s.pos
+	if p.keyFlags, ok = s.str(); !ok {
+		it.done = true
+		return p, false
+	}
+	p.key = s.data[start+1 : s.pos-1]
+	s.space()
+	if s.pos >= len(s.data) || s.data[s.pos] != ':' {
+		it.done = true
+		if s.pos >= len(s.data) {
+			return p, s.failEOF()
+		}
+		return p, s.fail("expected ':' after an object key")
+	}
+	s.pos++
+	s.space()
+	it.key = p.key
+	start = s.pos
+	if p.kind, p.flags, ok = s.value(it.depth + 1); !ok {
+		it.done = true
+		return p, false
+	}
+	p.val = s.data[start:s.pos]
+	return p, true
+}
+
+// absent reports whether a value counts as absent: null or "".
+func (p *pair) absent() bool {
+	return p.kind == kindNull || p.kind == kindString && len(p.val) == 2
+}
