@@ -1,0 +1,319 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// config is every setting of `produktly-segment run`. Each is read from an
+// environment variable and may be overridden by a flag of the same name in
+// kebab case (KAFKA_BROKERS → --kafka-brokers). Flags and environment are
+// read here and nowhere else.
+type config struct {
+	Brokers       []string
+	Topic         string
+	GroupID       string
+	DLQTopic      string
+	SASLMechanism string
+	SASLUsername  string
+	SASLPassword  string
+	TLS           bool
+	TLSCAFile     string
+	TLSCertFile   string
+	TLSKeyFile    string
+
+	WriteKey        string
+	Endpoint        string
+	BatchSize       int
+	FlushInterval   time.Duration
+	Concurrency     int
+	SegmentTimeout  time.Duration
+	MaxInFlight     int
+	MaxInFlightPart int
+
+	SessionTimeout    time.Duration
+	HeartbeatInterval time.Duration
+	RebalanceTimeout  time.Duration
+	RevokeTimeout     time.Duration
+	CommitInterval    time.Duration
+
+	AdminAddr       string
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+}
+
+// setting describes one variable: its name, default, help, and how it is
+// stored. Secret settings never show their value in --help or errors.
+type setting struct {
+	env      string
+	def      string
+	help     string
+	required bool
+	secret   bool
+	set      func(c *config, v string) error
+}
+
+func settings() []setting {
+	return []setting{
+		{env: "KAFKA_BROKERS", required: true, help: "comma-separated Kafka bootstrap addresses (host:port)",
+			set: func(c *config, v string) error { return parseBrokers(&c.Brokers, v) }},
+		{env: "KAFKA_TOPIC", def: "produktly.interactions", help: "source topic of raw Produktly records",
+			set: str(func(c *config) *string { return &c.Topic })},
+		{env: "KAFKA_GROUP_ID", def: "produktly-segment", help: "consumer group id",
+			set: str(func(c *config) *string { return &c.GroupID })},
+		{env: "KAFKA_DLQ_TOPIC", help: "dead-letter topic (default: the source topic plus .dlq)",
+			set: str(func(c *config) *string { return &c.DLQTopic })},
+		{env: "KAFKA_SASL_MECHANISM", help: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: none)",
+			set: func(c *config, v string) error {
+				switch strings.ToUpper(v) {
+				case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+					c.SASLMechanism = strings.ToUpper(v)
+					return nil
+				}
+				return fmt.Errorf("must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512, not %q", v)
+			}},
+		{env: "KAFKA_SASL_USERNAME", help: "SASL user name",
+			set: str(func(c *config) *string { return &c.SASLUsername })},
+		{env: "KAFKA_SASL_PASSWORD", secret: true, help: "SASL password",
+			set: str(func(c *config) *string { return &c.SASLPassword })},
+		{env: "KAFKA_TLS", def: "false", help: "connect to Kafka over TLS",
+			set: func(c *config, v string) error { return parseBool(&c.TLS, v) }},
+		{env: "KAFKA_TLS_CA_FILE", help: "PEM file of CA certificates to trust (default: the system pool)",
+			set: str(func(c *config) *string { return &c.TLSCAFile })},
+		{env: "KAFKA_TLS_CERT_FILE", help: "PEM client certificate for mutual TLS",
+			set: str(func(c *config) *string { return &c.TLSCertFile })},
+		{env: "KAFKA_TLS_KEY_FILE", help: "PEM client key for mutual TLS",
+			set: str(func(c *config) *string { return &c.TLSKeyFile })},
+		{env: "SEGMENT_WRITE_KEY", required: true, secret: true, help: "Segment source write key",
+			set: str(func(c *config) *string { return &c.WriteKey })},
+		{env: "SEGMENT_ENDPOINT", def: "https://api.segment.io", help: "Segment HTTP Tracking API base URL",
+			set: func(c *config, v string) error {
+				u, err := url.Parse(v)
+				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("must be an http(s) URL, not %q", v)
+				}
+				c.Endpoint = strings.TrimRight(v, "/")
+				return nil
+			}},
+		{env: "SEGMENT_BATCH_SIZE", def: "500", help: "messages per Segment request (1-2500)",
+			set: intIn(func(c *config) *int { return &c.BatchSize }, 1, 2500)},
+		{env: "SEGMENT_FLUSH_INTERVAL", def: "100ms", help: "longest wait before a partial batch is sent",
+			set: dur(func(c *config) *time.Duration { return &c.FlushInterval })},
+		{env: "SEGMENT_CONCURRENCY", def: "16", help: "Segment requests in flight at once",
+			set: intIn(func(c *config) *int { return &c.Concurrency }, 1, 1000)},
+		{env: "SEGMENT_TIMEOUT", def: "10s", help: "timeout of one Segment request",
+			set: dur(func(c *config) *time.Duration { return &c.SegmentTimeout })},
+		{env: "MAX_IN_FLIGHT", def: "20000", help: "records fetched and not yet acknowledged, all partitions",
+			set: intIn(func(c *config) *int { return &c.MaxInFlight }, 1, 10_000_000)},
+		{env: "MAX_IN_FLIGHT_PER_PARTITION", def: "5000", help: "records fetched and not yet acknowledged, per partition",
+			set: intIn(func(c *config) *int { return &c.MaxInFlightPart }, 1, 10_000_000)},
+		{env: "KAFKA_SESSION_TIMEOUT", def: "30s", help: "group session timeout: how long a silent member keeps its partitions",
+			set: dur(func(c *config) *time.Duration { return &c.SessionTimeout })},
+		{env: "KAFKA_HEARTBEAT_INTERVAL", def: "3s", help: "group heartbeat interval",
+			set: dur(func(c *config) *time.Duration { return &c.HeartbeatInterval })},
+		{env: "KAFKA_REBALANCE_TIMEOUT", def: "30s", help: "how long the group waits for members to rejoin in a rebalance",
+			set: dur(func(c *config) *time.Duration { return &c.RebalanceTimeout })},
+		{env: "KAFKA_REVOKE_TIMEOUT", def: "10s", help: "time in-flight records of a revoked partition get before they are abandoned (< rebalance timeout)",
+			set: dur(func(c *config) *time.Duration { return &c.RevokeTimeout })},
+		{env: "KAFKA_COMMIT_INTERVAL", def: "1s", help: "how often acknowledged offsets are committed",
+			set: dur(func(c *config) *time.Duration { return &c.CommitInterval })},
+		{env: "ADMIN_ADDR", def: ":8080", help: "listen address of /healthz, /readyz and /metrics",
+			set: func(c *config, v string) error {
+				if _, _, err := net.SplitHostPort(v); err != nil {
+					return fmt.Errorf("must be host:port, not %q", v)
+				}
+				c.AdminAddr = v
+				return nil
+			}},
+		{env: "SHUTDOWN_TIMEOUT", def: "25s", help: "time in-flight records get to be acknowledged on SIGTERM",
+			set: dur(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
+		{env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error",
+			set: oneOf(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+		{env: "LOG_FORMAT", def: "json", help: "json or console",
+			set: oneOf(func(c *config) *string { return &c.LogFormat }, "json", "console")},
+	}
+}
+
+// envNames returns the names of every environment variable `run` reads.
+func envNames() []string {
+	var names []string
+	for _, s := range settings() {
+		names = append(names, s.env)
+	}
+	sort.Strings(names)
+	return names
+}
+
+func flagName(env string) string { return strings.ToLower(strings.ReplaceAll(env, "_", "-")) }
+
+// configError names the setting that is missing or invalid.
+type configError struct {
+	Name string // the environment variable
+	Err  error
+}
+
+func (e *configError) Error() string {
+	return fmt.Sprintf("%s (--%s): %v", e.Name, flagName(e.Name), e.Err)
+}
+
+// parseConfig reads the settings from args and the environment given by
+// getenv. It returns flag.ErrHelp after printing help for -h/--help.
+func parseConfig(name string, args []string, getenv func(string) string, out io.Writer) (*config, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	ss := settings()
+	flagged := map[string]*string{}
+	for _, s := range ss {
+		flagged[s.env] = fs.String(flagName(s.env), "", s.help)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(out, name, ss)
+		}
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+
+	c := &config{}
+	for _, s := range ss {
+		v, ok := getenv(s.env), getenv(s.env) != ""
+		if given[flagName(s.env)] {
+			v, ok = *flagged[s.env], true
+		}
+		if !ok || v == "" {
+			if s.required {
+				return nil, &configError{Name: s.env, Err: errors.New("required")}
+			}
+			v = s.def
+		}
+		if err := s.set(c, v); err != nil {
+			if s.secret {
+				err = errors.New("invalid value")
+			}
+			return nil, &configError{Name: s.env, Err: err}
+		}
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = c.Topic + ".dlq"
+	}
+	if c.SASLMechanism != "" && (c.SASLUsername == "" || c.SASLPassword == "") {
+		name := "KAFKA_SASL_USERNAME"
+		if c.SASLUsername != "" {
+			name = "KAFKA_SASL_PASSWORD"
+		}
+		return nil, &configError{Name: name, Err: fmt.Errorf("required with KAFKA_SASL_MECHANISM=%s", c.SASLMechanism)}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		return nil, &configError{Name: "KAFKA_TLS_KEY_FILE", Err: errors.New("KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE go together")}
+	}
+	if c.MaxInFlightPart > c.MaxInFlight {
+		return nil, &configError{Name: "MAX_IN_FLIGHT_PER_PARTITION", Err: errors.New("exceeds MAX_IN_FLIGHT")}
+	}
+	if c.HeartbeatInterval >= c.SessionTimeout {
+		return nil, &configError{Name: "KAFKA_HEARTBEAT_INTERVAL", Err: errors.New("must be shorter than KAFKA_SESSION_TIMEOUT")}
+	}
+	if c.RevokeTimeout >= c.RebalanceTimeout {
+		return nil, &configError{Name: "KAFKA_REVOKE_TIMEOUT", Err: errors.New("must be shorter than KAFKA_REBALANCE_TIMEOUT")}
+	}
+	if c.DLQTopic == c.Topic {
+		return nil, &configError{Name: "KAFKA_DLQ_TOPIC", Err: errors.New("must differ from KAFKA_TOPIC")}
+	}
+	return c, nil
+}
+
+func printHelp(w io.Writer, name string, ss []setting) {
+	fmt.Fprintf(w, "usage: %s [flags]\n\nEvery setting is an environment variable; a flag of the same name in kebab case overrides it.\n\n", name)
+	for _, s := range ss {
+		note := ""
+		switch {
+		case s.required && s.secret:
+			note = " (required, secret)"
+		case s.required:
+			note = " (required)"
+		case s.secret:
+			note = " (secret)"
+		case s.def != "":
+			note = " (default " + s.def + ")"
+		}
+		fmt.Fprintf(w, "  --%-28s %-28s %s%s\n", flagName(s.env), s.env, s.help, note)
+	}
+}
+
+func str(field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error { *field(c) = v; return nil }
+}
+
+func dur(field func(*config) *time.Duration) func(*config, string) error {
+	return func(c *config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("must be a positive duration such as 10s, not %q", v)
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func intIn(field func(*config) *int, lo, hi int) func(*config, string) error {
+	return func(c *config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("must be an integer from %d to %d, not %q", lo, hi, v)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func oneOf(field func(*config) *string, allowed ...string) func(*config, string) error {
+	return func(c *config, v string) error {
+		for _, a := range allowed {
+			if strings.EqualFold(v, a) {
+				*field(c) = a
+				return nil
+			}
+		}
+		return fmt.Errorf("must be one of %s, not %q", strings.Join(allowed, ", "), v)
+	}
+}
+
+func parseBool(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("must be true or false, not %q", v)
+	}
+	*dst = b
+	return nil
+}
+
+func parseBrokers(dst *[]string, v string) error {
+	var out []string
+	for _, b := range strings.Split(v, ",") {
+		b = strings.TrimSpace(b)
+		if b == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			return fmt.Errorf("%q is not host:port", b)
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return errors.New("no broker address")
+	}
+	*dst = out
+	return nil
+}

@@ -1,0 +1,288 @@
+// Package consumer owns the Kafka side of produktly-segment: membership of
+// the consumer group, one fetch loop per assigned partition, mapping each
+// record, handing the result to the Segment sink or the dead-letter topic,
+// tracking acknowledgements per partition and committing offsets.
+//
+// Delivery rules:
+//   - An offset is committed only when every record of the partition below it
+//     was acknowledged by Segment or written to the dead-letter topic (with
+//     acks from all in-sync replicas). Committed offsets only move forward.
+//   - A transient Segment failure is retried by the sink for as long as it
+//     takes; the partition's commit point waits and, once the in-flight caps
+//     are reached, so does fetching.
+//   - A record that can never be delivered (mapping error, rejected by
+//     Segment on its own) goes to the dead-letter topic; if that write fails
+//     it is retried and nothing is committed past the record.
+//   - On a rebalance the generation's partitions stop fetching, in-flight
+//     records get RevokeTimeout to finish, what was acknowledged is committed
+//     and the rest is abandoned: the next owner reads it again and the
+//     deterministic messageId lets Segment drop the copy.
+//   - On shutdown (Run's ctx cancelled) fetching stops, in-flight records get
+//     ShutdownTimeout, acknowledged offsets are committed and the member
+//     leaves the group.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+	"github.com/segmentio/kafka-go"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/produktly/produktly-segment/sink"
+)
+
+// Sink is what the consumer needs of the Segment side: take one encoded
+// call, report its outcome once through m.Done.
+type Sink interface {
+	Enqueue(ctx context.Context, m sink.Message) error
+}
+
+// Options configures a Consumer.
+type Options struct {
+	// Brokers are the bootstrap addresses. Required.
+	Brokers []string
+	// Topic is the source topic. Default "produktly.interactions".
+	Topic string
+	// GroupID is the consumer group. Default "produktly-segment".
+	GroupID string
+	// DeadLetterTopic receives records that can never be delivered.
+	// Default Topic + ".dlq".
+	DeadLetterTopic string
+	// Dialer carries TLS and SASL settings. Default kafka.DefaultDialer.
+	Dialer *kafka.Dialer
+	// Transport is used by the dead-letter writer and admin requests; it
+	// must carry the same TLS and SASL settings as Dialer. Default
+	// kafka.DefaultTransport.
+	Transport kafka.RoundTripper
+
+	// MaxInFlight caps the records fetched and not yet acknowledged, over
+	// all partitions. Default 20000.
+	MaxInFlight int
+	// MaxInFlightPerPartition caps them per partition. Default 5000.
+	MaxInFlightPerPartition int
+	// FetchMaxBytes is the most one fetch request returns per partition.
+	// Default 1 MiB.
+	FetchMaxBytes int
+	// CommitInterval is how often acknowledged offsets are committed.
+	// Default 1s.
+	CommitInterval time.Duration
+	// SessionTimeout, HeartbeatInterval and RebalanceTimeout are the group
+	// membership timings. Defaults 30s, 3s, 30s.
+	SessionTimeout    time.Duration
+	HeartbeatInterval time.Duration
+	RebalanceTimeout  time.Duration
+	// RevokeTimeout is how long in-flight records of a revoked partition
+	// may take to be acknowledged before they are abandoned. It must be
+	// shorter than RebalanceTimeout. Default 10s.
+	RevokeTimeout time.Duration
+	// ShutdownTimeout is how long in-flight records get to be acknowledged
+	// once Run's context is cancelled. Default 25s.
+	ShutdownTimeout time.Duration
+
+	// Sink delivers mapped calls to Segment. Required.
+	Sink Sink
+	// Logger receives structured logs. Default: disabled.
+	Logger zerolog.Logger
+	// Registerer registers the consumer's metrics. Optional.
+	Registerer prometheus.Registerer
+}
+
+func (o *Options) setDefaults() {
+	if o.Topic == "" {
+		o.Topic = "produktly.interactions"
+	}
+	if o.GroupID == "" {
+		o.GroupID = "produktly-segment"
+	}
+	if o.DeadLetterTopic == "" {
+		o.DeadLetterTopic = o.Topic + ".dlq"
+	}
+	if o.Dialer == nil {
+		o.Dialer = kafka.DefaultDialer
+	}
+	if o.Transport == nil {
+		o.Transport = kafka.DefaultTransport
+	}
+	setDefault(&o.MaxInFlight, 20000)
+	setDefault(&o.MaxInFlightPerPartition, 5000)
+	setDefault(&o.FetchMaxBytes, 1<<20)
+	setDefault(&o.CommitInterval, time.Second)
+	setDefault(&o.SessionTimeout, 30*time.Second)
+	setDefault(&o.HeartbeatInterval, 3*time.Second)
+	setDefault(&o.RebalanceTimeout, 30*time.Second)
+	setDefault(&o.RevokeTimeout, 10*time.Second)
+	setDefault(&o.ShutdownTimeout, 25*time.Second)
+}
+
+func setDefault[T int | time.Duration](v *T, def T) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Validate reports the first invalid setting, after defaults are applied.
+func (o Options) Validate() error {
+	o.setDefaults()
+	switch {
+	case len(o.Brokers) == 0:
+		return errors.New("consumer: no brokers")
+	case o.Sink == nil:
+		return errors.New("consumer: no sink")
+	case o.DeadLetterTopic == o.Topic:
+		return errors.New("consumer: the dead-letter topic must differ from the source topic")
+	case o.MaxInFlight < 1 || o.MaxInFlightPerPartition < 1:
+		return errors.New("consumer: in-flight caps must be positive")
+	case o.MaxInFlightPerPartition > o.MaxInFlight:
+		return errors.New("consumer: the per-partition in-flight cap exceeds the total cap")
+	case o.RevokeTimeout >= o.RebalanceTimeout:
+		return errors.New("consumer: the revoke timeout must be shorter than the rebalance timeout")
+	case o.HeartbeatInterval >= o.SessionTimeout:
+		return errors.New("consumer: the heartbeat interval must be shorter than the session timeout")
+	}
+	return nil
+}
+
+// Consumer is one member of the consumer group. Run it once.
+type Consumer struct {
+	opts    Options
+	log     zerolog.Logger
+	metrics *metrics
+	slots   *semaphore.Weighted // MaxInFlight records, all partitions
+	dlq     *deadLetter
+
+	ready    atomic.Bool // member of a generation and fetching
+	draining atomic.Bool
+	loops    atomic.Int64 // last time (unix ns) the group loop made progress
+}
+
+// New checks the options and builds a consumer; nothing connects until Run.
+func New(o Options) (*Consumer, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.setDefaults()
+	m, err := newMetrics(o.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	c := &Consumer{
+		opts:    o,
+		log:     o.Logger.With().Str("topic", o.Topic).Str("group", o.GroupID).Logger(),
+		metrics: m,
+		slots:   semaphore.NewWeighted(int64(o.MaxInFlight)),
+	}
+	c.dlq = newDeadLetter(o, c.log, c.metrics)
+	return c, nil
+}
+
+// Ready reports whether the consumer is a member of the group and fetching
+// (false while it joins, waits for a missing topic, or drains).
+func (c *Consumer) Ready() bool { return c.ready.Load() && !c.draining.Load() }
+
+// Alive reports whether the group loop made progress recently.
+func (c *Consumer) Alive() bool {
+	last := c.loops.Load()
+	return last != 0 && time.Since(time.Unix(0, last)) < 2*c.opts.SessionTimeout+c.opts.ShutdownTimeout
+}
+
+func (c *Consumer) beat() { c.loops.Store(time.Now().UnixNano()) }
+
+// Run consumes until ctx is cancelled, then drains and leaves the group. It
+// returns nil after a clean shutdown.
+func (c *Consumer) Run(ctx context.Context) error {
+	c.beat()
+	dlqCtx, stopDLQ := context.WithCancel(context.WithoutCancel(ctx))
+	dlqDone := make(chan error, 1)
+	go func() { dlqDone <- c.dlq.run(dlqCtx) }()
+	defer func() {
+		stopDLQ()
+		<-dlqDone
+	}()
+
+	if err := c.waitTopics(ctx); err != nil {
+		return nil // cancelled while waiting: nothing consumed, nothing to drain
+	}
+	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
+		ID:                    c.opts.GroupID,
+		Brokers:               c.opts.Brokers,
+		Dialer:                c.opts.Dialer,
+		Topics:                []string{c.opts.Topic},
+		WatchPartitionChanges: true,
+		SessionTimeout:        c.opts.SessionTimeout,
+		HeartbeatInterval:     c.opts.HeartbeatInterval,
+		RebalanceTimeout:      c.opts.RebalanceTimeout,
+		StartOffset:           kafka.FirstOffset,
+		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { c.log.Warn().Msgf("kafka-go: "+f, a...) }),
+	})
+	if err != nil {
+		return fmt.Errorf("consumer group: %w", err)
+	}
+	for {
+		c.beat()
+		gen, err := group.Next(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err != nil {
+			c.ready.Store(false)
+			c.log.Warn().Err(err).Msg("joining the consumer group")
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		c.metrics.rebalances.Inc()
+		if shutdown := c.runGeneration(ctx, gen); shutdown {
+			break
+		}
+	}
+	c.ready.Store(false)
+	c.draining.Store(true)
+	// Close waits for the generation's functions, then leaves the group.
+	if err := group.Close(); err != nil {
+		c.log.Warn().Err(err).Msg("leaving the consumer group")
+	}
+	c.log.Info().Msg("left the consumer group")
+	return nil
+}
+
+// waitTopics blocks until the source and dead-letter topics exist, logging
+// clearly while they do not. It returns an error only when ctx ends.
+func (c *Consumer) waitTopics(ctx context.Context) error {
+	client := &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: c.opts.Transport, Timeout: 10 * time.Second}
+	for {
+		c.beat()
+		err := c.checkTopics(ctx, client)
+		if err == nil {
+			return nil
+		}
+		c.log.Error().Err(err).Msg("not ready: waiting for Kafka")
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
+func (c *Consumer) checkTopics(ctx context.Context, client *kafka.Client) error {
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	md, err := client.Metadata(rctx, &kafka.MetadataRequest{Topics: []string{c.opts.Topic, c.opts.DeadLetterTopic}})
+	if err != nil {
+		return fmt.Errorf("brokers %v unreachable: %w", c.opts.Brokers, err)
+	}
+	for _, t := range md.Topics {
+		if t.Error != nil {
+			return fmt.Errorf("topic %q: %w", t.Name, t.Error)
+		}
+	}
+	return nil
+}

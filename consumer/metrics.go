@@ -1,0 +1,97 @@
+package consumer
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/produktly/produktly-segment/mapping"
+)
+
+// metrics are the consumer's Prometheus series, registered on the
+// Registerer the caller passes (nothing global).
+type metrics struct {
+	consumed         prometheus.Counter
+	delivered        prometheus.Counter
+	deadLettered     *prometheus.CounterVec
+	deadLetterErrors prometheus.Counter
+	inFlight         prometheus.Gauge
+	committed        *prometheus.GaugeVec
+	lag              *prometheus.GaugeVec
+	rebalances       prometheus.Counter
+	commitErrors     prometheus.Counter
+	commitLatency    prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns = "produktly_segment"
+	m := &metrics{
+		consumed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "records_consumed_total",
+			Help: "Records fetched from the source topic.",
+		}),
+		delivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "records_delivered_total",
+			Help: "Records acknowledged by Segment.",
+		}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "records_dead_lettered_total",
+			Help: "Records written to the dead-letter topic, by contract error code.",
+		}, []string{"code"}),
+		deadLetterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "dead_letter_write_errors_total",
+			Help: "Failed attempts to write to the dead-letter topic (each is retried).",
+		}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "records_in_flight",
+			Help: "Records fetched and not yet acknowledged.",
+		}),
+		committed: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "committed_offset",
+			Help: "Last offset committed, per partition.",
+		}, []string{"topic", "partition"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "consumer_lag",
+			Help: "High watermark minus committed offset at the last commit, per partition.",
+		}, []string{"topic", "partition"}),
+		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "rebalances_total",
+			Help: "Group generations this member joined.",
+		}),
+		commitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "commit_errors_total",
+			Help: "Offset commits the group coordinator refused.",
+		}),
+		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Name: "commit_duration_seconds",
+			Help:    "Latency of offset commits.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
+		}),
+	}
+	for _, code := range mapping.Codes() {
+		m.deadLettered.WithLabelValues(string(code))
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.consumed, m.delivered, m.deadLettered, m.deadLetterErrors,
+			m.inFlight, m.committed, m.lag, m.rebalances, m.commitErrors, m.commitLatency} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("consumer metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}
+
+// observeCommit records a committed offset and the lag behind it.
+func (m *metrics) observeCommit(topic string, id int, offset int64, parts []*partition) {
+	label := strconv.Itoa(id)
+	m.committed.WithLabelValues(topic, label).Set(float64(offset))
+	for _, p := range parts {
+		if p.id == id {
+			if hwm := p.hwm.Load(); hwm >= 0 {
+				m.lag.WithLabelValues(topic, label).Set(float64(max(hwm-offset, 0)))
+			}
+		}
+	}
+}
