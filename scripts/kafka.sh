@@ -16,9 +16,12 @@
 #   KAFKA_CACHE     jar cache (default ${XDG_CACHE_HOME:-$HOME/.cache}/produktly-segment/kafka)
 #   KAFKA_RUN_DIR   data, logs, pids (default $KAFKA_CACHE/run-<mode>)
 #   KAFKA_HEAP_OPTS JVM heap (default -Xms512m -Xmx1g)
+#   KAFKA_PORT_BASE single mode: client port (default 29092); the controller
+#                   listens on base+1, the SASL_SSL listener on base+2.
+#                   Cluster mode: node N listens on 3N092 (controller 3N093).
 #   KAFKA_SCRAM     when set to 1 (single mode): an extra SASL_SSL listener on
-#                   port 29094 with SCRAM-SHA-512 user "produktly" / password
-#                   from KAFKA_SCRAM_PASSWORD, TLS material in $KAFKA_RUN_DIR/tls
+#                   base+2 with SCRAM-SHA-256/512 user "produktly" and password
+#                   KAFKA_SCRAM_PASSWORD; TLS material in $RUN/tls (ca.crt)
 set -euo pipefail
 
 CMD=${1:-up}
@@ -65,9 +68,10 @@ setup_mode() {
 }
 
 # client port and controller port of node $1
-client_port() { if [ "$MODE" = single ]; then echo 29092; else echo "3${1}092"; fi; }
-ctrl_port() { if [ "$MODE" = single ]; then echo 29093; else echo "3${1}093"; fi; }
-SCRAM_PORT=29094
+BASE=${KAFKA_PORT_BASE:-29092}
+client_port() { if [ "$MODE" = single ]; then echo "$BASE"; else echo "3${1}092"; fi; }
+ctrl_port() { if [ "$MODE" = single ]; then echo $((BASE + 1)); else echo "3${1}093"; fi; }
+SCRAM_PORT=$((BASE + 2))
 
 brokers() {
   local out="" n
@@ -244,6 +248,10 @@ up() {
   local version
   version=$(ls "$LIBS" | sed -n 's/^kafka_2\.13-\(.*\)\.jar$/\1/p' | head -n1)
   echo "kafka.sh: Apache Kafka $version ($MODE, cluster id $cid) ready in $RUN" >&2
+  if [ "${KAFKA_SCRAM:-0}" = 1 ] && [ "$MODE" = single ]; then
+    echo "KAFKA_SCRAM_BROKERS=127.0.0.1:$SCRAM_PORT"
+    echo "KAFKA_SCRAM_CA_FILE=$RUN/tls/ca.crt"
+  fi
   echo "KAFKA_BROKERS=$(brokers)"
 }
 

@@ -12,9 +12,17 @@ cleanup() { if [ -n "$started" ]; then scripts/kafka.sh down single || true; fi;
 trap cleanup EXIT
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
+  # The broker also gets a SASL_SSL listener with a SCRAM user, so the
+  # security tests run against real TLS and SCRAM.
+  export KAFKA_SCRAM=1
+  KAFKA_SCRAM_PASSWORD=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+  export KAFKA_SCRAM_PASSWORD
   if out=$(scripts/kafka.sh up single); then
     started=1
-    export KAFKA_BROKERS=${out#KAFKA_BROKERS=}
+    while IFS='=' read -r k v; do
+      case "$k" in KAFKA_BROKERS|KAFKA_SCRAM_BROKERS|KAFKA_SCRAM_CA_FILE) export "$k=$v" ;; esac
+    done <<< "$out"
+    export KAFKA_SCRAM_USER=produktly
     export KAFKA_BROKER_DESC="Apache Kafka ${KAFKA_VERSION:-4.1.2} (scripts/kafka.sh, single node)"
   elif [ "${CI:-}" = true ]; then
     echo "test.sh: CI=true and the Kafka broker could not be started (see the kafka.sh error above);" >&2
