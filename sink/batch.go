@@ -29,36 +29,40 @@ const (
 )
 
 // batch is a list of messages and, once sealed, the body that carries them.
+// Batches are pooled whole, so that in steady state filling one allocates
+// nothing: neither the body nor the message list.
 type batch struct {
 	msgs []Message
-	buf  *[]byte // pooled; holds head and messages, and after seal the tail
-	size int     // body length if sealed now
+	buf  []byte // head and messages, and after seal the tail
+	size int    // body length if sealed now
 }
 
-// getBuf takes a buffer from the pool, emptied.
-func (s *Segment) getBuf() *[]byte {
-	if p, ok := s.pool.Get().(*[]byte); ok {
-		*p = (*p)[:0]
-		return p
+// newBatch takes an empty batch from the pool and writes the body's head.
+func (s *Segment) newBatch() *batch {
+	b, ok := s.pool.Get().(*batch)
+	if !ok {
+		b = &batch{buf: make([]byte, 0, 64<<10), msgs: make([]Message, 0, min(s.o.BatchSize, 64))}
 	}
-	b := make([]byte, 0, 64<<10)
-	return &b
+	b.reset()
+	return b
 }
 
-// putBuf returns a buffer to the pool. Buffers that grew past the batch
-// byte limit (they cannot, but a future change might) are dropped so the
-// pool never pins more than Concurrency × BatchBytes.
-func (s *Segment) putBuf(p *[]byte) {
-	if p == nil || cap(*p) > 2*MaxBatchBytes {
+// release returns b to the pool. It drops the references to the messages
+// (their Done closures and JSON belong to the caller), and does not keep
+// buffers that grew past what a batch can need.
+func (s *Segment) release(b *batch) {
+	clear(b.msgs)
+	b.msgs = b.msgs[:0]
+	if cap(b.buf) > 2*MaxBatchBytes {
 		return
 	}
-	s.pool.Put(p)
+	s.pool.Put(b)
 }
 
-func (s *Segment) newBatch() *batch {
-	b := &batch{buf: s.getBuf(), size: envelope, msgs: make([]Message, 0, min(s.o.BatchSize, 64))}
-	*b.buf = append(*b.buf, bodyHead...)
-	return b
+// reset empties the body, keeping the messages.
+func (b *batch) reset() {
+	b.buf = append(b.buf[:0], bodyHead...)
+	b.size = envelope
 }
 
 // fits reports whether m can join b without breaking the byte limit. An
@@ -68,21 +72,35 @@ func (b *batch) fits(m Message, limit int) bool {
 	return len(b.msgs) == 0 || b.size+1+len(m.JSON) <= limit
 }
 
+// add appends m to the list and its JSON to the body.
 func (b *batch) add(m Message) {
-	if len(b.msgs) > 0 {
-		*b.buf = append(*b.buf, ',')
+	b.msgs = append(b.msgs, m)
+	b.write(m)
+}
+
+func (b *batch) write(m Message) {
+	if b.size > envelope {
+		b.buf = append(b.buf, ',')
 		b.size++
 	}
-	*b.buf = append(*b.buf, m.JSON...)
+	b.buf = append(b.buf, m.JSON...)
 	b.size += len(m.JSON)
-	b.msgs = append(b.msgs, m)
 }
 
 // seal appends the tail, with a sentAt placeholder that stamp overwrites.
 func (b *batch) seal() {
-	*b.buf = append(*b.buf, bodyTail...)
-	*b.buf = append(*b.buf, sentAtFmt...)
-	*b.buf = append(*b.buf, bodyEnd...)
+	b.buf = append(b.buf, bodyTail...)
+	b.buf = append(b.buf, sentAtFmt...)
+	b.buf = append(b.buf, bodyEnd...)
+}
+
+// rebuild writes a new sealed body for b.msgs, after some were removed.
+func (b *batch) rebuild() {
+	b.reset()
+	for _, m := range b.msgs {
+		b.write(m)
+	}
+	b.seal()
 }
 
 // stamp writes t as sentAt into a sealed body. Segment corrects timestamps
@@ -90,7 +108,11 @@ func (b *batch) seal() {
 // attempt, not of the first one.
 func stamp(body []byte, t time.Time) {
 	at := len(body) - len(bodyEnd) - sentAtWidth
-	t.UTC().AppendFormat(body[at:at], sentAtFmt)
+	// Format into scratch space and copy: AppendFormat may write past the
+	// bytes it returns (it appends nine fraction digits, then trims), which
+	// in place would overwrite the closing `"}`.
+	var scratch [40]byte
+	copy(body[at:at+sentAtWidth], t.UTC().AppendFormat(scratch[:0], sentAtFmt))
 }
 
 // encode builds a sealed batch for msgs. The batcher builds bodies message by
@@ -139,7 +161,7 @@ func (s *Segment) batchLoop(ctx context.Context) {
 		case <-ctx.Done():
 			if cur != nil {
 				s.abandon(cur.msgs, ErrClosed)
-				s.putBuf(cur.buf)
+				s.release(cur)
 			}
 			return
 		case <-expired:
@@ -182,7 +204,7 @@ func (s *Segment) handoff(ctx context.Context, b *batch) bool {
 		return true
 	case <-ctx.Done():
 		s.abandon(b.msgs, ErrClosed)
-		s.putBuf(b.buf)
+		s.release(b)
 		return false
 	}
 }

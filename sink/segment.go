@@ -53,8 +53,10 @@ type Message struct {
 	// Many messages may share one channel.
 	Cancel <-chan struct{}
 	// Done is called exactly once with the message's outcome, from a sink
-	// goroutine, in no particular order across messages. It must not
-	// block for long: it runs on the goroutine that sends the next batch.
+	// goroutine (or from Run itself as it returns), in no particular order
+	// across messages. It must return quickly and must not call Enqueue:
+	// it runs on the goroutine that sends the next batch, and a full queue
+	// would deadlock it.
 	Done func(Result)
 }
 
@@ -103,7 +105,7 @@ type Segment struct {
 	auth string // the Authorization header value; it holds the write key
 	log  zerolog.Logger
 	m    *metrics
-	pool sync.Pool // *[]byte request bodies
+	pool sync.Pool // *batch, with their bodies and message lists
 
 	queue   chan Message
 	batches chan *batch // unbuffered: a batch is always owned by exactly one goroutine
@@ -191,8 +193,10 @@ func (s *Segment) shut() {
 }
 
 // Enqueue hands m to the sink, which then owns it until it calls m.Done.
-// It blocks while the queue is full, which is how a slow or failing Segment
-// slows the consumer down. It returns ctx.Err() if ctx ends first, ErrClosed
+// It blocks while the queue (BatchSize×Concurrency messages) is full, which
+// is how a slow or failing Segment slows the consumer down; with the batches
+// in the senders' hands the sink holds about 2×BatchSize×Concurrency
+// messages at most. It returns ctx.Err() if ctx ends first, ErrClosed
 // once Run has returned, and an error if m.Done is nil; in those cases Done is
 // never called. It may be called before Run starts; the messages wait.
 func (s *Segment) Enqueue(ctx context.Context, m Message) error {

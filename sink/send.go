@@ -40,9 +40,13 @@ type answer struct {
 
 // deliver sends b until each of its messages is finished: delivered,
 // rejected, or abandoned because it was cancelled or ctx ended. It owns b
-// and returns its buffer to the pool.
+// and returns it to the pool.
 func (s *Segment) deliver(ctx context.Context, b *batch) {
-	defer func() { s.putBuf(b.buf) }()
+	defer func() {
+		if b != nil {
+			s.release(b)
+		}
+	}()
 	var last error // the last failure, for the Err of abandoned messages
 	failing := false
 	defer func() {
@@ -82,8 +86,8 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			h := len(b.msgs) / 2
 			s.log.Warn().Int("status", a.status).Int("messages", len(b.msgs)).Str("answer", a.body).Msg("segment rejected batch, splitting it to isolate bad messages")
 			left, right := s.encode(b.msgs[:h]), s.encode(b.msgs[h:])
-			s.putBuf(b.buf)
-			b.buf = nil
+			s.release(b)
+			b = nil
 			s.deliver(ctx, left)
 			s.deliver(ctx, right)
 			return
@@ -127,9 +131,8 @@ func (s *Segment) dropCanceled(b *batch, last error) bool {
 		return false
 	}
 	clear(b.msgs[len(kept):]) // drop references to finished messages
-	msgs := kept
-	s.putBuf(b.buf)
-	*b = *s.encode(msgs)
+	b.msgs = kept
+	b.rebuild()
 	return true
 }
 
@@ -149,7 +152,7 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 	watched := s.watchCanceled(rctx, cancel, b.msgs)
 	defer watched()
 
-	body := *b.buf
+	body := b.buf
 	stamp(body, time.Now())
 	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.url, bytes.NewReader(body))
 	if err != nil {

@@ -44,7 +44,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := time.Now()
 	p := s.nextPlan()
 	if p.latency > 0 && !s.pause(r, p.latency) {
-		return
+		panic(http.ErrAbortHandler)
 	}
 	switch p.fault {
 	case 0, Cut:
@@ -56,7 +56,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 		case <-s.closing:
 		}
-		return
+		// Returning would send an empty 200; abort the response instead.
+		panic(http.ErrAbortHandler)
 	default:
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 2*maxBodyBytes))
 		if (p.fault == http.StatusTooManyRequests || p.fault == http.StatusServiceUnavailable) && p.retryAfter > 0 {

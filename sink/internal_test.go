@@ -1,0 +1,198 @@
+package sink
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidate(t *testing.T) {
+	ok := Options{WriteKey: "k"}
+	for _, tc := range []struct {
+		name string
+		o    func(*Options)
+		want string // substring of the error; "" for valid
+	}{
+		{"defaults", func(*Options) {}, ""},
+		{"all set", func(o *Options) {
+			*o = Options{Endpoint: "http://127.0.0.1:1", WriteKey: "k", BatchSize: 2500, BatchBytes: 500000,
+				FlushInterval: time.Second, Concurrency: 1, Timeout: time.Second, MinBackoff: time.Second, MaxBackoff: time.Second}
+		}, ""},
+		{"no write key", func(o *Options) { o.WriteKey = "" }, "WriteKey is required"},
+		{"relative endpoint", func(o *Options) { o.Endpoint = "api.segment.io" }, "Endpoint"},
+		{"ftp endpoint", func(o *Options) { o.Endpoint = "ftp://api.segment.io" }, "Endpoint"},
+		{"batch too big", func(o *Options) { o.BatchSize = 2501 }, "BatchSize"},
+		{"negative batch", func(o *Options) { o.BatchSize = -1 }, "BatchSize"},
+		{"bytes too big", func(o *Options) { o.BatchBytes = 500001 }, "BatchBytes"},
+		{"negative interval", func(o *Options) { o.FlushInterval = -1 }, "FlushInterval"},
+		{"negative timeout", func(o *Options) { o.Timeout = -1 }, "Timeout"},
+		{"negative concurrency", func(o *Options) { o.Concurrency = -1 }, "Concurrency"},
+		{"min over max", func(o *Options) { o.MaxBackoff = time.Millisecond }, "MinBackoff"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := ok
+			tc.o(&o)
+			err := o.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Errorf("Validate() = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Errorf("Validate() = %v, want an error about %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestOptionsStringHidesWriteKey(t *testing.T) {
+	o := Options{WriteKey: "secret-key"}
+	for _, s := range []string{o.String(), fmt.Sprintf("%v", o), fmt.Sprintf("%+v", o)} {
+		if strings.Contains(s, "secret-key") {
+			t.Errorf("%q shows the write key", s)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	s := &Segment{o: Options{MinBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second}}
+	for _, tc := range []struct {
+		attempt    int
+		retryAfter time.Duration
+		lo, hi     time.Duration
+	}{
+		{0, 0, 50 * time.Millisecond, 100 * time.Millisecond},
+		{3, 0, 400 * time.Millisecond, 800 * time.Millisecond},
+		{20, 0, 15 * time.Second, 30 * time.Second},
+		{1000, 0, 15 * time.Second, 30 * time.Second},
+		{0, 2 * time.Second, 2 * time.Second, 2 * time.Second},
+		{0, time.Hour, maxRetryAfter, maxRetryAfter},
+	} {
+		for range 100 {
+			if got := s.backoff(tc.attempt, tc.retryAfter); got < tc.lo || got > tc.hi {
+				t.Fatalf("backoff(%d, %s) = %s, want within [%s, %s]", tc.attempt, tc.retryAfter, got, tc.lo, tc.hi)
+			}
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+	}{
+		{"", 0},
+		{"2", 2 * time.Second},
+		{" 120 ", 2 * time.Minute},
+		{"0", 0},
+		{"-5", 0},
+		{"99999999999", maxRetryAfter},
+		{now.Add(90 * time.Second).Format(http.TimeFormat), 90 * time.Second},
+		{now.Add(-time.Minute).Format(http.TimeFormat), 0},
+		{"soon", 0},
+	} {
+		if got := parseRetryAfter(tc.in, now); got != tc.want {
+			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestBody(t *testing.T) {
+	s := &Segment{o: Options{BatchSize: 10}}
+	msgs := []Message{
+		{ID: "a", JSON: []byte(`{"type":"track","messageId":"a"}`)},
+		{ID: "b", JSON: []byte(`{"type":"track","messageId":"b","properties":{"x":"é\u2028"}}`)},
+	}
+	b := s.encode(msgs)
+	at := time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	stamp(b.buf, at)
+	if len(b.buf) != b.size {
+		t.Errorf("body is %d bytes, batch accounted %d", len(b.buf), b.size)
+	}
+	var got struct {
+		Batch   []json.RawMessage
+		SentAt  string
+		Context struct {
+			Library struct{ Name, Version string }
+		}
+	}
+	if err := json.Unmarshal(b.buf, &got); err != nil {
+		t.Fatalf("body is not JSON: %v\n%s", err, b.buf)
+	}
+	if len(got.Batch) != 2 || string(got.Batch[1]) != string(msgs[1].JSON) {
+		t.Errorf("batch = %s, want the messages byte for byte", got.Batch)
+	}
+	if got.SentAt != "2024-05-01T10:00:00.123Z" {
+		t.Errorf("sentAt = %q, want 2024-05-01T10:00:00.123Z", got.SentAt)
+	}
+	if got.Context.Library.Name != "produktly-segment" {
+		t.Errorf("context.library = %+v", got.Context.Library)
+	}
+	// The empty batch is valid too (never sent, but must not corrupt).
+	e := s.encode(nil)
+	stamp(e.buf, at)
+	if !json.Valid(e.buf) || len(e.buf) != envelope {
+		t.Errorf("empty body %s: valid=%v len=%d want %d", e.buf, json.Valid(e.buf), len(e.buf), envelope)
+	}
+}
+
+func TestFits(t *testing.T) {
+	s := &Segment{o: Options{BatchSize: 10}}
+	b := s.newBatch()
+	m := Message{JSON: make([]byte, 100)}
+	limit := envelope + 100 + 1 + 100
+	if !b.fits(m, 10) {
+		t.Error("an empty batch must take any message")
+	}
+	b.add(m)
+	if !b.fits(m, limit) {
+		t.Error("second message should fit exactly")
+	}
+	b.add(m)
+	if b.fits(Message{JSON: make([]byte, 1)}, limit) {
+		t.Error("a message past the limit fits")
+	}
+}
+
+func TestCheck(t *testing.T) {
+	for _, tc := range []struct {
+		js   string
+		want bool
+	}{
+		{`{}`, true},
+		{` {"a":1} `, true},
+		{``, false},
+		{`[]`, false},
+		{`"x"`, false},
+		{`{` + strings.Repeat(" ", MaxMessageBytes) + `}`, false},
+	} {
+		if got := check(Message{JSON: []byte(tc.js)}) == nil; got != tc.want {
+			t.Errorf("check(%.20q) ok = %v, want %v", tc.js, got, tc.want)
+		}
+	}
+}
+
+func TestHealthState(t *testing.T) {
+	var h health
+	now := time.Now()
+	if !h.healthy(now) {
+		t.Error("unhealthy before any request")
+	}
+	h.record(now, false)
+	if h.healthy(now.Add(time.Second)) {
+		t.Error("healthy right after a failure")
+	}
+	if !h.healthy(now.Add(2 * time.Minute)) {
+		t.Error("unhealthy two minutes after a failure with nothing failing")
+	}
+	h.failing.Add(1)
+	if h.healthy(now.Add(2 * time.Minute)) {
+		t.Error("healthy while a batch is still being retried")
+	}
+	h.record(now.Add(3*time.Minute), true)
+	if !h.healthy(now.Add(3 * time.Minute)) {
+		t.Error("unhealthy after a success")
+	}
+}

@@ -1,0 +1,294 @@
+package sink_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/produktly/produktly-segment/sink"
+	"github.com/produktly/produktly-segment/sink/segmenttest"
+)
+
+func TestRetryResendsSameMessages(t *testing.T) {
+	srv := newServer(t)
+	rec := record(t, srv)
+	srv.FailNext(503)
+	h := start(t, srv, rec.URL, nil)
+	ids := h.enqueue("m", 5, 0, nil)
+	if c := outcomes(h.res.wait(5, 5*time.Second)); c[sink.Delivered] != 5 {
+		t.Fatalf("outcomes %v, want 5 delivered", c)
+	}
+	reqs := rec.requests()
+	if len(reqs) != 2 || reqs[0].status != 503 || reqs[1].status != 200 {
+		t.Fatalf("requests %d, want a 503 then a 200", len(reqs))
+	}
+	first, sent1 := batchOf(t, reqs[0].body)
+	second, sent2 := batchOf(t, reqs[1].body)
+	if !slices.Equal(first, ids) || !slices.Equal(second, ids) {
+		t.Errorf("messageIds: first %v, retry %v, want %v both times", first, second, ids)
+	}
+	// Segment corrects timestamps by sentAt, so each attempt stamps its own.
+	if !sent2.After(sent1) {
+		t.Errorf("sentAt of the retry %s is not after the first %s", sent2, sent1)
+	}
+	if got := metric(t, h.reg, "produktly_segment_sink_retries_total"); got != 1 {
+		t.Errorf("retries = %v, want 1", got)
+	}
+	if got := metric(t, h.reg, "produktly_segment_sink_requests_total", "status", "503"); got != 1 {
+		t.Errorf(`requests{status="503"} = %v, want 1`, got)
+	}
+	// One structured warn line for the failed attempt.
+	var warned bool
+	for line := range strings.Lines(h.logs.String()) {
+		var l struct {
+			Level, Status, Message string
+			Attempt                int
+			Backoff                float64
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Level == "warn" {
+			warned = l.Status == "503" && l.Attempt == 1 && l.Backoff > 0
+		}
+	}
+	if !warned {
+		t.Errorf("no warn line with status, attempt and backoff in:\n%s", h.logs)
+	}
+}
+
+func TestRetryAfterHonoured(t *testing.T) {
+	srv := newServer(t)
+	rec := record(t, srv)
+	srv.SetRetryAfter(2 * time.Second)
+	srv.FailNext(429)
+	h := start(t, srv, rec.URL, nil) // backoff alone would wait ≤ 5ms
+	h.enqueue("m", 1, 0, nil)
+	h.res.wait(1, 10*time.Second)
+	reqs := rec.requests()
+	if len(reqs) != 2 {
+		t.Fatalf("requests = %d, want 2", len(reqs))
+	}
+	if gap := reqs[1].at.Sub(reqs[0].at); gap < 1900*time.Millisecond {
+		t.Errorf("retried after %s, want at least the 2s of Retry-After", gap)
+	}
+}
+
+func TestBadRequestSplitsBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		n      int
+		bad    []int
+		status int // FailNext status instead of bad messages
+	}{
+		{name: "one bad of ten", n: 10, bad: []int{3}},
+		{name: "first and last of twenty", n: 20, bad: []int{0, 19}},
+		{name: "all bad", n: 4, bad: []int{0, 1, 2, 3}},
+		{name: "413 once", n: 4, status: 413},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t)
+			bad := map[string]bool{}
+			for _, i := range tc.bad {
+				bad[fmt.Sprintf("m-%d", i)] = true
+			}
+			srv.RejectMessages(func(m segmenttest.Received) bool { return bad[m.MessageID] })
+			if tc.status != 0 {
+				srv.FailNext(tc.status)
+			}
+			h := start(t, srv, srv.URL(), func(o *sink.Options) {
+				o.BatchSize = tc.n
+				o.FlushInterval = time.Hour
+			})
+			h.enqueue("m", tc.n, 0, nil)
+			got := h.res.wait(tc.n, 5*time.Second)
+			for id, r := range got {
+				var rej *sink.RejectedError
+				switch {
+				case bad[id] && (r.Outcome != sink.Rejected || !errors.As(r.Err, &rej) || rej.Status != 400):
+					t.Errorf("%s: %v %v, want Rejected with status 400", id, r.Outcome, r.Err)
+				case bad[id] && !strings.Contains(rej.Body, id):
+					t.Errorf("%s: RejectedError body %q does not carry Segment's answer", id, rej.Body)
+				case !bad[id] && r.Outcome != sink.Delivered:
+					t.Errorf("%s: %v %v, want Delivered", id, r.Outcome, r.Err)
+				}
+			}
+			if d := srv.Distinct(); d != tc.n-len(tc.bad) {
+				t.Errorf("server has %d messages, want %d", d, tc.n-len(tc.bad))
+			}
+			if len(tc.bad) > 0 && !strings.Contains(h.logs.String(), `"level":"error"`) {
+				t.Error("no error log line for a rejected message")
+			}
+		})
+	}
+}
+
+func TestTransportFailuresRetried(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fault  func(*segmenttest.Server)
+		label  string
+		copies int // how many times the server accepted the batch
+	}{
+		{"dropped connections", func(s *segmenttest.Server) { s.DropConnections(2) }, "error", 1},
+		{"request timeout", func(s *segmenttest.Server) { s.FailNext(segmenttest.Hang) }, "timeout", 1},
+		{"latency past timeout", func(s *segmenttest.Server) { s.SetLatency(time.Second) }, "timeout", 1},
+		{"response cut after acceptance", func(s *segmenttest.Server) { s.FailNext(segmenttest.Cut) }, "error", 2},
+		{"500 502", func(s *segmenttest.Server) { s.FailNext(500, 502) }, "502", 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t)
+			tc.fault(srv)
+			h := start(t, srv, srv.URL(), func(o *sink.Options) { o.Timeout = 200 * time.Millisecond })
+			h.enqueue("m", 5, 0, nil)
+			if tc.name == "latency past timeout" {
+				eventually(t, 5*time.Second, "a timed out request", func() bool {
+					return metric(t, h.reg, "produktly_segment_sink_requests_total", "status", "timeout") > 0
+				})
+				srv.SetLatency(0)
+			}
+			if c := outcomes(h.res.wait(5, 10*time.Second)); c[sink.Delivered] != 5 {
+				t.Fatalf("outcomes %v, want 5 delivered", c)
+			}
+			if got := metric(t, h.reg, "produktly_segment_sink_requests_total", "status", tc.label); got < 1 {
+				t.Errorf(`requests{status=%q} = %v, want ≥ 1`, tc.label, got)
+			}
+			if srv.Count() != 5*tc.copies || srv.Distinct() != 5 {
+				t.Errorf("server: %d messages, %d distinct; want %d and 5", srv.Count(), srv.Distinct(), 5*tc.copies)
+			}
+		})
+	}
+}
+
+func TestUnauthorizedKeepsRetrying(t *testing.T) {
+	t.Run("wrong key", func(t *testing.T) {
+		srv := newServer(t)
+		h := start(t, srv, srv.URL(), func(o *sink.Options) { o.WriteKey = "wk_wrong" })
+		h.enqueue("m", 2, 0, nil)
+		eventually(t, 5*time.Second, "five refused requests", func() bool { return srv.Requests() >= 5 })
+		if n := h.res.count(); n != 0 {
+			t.Fatalf("%d messages finished while the key is refused, want none", n)
+		}
+		if got := metric(t, h.reg, "produktly_segment_sink_requests_total", "status", "401"); got < 5 {
+			t.Errorf(`requests{status="401"} = %v, want ≥ 5`, got)
+		}
+		h.stop()
+		if c := outcomes(h.res.wait(2, time.Second)); c[sink.Abandoned] != 2 {
+			t.Errorf("after stop: %v, want 2 abandoned", c)
+		}
+	})
+	t.Run("key fixed", func(t *testing.T) {
+		srv := newServer(t)
+		srv.FailNext(401, 403, 401)
+		h := start(t, srv, srv.URL(), nil)
+		h.enqueue("m", 2, 0, nil)
+		if c := outcomes(h.res.wait(2, 5*time.Second)); c[sink.Delivered] != 2 {
+			t.Errorf("outcomes %v, want 2 delivered", c)
+		}
+	})
+}
+
+func TestCancelAbandonsAndStopsRetrying(t *testing.T) {
+	t.Run("mixed batch", func(t *testing.T) {
+		srv := newServer(t)
+		rec := record(t, srv)
+		srv.SetOutage(503)
+		h := start(t, srv, rec.URL, nil)
+		revoked := make(chan struct{})
+		h.enqueue("gone", 3, 0, revoked)
+		h.enqueue("kept", 2, 0, nil)
+		eventually(t, 5*time.Second, "two failed requests", func() bool { return srv.Requests() >= 2 })
+		close(revoked)
+		got := h.res.wait(3, time.Second)
+		for id, r := range got {
+			if r.Outcome != sink.Abandoned || !errors.Is(r.Err, sink.ErrCanceled) || !strings.HasPrefix(id, "gone") {
+				t.Errorf("%s: %v %v, want only gone-* Abandoned wrapping ErrCanceled", id, r.Outcome, r.Err)
+			}
+		}
+		srv.ClearOutage()
+		h.res.wait(5, 5*time.Second)
+		reqs := rec.requests()
+		last, _ := batchOf(t, reqs[len(reqs)-1].body)
+		if !slices.Equal(last, []string{"kept-0", "kept-1"}) {
+			t.Errorf("last request carried %v, want only the kept messages", last)
+		}
+	})
+
+	for _, tc := range []struct {
+		name  string
+		fault func(*segmenttest.Server)
+	}{
+		{"during a long backoff", func(s *segmenttest.Server) { s.SetOutage(503) }},
+		{"during a request", func(s *segmenttest.Server) { s.SetOutage(segmenttest.Hang) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := newServer(t)
+			tc.fault(srv)
+			h := start(t, srv, srv.URL(), func(o *sink.Options) {
+				o.MinBackoff, o.MaxBackoff = 20*time.Second, 20*time.Second
+				o.Timeout = 20 * time.Second
+			})
+			revoked := make(chan struct{})
+			h.enqueue("m", 3, 0, revoked)
+			eventually(t, 5*time.Second, "a request", func() bool { return srv.Requests() >= 1 })
+			close(revoked)
+			begin := time.Now()
+			if c := outcomes(h.res.wait(3, 2*time.Second)); c[sink.Abandoned] != 3 {
+				t.Errorf("outcomes %v, want 3 abandoned", c)
+			}
+			if d := time.Since(begin); d > time.Second {
+				t.Errorf("abandoned %s after cancel, want promptly", d)
+			}
+			n := srv.Requests()
+			time.Sleep(50 * time.Millisecond)
+			if srv.Requests() != n {
+				t.Error("requests continued after every message was cancelled")
+			}
+		})
+	}
+
+	t.Run("cancelled before batching", func(t *testing.T) {
+		srv := newServer(t)
+		h := start(t, srv, srv.URL(), nil)
+		revoked := make(chan struct{})
+		close(revoked)
+		h.enqueue("m", 2, 0, revoked)
+		if c := outcomes(h.res.wait(2, time.Second)); c[sink.Abandoned] != 2 || srv.Requests() != 0 {
+			t.Errorf("outcomes %v after %d requests, want 2 abandoned and no request", c, srv.Requests())
+		}
+	})
+}
+
+func TestHealthy(t *testing.T) {
+	srv := newServer(t)
+	h := start(t, srv, srv.URL(), nil)
+	if !h.sink.Healthy() {
+		t.Error("unhealthy before any request")
+	}
+	srv.SetOutage(503)
+	h.enqueue("a", 1, 0, nil)
+	eventually(t, 5*time.Second, "a failed request", func() bool { return srv.Requests() >= 1 })
+	eventually(t, time.Second, "Healthy() == false", func() bool { return !h.sink.Healthy() })
+	srv.ClearOutage()
+	h.res.wait(1, 5*time.Second)
+	if !h.sink.Healthy() {
+		t.Error("unhealthy after a delivered request")
+	}
+}
+
+// TestLogLevels checks that payloads stay out of info-level logs.
+func TestLogLevels(t *testing.T) {
+	srv := newServer(t)
+	srv.FailNext(503)
+	h := start(t, srv, srv.URL(), nil)
+	h.enqueue("m", 1, 0, nil)
+	h.res.wait(1, 5*time.Second)
+	sc := bufio.NewScanner(strings.NewReader(h.logs.String()))
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "Tour Start") {
+			t.Errorf("a log line carries the payload: %s", sc.Text())
+		}
+	}
+}

@@ -1,0 +1,327 @@
+package segmenttest_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/produktly/produktly-segment/sink/segmenttest"
+)
+
+const key = "wk_test"
+
+// msg is a valid track call.
+func msg(id string) string {
+	return fmt.Sprintf(`{"type":"track","event":"Tour Start","messageId":%q,"userId":"u-%s","properties":{"tour_id":"t1"}}`, id, id)
+}
+
+func body(msgs ...string) string {
+	return `{"batch":[` + strings.Join(msgs, ",") + `],"sentAt":"2024-05-01T12:00:00.000Z"}`
+}
+
+// post sends a batch body and returns the status and answer, or the
+// transport error.
+func post(t *testing.T, c *http.Client, url, writeKey, b string, hdr ...string) (int, string, http.Header, error) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, url+"/v1/batch", strings.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if writeKey != "" {
+		req.SetBasicAuth(writeKey, "")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	if c == nil {
+		c = &http.Client{Timeout: 5 * time.Second}
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	a, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(a), resp.Header, err
+}
+
+func newServer(t *testing.T, opts ...segmenttest.Option) *segmenttest.Server {
+	s := segmenttest.NewServer(key, opts...)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestAccepts(t *testing.T) {
+	s := newServer(t)
+	before := time.Now()
+	status, answer, _, err := post(t, nil, s.URL(), key, body(msg("a"), msg("b")))
+	if err != nil || status != 200 || answer != `{"success":true}` {
+		t.Fatalf("got %d %q %v, want 200 {\"success\":true}", status, answer, err)
+	}
+	_, _, _, _ = post(t, nil, s.URL(), key, body(msg("a"))) // a duplicate
+	got := s.Messages()
+	if len(got) != 3 || s.Count() != 3 || s.Distinct() != 2 || s.Requests() != 2 {
+		t.Fatalf("messages %d, Count %d, Distinct %d, Requests %d; want 3, 3, 2, 2", len(got), s.Count(), s.Distinct(), s.Requests())
+	}
+	m := got[1]
+	if m.MessageID != "b" || m.Event != "Tour Start" || m.UserID != "u-b" || m.AnonymousID != "" || string(m.Raw) != msg("b") {
+		t.Errorf("got %+v", m)
+	}
+	if m.At.Before(before) || m.At.After(time.Now()) {
+		t.Errorf("At = %s, not the arrival time", m.At)
+	}
+	got[0].MessageID = "changed"
+	if s.Messages()[0].MessageID != "a" {
+		t.Error("Messages does not return a copy")
+	}
+}
+
+func TestRefuses(t *testing.T) {
+	big := strings.Repeat("x", 32000)
+	many := make([]string, 2501)
+	for i := range many {
+		many[i] = msg(fmt.Sprint(i))
+	}
+	var huge []string
+	for i := range 20 {
+		huge = append(huge, fmt.Sprintf(`{"type":"track","event":"e","messageId":"%d","userId":"u","p":"%s"}`, i, strings.Repeat("y", 25000)))
+	}
+	for _, tc := range []struct {
+		name   string
+		method string
+		path   string
+		key    string
+		body   string
+		want   int
+	}{
+		{"GET", http.MethodGet, "/v1/batch", key, "", 405},
+		{"other path", http.MethodPost, "/v1/track", key, body(msg("a")), 404},
+		{"no auth", http.MethodPost, "/v1/batch", "", body(msg("a")), 401},
+		{"wrong key", http.MethodPost, "/v1/batch", "nope", body(msg("a")), 401},
+		{"bad JSON", http.MethodPost, "/v1/batch", key, `{"batch":[`, 400},
+		{"no batch", http.MethodPost, "/v1/batch", key, `{"sentAt":"x"}`, 400},
+		{"not an object", http.MethodPost, "/v1/batch", key, body(`[1]`), 400},
+		{"body over 500 KB", http.MethodPost, "/v1/batch", key, body(huge...), 400},
+		{"message over 32 KB", http.MethodPost, "/v1/batch", key, body(`{"type":"track","event":"e","messageId":"m","userId":"u","p":"` + big + `"}`), 400},
+		{"2501 messages", http.MethodPost, "/v1/batch", key, body(many...), 400},
+		{"no type", http.MethodPost, "/v1/batch", key, body(`{"event":"e","messageId":"m","userId":"u"}`), 400},
+		{"track without event", http.MethodPost, "/v1/batch", key, body(`{"type":"track","messageId":"m","userId":"u"}`), 400},
+		{"no messageId", http.MethodPost, "/v1/batch", key, body(`{"type":"track","event":"e","userId":"u"}`), 400},
+		{"no identity", http.MethodPost, "/v1/batch", key, body(`{"type":"track","event":"e","messageId":"m"}`), 400},
+		{"one bad among good", http.MethodPost, "/v1/batch", key, body(msg("a"), `{"type":"track"}`, msg("b")), 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newServer(t)
+			req, _ := http.NewRequest(tc.method, s.URL()+tc.path, strings.NewReader(tc.body))
+			if tc.key != "" {
+				req.SetBasicAuth(tc.key, "")
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d", resp.StatusCode, tc.want)
+			}
+			if s.Count() != 0 || s.Requests() != 1 {
+				t.Errorf("Count %d, Requests %d; want 0 and 1", s.Count(), s.Requests())
+			}
+		})
+	}
+}
+
+func TestGzip(t *testing.T) {
+	s := newServer(t)
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	_, _ = io.WriteString(zw, body(msg("z")))
+	_ = zw.Close()
+	if status, _, _, err := post(t, nil, s.URL(), key, zb.String(), "Content-Encoding", "gzip"); err != nil || status != 200 {
+		t.Errorf("gzip body: %d %v, want 200", status, err)
+	}
+	if status, _, _, _ := post(t, nil, s.URL(), key, "not gzip", "Content-Encoding", "gzip"); status != 400 {
+		t.Errorf("bad gzip: %d, want 400", status)
+	}
+	if s.Distinct() != 1 {
+		t.Errorf("Distinct %d, want 1", s.Distinct())
+	}
+}
+
+func TestFailNextAndOutage(t *testing.T) {
+	s := newServer(t)
+	s.SetRetryAfter(1500 * time.Millisecond)
+	s.FailNext(503, 429, 500)
+	for i, want := range []struct {
+		status     int
+		retryAfter string
+	}{{503, "2"}, {429, "2"}, {500, ""}, {200, ""}} {
+		status, _, hdr, err := post(t, nil, s.URL(), key, body(msg(fmt.Sprint(i))))
+		if err != nil || status != want.status || hdr.Get("Retry-After") != want.retryAfter {
+			t.Errorf("request %d: %d Retry-After %q %v; want %d %q", i, status, hdr.Get("Retry-After"), err, want.status, want.retryAfter)
+		}
+	}
+	s.SetOutage(502)
+	for range 3 {
+		if status, _, _, _ := post(t, nil, s.URL(), key, body(msg("o"))); status != 502 {
+			t.Errorf("during outage: %d, want 502", status)
+		}
+	}
+	s.ClearOutage()
+	if status, _, _, _ := post(t, nil, s.URL(), key, body(msg("o"))); status != 200 {
+		t.Errorf("after outage: %d, want 200", status)
+	}
+	if s.Count() != 2 || s.Requests() != 8 {
+		t.Errorf("Count %d, Requests %d; want 2 and 8", s.Count(), s.Requests())
+	}
+}
+
+func TestConnectionFaults(t *testing.T) {
+	s := newServer(t)
+	c := &http.Client{Timeout: 200 * time.Millisecond}
+
+	s.DropConnections(2)
+	for range 2 {
+		if _, _, _, err := post(t, c, s.URL(), key, body(msg("d"))); err == nil {
+			t.Error("dropped connection: got an answer")
+		}
+	}
+	s.FailNext(segmenttest.Hang)
+	begin := time.Now()
+	if _, _, _, err := post(t, c, s.URL(), key, body(msg("h"))); err == nil || time.Since(begin) < 200*time.Millisecond {
+		t.Errorf("hang: %v after %s, want a client timeout", err, time.Since(begin))
+	}
+	s.FailNext(segmenttest.Cut)
+	if _, _, _, err := post(t, c, s.URL(), key, body(msg("c"))); err == nil {
+		t.Error("cut response: got an answer")
+	}
+	if got := s.Messages(); len(got) != 1 || got[0].MessageID != "c" {
+		t.Errorf("after the faults the server holds %v, want only the cut batch", got)
+	}
+	s.SetLatency(100 * time.Millisecond)
+	begin = time.Now()
+	if status, _, _, err := post(t, nil, s.URL(), key, body(msg("l"))); err != nil || status != 200 || time.Since(begin) < 100*time.Millisecond {
+		t.Errorf("latency: %d %v after %s", status, err, time.Since(begin))
+	}
+}
+
+func TestCloseEndsHangingRequests(t *testing.T) {
+	s := segmenttest.NewServer(key)
+	s.SetOutage(segmenttest.Hang)
+	errc := make(chan error, 1)
+	go func() {
+		_, _, _, err := post(t, &http.Client{}, s.URL(), key, body(msg("h")))
+		errc <- err
+	}()
+	for s.Requests() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	done := make(chan struct{})
+	go func() { s.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Close hangs while a request hangs")
+	}
+	if err := <-errc; err == nil {
+		t.Error("the hanging request got an answer")
+	}
+}
+
+func TestFaultRate(t *testing.T) {
+	run := func() (seq []string, faults int) {
+		s := newServer(t)
+		s.SetFaultRate(0.5, 42)
+		c := &http.Client{Timeout: 50 * time.Millisecond}
+		for i := range 120 {
+			status, _, hdr, err := post(t, c, s.URL(), key, body(msg(fmt.Sprint(i))))
+			var r string
+			switch {
+			case err != nil && errors.Is(err, errTimeout(err)):
+				r = "hang"
+			case err != nil:
+				r = "cut"
+			case status == 429 && hdr.Get("Retry-After") == "":
+				t.Error("random 429 without Retry-After")
+				r = "429"
+			default:
+				r = fmt.Sprint(status)
+			}
+			if r != "200" {
+				faults++
+			}
+			seq = append(seq, r)
+		}
+		return seq, faults
+	}
+	seq, faults := run()
+	if faults < 40 || faults > 80 {
+		t.Errorf("%d of 120 requests faulted at rate 0.5", faults)
+	}
+	for _, kind := range []string{"500", "502", "503", "429", "hang", "cut"} {
+		if !strings.Contains(strings.Join(seq, " "), kind) {
+			t.Errorf("fault %s never drawn in %v", kind, seq)
+		}
+	}
+	if again, _ := run(); strings.Join(again, " ") != strings.Join(seq, " ") {
+		t.Error("the same seed drew different faults")
+	}
+}
+
+// errTimeout returns err itself when it is a timeout, so errors.Is matches.
+func errTimeout(err error) error {
+	var te interface{ Timeout() bool }
+	if errors.As(err, &te) && te.Timeout() {
+		return err
+	}
+	return errors.New("not a timeout")
+}
+
+func TestRejectMessages(t *testing.T) {
+	s := newServer(t)
+	s.RejectMessages(func(m segmenttest.Received) bool { return m.MessageID == "bad" })
+	if status, answer, _, _ := post(t, nil, s.URL(), key, body(msg("ok1"), msg("bad"))); status != 400 || !strings.Contains(answer, "bad") {
+		t.Errorf("batch with a bad message: %d %s, want 400 naming it", status, answer)
+	}
+	if status, _, _, _ := post(t, nil, s.URL(), key, body(msg("ok1"), msg("ok2"))); status != 200 {
+		t.Errorf("good batch: %d, want 200", status)
+	}
+	if s.Distinct() != 2 {
+		t.Errorf("Distinct %d, want 2", s.Distinct())
+	}
+}
+
+func TestWithoutBodies(t *testing.T) {
+	s := newServer(t, segmenttest.WithoutBodies())
+	_, _, _, _ = post(t, nil, s.URL(), key, body(msg("a")))
+	got := s.Messages()
+	if len(got) != 1 || got[0].Raw != nil || got[0].UserID != "" || got[0].MessageID != "a" || got[0].Event != "Tour Start" || got[0].At.IsZero() {
+		t.Errorf("got %+v, want id, event and time only", got)
+	}
+}
+
+func TestHandlerAndListen(t *testing.T) {
+	s := newServer(t)
+	hs := httptest.NewServer(s.Handler())
+	defer hs.Close()
+	if status, _, _, err := post(t, nil, hs.URL, key, body(msg("m"))); err != nil || status != 200 || s.Count() != 1 {
+		t.Errorf("through Handler: %d %v, Count %d", status, err, s.Count())
+	}
+
+	l, err := segmenttest.Listen(key, segmenttest.WithAddr("127.0.0.1:0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	addr := strings.TrimPrefix(l.URL(), "http://")
+	if _, err := segmenttest.Listen(key, segmenttest.WithAddr(addr)); err == nil {
+		t.Errorf("Listen on a port in use (%s): want an error", addr)
+	}
+}
