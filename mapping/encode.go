@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"crypto/sha1"
 	"strconv"
 	"time"
 
@@ -47,7 +48,19 @@ func appendMessageID(dst, id []byte, r *Record) []byte {
 		name = append(name, '/')
 		name = strconv.AppendInt(name, r.Offset, 10)
 	}
-	return appendUUID(dst, uuid.NewSHA1(namespace, name))
+	return appendUUID(dst, newSHA1(name))
+}
+
+// newSHA1 is uuid.NewSHA1(namespace, name) without its heap allocations
+// (a hash.Hash and its sum); a test holds the two equal.
+func newSHA1(name []byte) uuid.UUID {
+	var buf [256]byte
+	sum := sha1.Sum(append(append(buf[:0], namespace[:]...), name...))
+	var u uuid.UUID
+	copy(u[:], sum[:])
+	u[6] = u[6]&0x0f | 0x50 // version 5
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u
 }
 
 // appendUUID appends u in its canonical 36-character form.
@@ -63,11 +76,9 @@ func appendUUID(dst []byte, u uuid.UUID) []byte {
 
 // draft is a call whose parts have been checked, ready to encode.
 type draft struct {
-	ev     *event
-	fields []field // present fields, deduplicated, in input order
-	ts     time.Time
-	// strs holds the property names, the message id and the identities.
-	strs                  string
+	ev *event
+	ts time.Time
+	// Spans in the call's strings (see encode).
 	msgID, userID, anonID span
 	// user and anon are the raw JSON strings of userId and anonymousId,
 	// nil when absent; they are copied into the message as given.
@@ -78,18 +89,23 @@ type draft struct {
 //
 //	{"type":"track","messageId":…,"userId":…,"anonymousId":…,"event":…,
 //	 "timestamp":…,"properties":{…},"context":{"integration":{…}}}
-func (d *draft) encode() (Call, error) {
+//
+// fields are the record's present fields, deduplicated, in input order;
+// strs holds the property names, the message id and the identities. Neither
+// is a draft field: escape analysis is not field-sensitive, and fields live
+// in Map's stack buffer, which must not appear to flow into the result.
+func encode(d draft, fields []field, strs string) (Call, error) {
 	size := 256 + len(d.user) + len(d.anon)
 	n := 0
-	for i := range d.fields {
-		if f := &d.fields[i]; f.role == roleProperty {
+	for i := range fields {
+		if f := &fields[i]; f.role == roleProperty {
 			n++
 			size += f.name.end - f.name.start + len(f.val) + 4
 		}
 	}
 	out := make([]byte, 0, size)
 	out = append(out, `{"type":"track","messageId":"`...)
-	out = append(out, d.strs[d.msgID.start:d.msgID.end]...)
+	out = append(out, strs[d.msgID.start:d.msgID.end]...)
 	out = append(out, '"')
 	if d.user != nil {
 		out = append(out, `,"userId":`...)
@@ -108,15 +124,15 @@ func (d *draft) encode() (Call, error) {
 	props := make([]Property, 0, n)
 	var spanBuf [32]span
 	spans := spanBuf[:0]
-	for i := range d.fields {
-		f := &d.fields[i]
+	for i := range fields {
+		f := &fields[i]
 		if f.role != roleProperty {
 			continue
 		}
 		if len(props) > 0 {
 			out = append(out, ',')
 		}
-		name := d.strs[f.name.start:f.name.end]
+		name := strs[f.name.start:f.name.end]
 		out = appendString(out, name)
 		out = append(out, ':')
 		start := len(out)
@@ -146,10 +162,10 @@ func (d *draft) encode() (Call, error) {
 		props[i].Value = out[s.start:s.end:s.end]
 	}
 	return Call{
-		MessageID:   d.strs[d.msgID.start:d.msgID.end],
+		MessageID:   strs[d.msgID.start:d.msgID.end],
 		Event:       d.ev.Name,
-		UserID:      d.strs[d.userID.start:d.userID.end],
-		AnonymousID: d.strs[d.anonID.start:d.anonID.end],
+		UserID:      strs[d.userID.start:d.userID.end],
+		AnonymousID: strs[d.anonID.start:d.anonID.end],
 		Timestamp:   d.ts,
 		Properties:  props,
 		JSON:        out,

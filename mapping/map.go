@@ -132,7 +132,7 @@ func Map(r Record) (Call, error) {
 
 	// Every string the call needs lives in one allocation: the property
 	// names collected so far, then the message id and the identities.
-	d := draft{ev: ev, fields: fields, ts: ts}
+	d := draft{ev: ev, ts: ts}
 	strs := names
 	d.msgID.start = len(strs)
 	if f := env[roleID]; f != nil {
@@ -154,8 +154,7 @@ func Map(r Record) (Call, error) {
 		strs = appendText(strs, &f.pair)
 		d.anonID.end = len(strs)
 	}
-	d.strs = string(strs)
-	return d.encode()
+	return encode(d, fields, string(strs))
 }
 
 // collect scans the record and returns its present fields in input order,

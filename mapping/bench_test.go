@@ -1,0 +1,31 @@
+package mapping
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkMap maps a realistic mix: one record of each of the 14 events,
+// 200–600 bytes each, taken from the golden inputs. One op is one record.
+func BenchmarkMap(b *testing.B) {
+	var recs []Record
+	var size int
+	for i, ev := range catalogue {
+		v, err := os.ReadFile(filepath.Join("testdata", "records", ev.Type+".json"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		size += len(v)
+		recs = append(recs, Record{Topic: "produktly.interactions", Partition: 3, Offset: int64(1000 + i), Time: time.UnixMilli(1795950000000), Value: v})
+	}
+	b.SetBytes(int64(size / len(recs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Map(recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
