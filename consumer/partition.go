@@ -90,7 +90,7 @@ func (p *partition) fetch(ctx context.Context) {
 			continue
 		}
 		p.hwm.Store(m.HighWaterMark)
-		p.handle(m)
+		p.handle(ctx, m)
 	}
 }
 
@@ -115,7 +115,9 @@ func (p *partition) release() {
 }
 
 // handle maps one record and hands it to the sink or the dead-letter topic.
-func (p *partition) handle(m kafka.Message) {
+// ctx ends when fetching stops; a hand-over blocked by a full sink queue
+// then gives up, so a revoke or shutdown never waits on it.
+func (p *partition) handle(ctx context.Context, m kafka.Message) {
 	p.tr.add(m.Offset)
 	p.c.metrics.consumed.Inc()
 	rec := mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value}
@@ -134,15 +136,16 @@ func (p *partition) handle(m kafka.Message) {
 		p.deadLetter(m, merr.Code, merr.Error())
 		return
 	}
-	err = p.c.opts.Sink.Enqueue(p.work, sink.Message{
+	err = p.c.opts.Sink.Enqueue(ctx, sink.Message{
 		ID:     call.MessageID,
 		JSON:   call.JSON,
 		Cancel: p.work.Done(),
 		Done:   func(r sink.Result) { p.finish(m, r) },
 	})
 	if err != nil {
-		// Only when the partition was abandoned or the sink stopped: the
-		// record stays uncommitted and is read again by the next owner.
+		// Fetching stopped (or the sink did) before the sink took the
+		// record: it stays uncommitted and is read again by the next owner.
+		p.tr.drop(m.Offset)
 		p.release()
 	}
 }

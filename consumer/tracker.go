@@ -17,20 +17,29 @@ import (
 // would race with the new owner.
 type tracker struct {
 	mu sync.Mutex
-	// offsets of fetched records not yet popped, ascending; acked[i] says
-	// whether offsets[i] was acknowledged. head indexes the first live entry.
+	// offsets of fetched records not yet popped, ascending; state[i] says
+	// whether offsets[i] is pending, acknowledged or dropped. head indexes
+	// the first live entry.
 	offsets []int64
-	acked   []bool
+	state   []recordState
 	head    int
-	pending int // records not yet acknowledged
+	inflight int // records neither acknowledged nor dropped
 	// commit is the offset that may be committed now (the next offset to
 	// read after a restart).
 	commit  int64
 	revoked bool
-	// empty is closed and replaced whenever the tracker drains to no
-	// record in flight, so drain can wait for it.
+	// idle is closed while no record is pending and replaced when one
+	// is added, so drain can wait for it.
 	idle chan struct{}
 }
+
+type recordState uint8
+
+const (
+	pending recordState = iota
+	acked
+	dropped // given up without acknowledgement: never passed by the commit point
+)
 
 // newTracker returns a tracker for a partition whose next record to read is
 // at offset start; a negative start (no committed offset yet) means the
@@ -46,17 +55,17 @@ func newTracker(start int64) *tracker {
 func (t *tracker) add(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.live() == 0 {
-		t.idle = make(chan struct{})
+	if t.live() == 0 && offset > t.commit {
 		// Nothing is in flight, so no record exists between the commit
 		// point and this offset: the commit point may move up to it.
-		if offset > t.commit {
-			t.commit = offset
-		}
+		t.commit = offset
+	}
+	if t.inflight == 0 {
+		t.idle = make(chan struct{})
 	}
 	t.offsets = append(t.offsets, offset)
-	t.acked = append(t.acked, false)
-	t.pending++
+	t.state = append(t.state, pending)
+	t.inflight++
 }
 
 // ack records that the record at offset is done. It reports whether the ack
@@ -69,16 +78,16 @@ func (t *tracker) ack(offset int64) bool {
 	}
 	live := t.offsets[t.head:]
 	i := sort.Search(len(live), func(i int) bool { return live[i] >= offset })
-	if i == len(live) || live[i] != offset || t.acked[t.head+i] {
+	if i == len(live) || live[i] != offset || t.state[t.head+i] != pending {
 		return false
 	}
-	t.acked[t.head+i] = true
-	t.pending--
+	t.state[t.head+i] = acked
+	t.settle()
 	if i != 0 {
 		return true
 	}
 	// The oldest record is done: pop every acknowledged record at the head.
-	for t.head < len(t.offsets) && t.acked[t.head] {
+	for t.head < len(t.offsets) && t.state[t.head] == acked {
 		t.commit = t.offsets[t.head] + 1
 		t.head++
 	}
@@ -89,17 +98,40 @@ func (t *tracker) ack(offset int64) bool {
 		t.commit = t.offsets[t.head]
 	}
 	if t.live() == 0 {
-		t.offsets, t.acked, t.head = t.offsets[:0], t.acked[:0], 0
-		close(t.idle)
+		t.offsets, t.state, t.head = t.offsets[:0], t.state[:0], 0
 	} else if t.head > 1024 && t.head*2 > len(t.offsets) {
 		n := copy(t.offsets, t.offsets[t.head:])
-		copy(t.acked, t.acked[t.head:])
-		t.offsets, t.acked, t.head = t.offsets[:n], t.acked[:n], 0
+		copy(t.state, t.state[t.head:])
+		t.offsets, t.state, t.head = t.offsets[:n], t.state[:n], 0
 	}
 	return true
 }
 
 func (t *tracker) live() int { return len(t.offsets) - t.head }
+
+// settle counts one record as no longer pending.
+func (t *tracker) settle() {
+	t.inflight--
+	if t.inflight == 0 {
+		close(t.idle)
+	}
+}
+
+// drop gives up on the record at offset without acknowledging it: it no
+// longer counts as in flight, so drain does not wait for it, but the commit
+// point never passes it. Used when a record could not even be handed over
+// because its partition stopped.
+func (t *tracker) drop(offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	live := t.offsets[t.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i] >= offset })
+	if i == len(live) || live[i] != offset || t.state[t.head+i] != pending {
+		return
+	}
+	t.state[t.head+i] = dropped
+	t.settle()
+}
 
 // committable returns the offset that may be committed now.
 func (t *tracker) committable() int64 {
@@ -112,7 +144,7 @@ func (t *tracker) committable() int64 {
 func (t *tracker) inFlight() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.pending
+	return t.inflight
 }
 
 // drained returns a channel that is closed when no record is in flight.

@@ -158,3 +158,28 @@ func TestTrackerModel(t *testing.T) {
 		}
 	}
 }
+
+func TestTrackerDrop(t *testing.T) {
+	tr := newTracker(0)
+	for o := int64(0); o < 4; o++ {
+		tr.add(o)
+	}
+	tr.drop(2) // never handed over
+	tr.ack(0)
+	tr.ack(1)
+	tr.ack(3)
+	if got := tr.committable(); got != 2 {
+		t.Fatalf("committable = %d, want 2: the dropped record must not be passed", got)
+	}
+	if tr.inFlight() != 0 {
+		t.Fatalf("inFlight = %d, want 0", tr.inFlight())
+	}
+	select {
+	case <-tr.drained():
+	default:
+		t.Fatal("drained not closed: drain would wait for a record nobody delivers")
+	}
+	if tr.ack(2) {
+		t.Error("ack of a dropped record counted")
+	}
+}
