@@ -185,7 +185,7 @@ func (p *partition) deadLetter(m kafka.Message, code mapping.Code, reason string
 		code:   code,
 		reason: reason,
 		cancel: p.work.Done(),
-		done:   func(written bool) {
+		done: func(written bool) {
 			if written {
 				p.done(m.Offset)
 			} else {

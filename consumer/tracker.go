@@ -20,9 +20,9 @@ type tracker struct {
 	// offsets of fetched records not yet popped, ascending; state[i] says
 	// whether offsets[i] is pending, acknowledged or dropped. head indexes
 	// the first live entry.
-	offsets []int64
-	state   []recordState
-	head    int
+	offsets  []int64
+	state    []recordState
+	head     int
 	inflight int // records neither acknowledged nor dropped
 	// commit is the offset that may be committed now (the next offset to
 	// read after a restart).
