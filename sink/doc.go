@@ -40,8 +40,10 @@
 //     over about 43 seconds and then drops the whole batch;
 //   - ignores Retry-After and uses no jitter, so replicas retry in lock step;
 //   - fails batches that are waiting for a retry as soon as Close is called;
-//   - has no back-pressure: Enqueue never blocks, and once 1000 requests are
-//     in flight new batches fail with ErrTooManyRequests;
+//   - has no back-pressure tied to delivery: Enqueue waits only for a
+//     100-message channel that its loop drains at once, every batch gets
+//     its own goroutine, and once 1000 requests are in flight (each may
+//     retry for 43 seconds) further batches fail with ErrTooManyRequests;
 //   - cannot tell a 400 caused by one message from a batch-wide failure;
 //   - resends the body of the first attempt, so its sentAt is stale on every
 //     retry. Segment computes timestamp = receivedAt - (sentAt -

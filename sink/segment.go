@@ -130,7 +130,7 @@ func NewSegment(o Options) (*Segment, error) {
 		url: o.Endpoint + "/v1/batch",
 		// Segment's basic auth: the write key is the user, the password is empty.
 		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(o.WriteKey+":")),
-		log:  o.Logger.With().Str("component", "sink").Logger(),
+		log:  o.Logger, // the caller names the component
 		// The queue plus one batch per sender plus the one being filled make
 		// about 2×BatchSize×Concurrency messages held at most.
 		queue:    make(chan Message, o.BatchSize*o.Concurrency),

@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -287,5 +291,29 @@ func TestMetricsRegisteredOnce(t *testing.T) {
 		if got := metric(t, h.reg, c.name, c.labels...); got != c.want {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
+	}
+}
+
+// TestReusesConnections guards against analytics-go's habit of closing a
+// successful response unread, which costs a new connection (and, against
+// Segment, a TLS handshake) per request.
+func TestReusesConnections(t *testing.T) {
+	srv := newServer(t)
+	var conns atomic.Int64
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	hs.Start()
+	t.Cleanup(hs.Close)
+	h := start(t, srv, hs.URL, func(o *sink.Options) { o.Concurrency = 1 })
+	for i := range 10 {
+		h.enqueue(fmt.Sprintf("m%d", i), 1, 0, nil)
+		h.res.wait(i+1, 5*time.Second)
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("10 sequential requests used %d connections, want 1", n)
 	}
 }

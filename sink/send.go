@@ -55,8 +55,8 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		}
 	}()
 	for attempt := 0; ; attempt++ {
-		if n := len(b.msgs); s.dropCanceled(b, last) && len(b.msgs) > 0 {
-			s.log.Debug().Int("canceled", n-len(b.msgs)).Int("messages", len(b.msgs)).Msg("dropped canceled messages from batch")
+		if n := len(b.msgs); s.dropCanceled(b, last) {
+			s.log.Debug().Int("canceled", n-len(b.msgs)).Int("left", len(b.msgs)).Msg("dropped canceled messages from batch")
 		}
 		if len(b.msgs) == 0 {
 			return
@@ -94,10 +94,10 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		}
 
 		// Anything else may succeed later. Retry for ever.
-		last = a.err
 		if a.label == "canceled" {
 			continue // aborted by us: ctx ended or every message was cancelled
 		}
+		last = a.err
 		if !failing {
 			failing = true
 			s.health.failing.Add(1)
