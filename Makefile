@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/produktly-segment
 
-.PHONY: all build test unit demo vet fmt fuzz kafka-up kafka-down clean
+.PHONY: all build test unit demo bench vet fmt fuzz kafka-up kafka-down clean
 
 all: build
 
@@ -18,6 +18,10 @@ test:
 ## unit: tests that need no broker
 unit:
 	$(GO) test -race ./mapping/... ./sink/... ./consumer/...
+
+## bench: one replica against the kafka-go ceiling (docs/performance.md); ARGS="-records 200000"
+bench:
+	scripts/bench.sh $(ARGS)
 
 ## demo: the README's run command
 demo:
