@@ -119,7 +119,10 @@ func (s *Server) URL() string {
 	return "http://" + s.ln.Addr().String()
 }
 
-// Handler is the batch endpoint, to mount on any listener or mux.
+// Handler is the batch endpoint, to mount on any listener or mux. The Hang,
+// Drop and Cut faults end the response by panicking with
+// http.ErrAbortHandler, which net/http servers treat as "close the
+// connection", so serve it with net/http rather than calling it directly.
 func (s *Server) Handler() http.Handler { return s }
 
 // Close stops listening, ends hanging requests and waits for every handler.
