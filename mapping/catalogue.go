@@ -97,10 +97,10 @@ func appendTypeKey(dst, typ []byte) []byte {
 
 // lookup returns the event a decoded type spelling names, or nil.
 func lookup(typ []byte) *event {
-	var buf [64]byte
-	if len(typ) > len(buf) {
+	if len(typ) > 256 {
 		return nil // longer than any spelling worth accepting
 	}
+	var buf [64]byte
 	return byKey[string(appendTypeKey(buf[:0], typ))]
 }
 

@@ -13,8 +13,8 @@ import (
 
 func TestIdentity(t *testing.T) {
 	for _, tc := range []struct {
-		name, value          string
-		wantUser, wantAnon   string
+		name, value           string
+		wantUser, wantAnon    string
 		wantInJSON, notInJSON string
 	}{
 		{"userId only", `{"type":"tour_start","userId":"u1","tourId":1}`, "u1", "", `"userId":"u1"`, `"anonymousId"`},
@@ -71,6 +71,9 @@ func TestTimestamp(t *testing.T) {
 		{"RFC 3339 with an offset, converted to UTC", `"timestamp":"2026-11-29T11:30:00.5+01:30"`, "2026-11-29T10:00:00.500Z"},
 		{"nanoseconds truncated to milliseconds", `"timestamp":"2026-11-29T10:00:00.123999999Z"`, "2026-11-29T10:00:00.123Z"},
 		{"escaped string", `"timestamp":"2026-11-29T10:00:00\u005a"`, "2026-11-29T10:00:00.000Z"},
+		{"lower-case t and z", `"timestamp":"2026-11-29t10:00:00.1z"`, "2026-11-29T10:00:00.100Z"},
+		{"unknown local offset", `"timestamp":"2026-11-29T10:00:00-00:00"`, "2026-11-29T10:00:00.000Z"},
+		{"largest offset", `"timestamp":"2026-11-30T09:59:00+23:59"`, "2026-11-29T10:00:00.000Z"},
 		{"epoch milliseconds", `"timestamp":1795951200456`, "2026-11-29T11:20:00.456Z"},
 		{"epoch zero", `"timestamp":0`, "1970-01-01T00:00:00.000Z"},
 		{"negative epoch milliseconds", `"timestamp":-1500`, "1969-12-31T23:59:58.500Z"},
@@ -125,6 +128,15 @@ var timestampErrorCases = []bad{
 	{"epoch past year 9999", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":253402300800000}`, CodeInvalidTimestamp, "timestamp"},
 	{"year zero once in UTC", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"0001-01-01T00:30:00+01:00"}`, CodeInvalidTimestamp, "timestamp"},
 	{"the zero time", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"0001-01-01T00:00:00Z"}`, CodeInvalidTimestamp, "timestamp"},
+	{"comma before the fraction", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-11-29T10:00:00,5Z"}`, CodeInvalidTimestamp, "timestamp"},
+	{"empty fraction", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-11-29T10:00:00.Z"}`, CodeInvalidTimestamp, "timestamp"},
+	{"offset hour 24", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-11-29T10:00:00+24:00"}`, CodeInvalidTimestamp, "timestamp"},
+	{"offset minute 60", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-11-29T10:00:00+01:60"}`, CodeInvalidTimestamp, "timestamp"},
+	{"offset without colon", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-11-29T10:00:00+0100"}`, CodeInvalidTimestamp, "timestamp"},
+	{"short year", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"226-11-29T10:00:00Z"}`, CodeInvalidTimestamp, "timestamp"},
+	{"one-digit month", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-1-29T10:00:00Z"}`, CodeInvalidTimestamp, "timestamp"},
+	{"February 30", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-02-30T10:00:00Z"}`, CodeInvalidTimestamp, "timestamp"},
+	{"trailing text", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-11-29T10:00:00Z "}`, CodeInvalidTimestamp, "timestamp"},
 	{"hour 24", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":"2026-11-29T24:00:00Z"}`, CodeInvalidTimestamp, "timestamp"},
 	{"boolean", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":true}`, CodeInvalidTimestamp, "timestamp"},
 	{"object", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":{"ms":1}}`, CodeInvalidTimestamp, "timestamp"},

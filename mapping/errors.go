@@ -75,6 +75,11 @@ func (e *Error) Is(target error) bool {
 	return ok && t != nil && t.Code == e.Code
 }
 
+// newError builds an *Error. A field name longer than maxShown bytes (an
+// extra field can have any name) is shortened, as it ends up in a header.
 func newError(code Code, field, msg string) *Error {
+	if f, more := shorten([]byte(field)); more != "" {
+		field = string(f) + more
+	}
 	return &Error{Code: code, Field: field, Msg: msg}
 }

@@ -3,6 +3,7 @@ package mapping
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"reflect"
 	"strconv"
 	"time"
@@ -309,10 +310,22 @@ func timestampOf(f *field, kafka time.Time) (time.Time, error) {
 		}
 		t = kafka
 	case f.kind == kindString:
-		var buf [64]byte
+		var buf, upper [64]byte
 		s := text(buf[:0], &f.pair)
 		var err error
-		if t, err = time.Parse(time.RFC3339, string(s)); err != nil {
+		if !rfc3339(s) {
+			err = errNotRFC3339
+		} else {
+			// time.Parse wants an upper-case T and Z, RFC 3339 allows both cases.
+			u := append(upper[:0], s...)
+			for i, c := range u {
+				if c == 't' || c == 'z' {
+					u[i] = c - ('a' - 'A')
+				}
+			}
+			t, err = time.Parse(time.RFC3339, string(u))
+		}
+		if err != nil {
 			return t, newError(CodeInvalidTimestamp, "timestamp", quote(s)+" is neither RFC 3339 nor integer epoch milliseconds")
 		}
 	case f.kind == kindNumber && f.flags&flagInteger != 0:
@@ -333,6 +346,56 @@ func timestampOf(f *field, kafka time.Time) (time.Time, error) {
 		return t, newError(CodeInvalidTimestamp, "timestamp", "out of range: must lie after 0001-01-01T00:00:00Z and before year 10000")
 	}
 	return t, nil
+}
+
+var errNotRFC3339 = errors.New("not RFC 3339")
+
+// rfc3339 reports whether s has the shape of an RFC 3339 date-time:
+//
+//	YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), T and Z in either case
+//
+// time.Parse checks the ranges of the parts but is more lenient about the
+// shape: it takes a comma before the fraction and offset hours up to 24.
+func rfc3339(s []byte) bool {
+	const shape = "dddd-dd-ddTdd:dd:dd"
+	if len(s) < len(shape)+1 {
+		return false
+	}
+	for i := 0; i < len(shape); i++ {
+		switch c := s[i]; shape[i] {
+		case 'd':
+			if !isDigit(c) {
+				return false
+			}
+		case 'T':
+			if c != 'T' && c != 't' {
+				return false
+			}
+		default:
+			if c != shape[i] {
+				return false
+			}
+		}
+	}
+	s = s[len(shape):]
+	if s[0] == '.' {
+		n := 1
+		for n < len(s) && isDigit(s[n]) {
+			n++
+		}
+		if n == 1 {
+			return false
+		}
+		s = s[n:]
+	}
+	switch {
+	case len(s) == 1:
+		return s[0] == 'Z' || s[0] == 'z'
+	case len(s) == 6:
+		return (s[0] == '+' || s[0] == '-') && isDigit(s[1]) && isDigit(s[2]) && s[3] == ':' &&
+			isDigit(s[4]) && isDigit(s[5]) && (s[1]-'0')*10+s[2]-'0' <= 23 && s[4] <= '5'
+	}
+	return false
 }
 
 // parseInt parses a JSON integer into an int64.

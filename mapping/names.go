@@ -86,6 +86,16 @@ func hex4(b []byte) rune {
 // letters follows it (so a plural "s" stays with its acronym). Every other
 // character is kept.
 func appendSnake(dst, name []byte) []byte {
+	plain := true // the common case: already lower-case ASCII snake_case
+	for _, c := range name {
+		if 'A' <= c && c <= 'Z' || c == '-' || c == ' ' || c >= utf8.RuneSelf {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return append(dst, name...)
+	}
 	start := len(dst)
 	prev := rune(-1)
 	for i := 0; i < len(name); {

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -169,4 +170,13 @@ func TestLongNames(t *testing.T) {
 		value: `{"type":"tour_start","userId":"u","tourId":1,"` + long + `":1,"esc\u0061ped` + long + `":2}`,
 		props: `{"tour_id":1,"` + string(appendSnake(nil, []byte(long))) + `":1,"` + string(appendSnake(nil, []byte("escaped"+long))) + `":2}`,
 	}})
+}
+
+func TestLongFieldNameInError(t *testing.T) {
+	long := strings.Repeat("x", 1000)
+	_, err := Map(record(`{"type":"tour_start","userId":"u","tourId":1,"` + long + `":1,"` + long + `":2}`))
+	var e *Error
+	if !errors.As(err, &e) || e.Code != CodeInvalidProperty || e.Field != strings.Repeat("x", maxShown)+"…" {
+		t.Errorf("got %v, want invalid_property with the field name shortened to %d bytes", err, maxShown)
+	}
 }

@@ -1,0 +1,159 @@
+package mapping
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// FuzzMap holds Map to its invariants on any input: it never panics; every
+// failure is an *Error with a mapping code; every success is valid JSON of
+// at most 32000 bytes that decodes back to the call, passes
+// Track().Validate() and came from valid JSON; and the same record always
+// gives the same bytes.
+func FuzzMap(f *testing.F) {
+	for i, v := range readRecords(f) {
+		r := goldenRecord(i, v)
+		f.Add(v, r.Partition, r.Offset, r.Time.UnixMilli())
+	}
+	nasty := []string{
+		``, `{}`, `[]`, `null`, "\xff", "\xef\xbb\xbf{}", `{"type":"tour_start","userId":"u","tourId":1,"a":"` + "\xff\xfe" + `"}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"deep":` + strings.Repeat("[", 100_000) + `}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"deep":` + strings.Repeat(`{"a":`, 99) + `1` + strings.Repeat(`}`, 99) + `}`,
+		strings.Repeat("[", 10_000),
+		`{"type":"tour_start","userId":"u","tourId":1,"tourId":2}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"tour_id":1,"TourID":1}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"type":"TourStart"}`,
+		`{"type":"tour_step","userId":"u","tourId":1,"metadata":{"stepIndex":1,"step_index":1,"type":"next","type":"next"}}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"big":"` + strings.Repeat("x", 40_000) + `"}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"big":"` + strings.Repeat(`\u0000`, 6_000) + `"}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"` + strings.Repeat("K", 40_000) + `":1}`,
+		`{"type":"tour_start","anonymousId":"\ud800","tourId":123456789012345678901234567890,"timestamp":-62135596800000}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"timestamp":"0001-01-01T00:00:00.001Z"}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"timestamp":"9999-12-31T23:59:59.999-23:59"}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"timestamp":253402300799999}`,
+		`{"type":"checklist_step_completed","userId":"u","checklistId":-0,"metadata":{"stepId":-0}}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"\u0000\"\\":"\u2028"}`,
+		`{"type":"tour_start","userId":"u","tourId":1,"ÀÉÎ":1,"àéî":2}`,
+		`{"type":"tour_start","id":"kafka:produktly.interactions/3/1000","userId":"u","tourId":1}`,
+	}
+	for i, v := range nasty {
+		f.Add([]byte(v), i, int64(i), int64(1795950000000))
+	}
+	f.Fuzz(func(t *testing.T, value []byte, partition int, offset int64, ms int64) {
+		r := Record{Topic: "produktly.interactions", Partition: partition, Offset: offset, Time: time.UnixMilli(ms), Value: value}
+		c, err := Map(r)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T %v is not an *Error", err, err)
+			}
+			if e.Code == CodeRejected || !slices.Contains(Codes(), e.Code) {
+				t.Fatalf("error %v: code %q is not a mapping code", err, e.Code)
+			}
+			if !strings.HasPrefix(err.Error(), string(e.Code)+": ") || !utf8.ValidString(err.Error()) {
+				t.Fatalf("error text %q", err.Error())
+			}
+			if e.Code != CodeInvalidJSON && !(json.Valid(value) && utf8.Valid(value)) {
+				t.Fatalf("invalid JSON passed the scanner, then failed with %v", err)
+			}
+			if e.Code == CodeInvalidJSON && json.Valid(value) && utf8.Valid(value) {
+				trimmed := bytes.TrimLeft(value, " \t\r\n")
+				if len(trimmed) > 0 && trimmed[0] == '{' && !strings.Contains(e.Msg, "nesting deeper") {
+					t.Fatalf("valid JSON object rejected: %v", err)
+				}
+			}
+			return
+		}
+
+		if !json.Valid(value) || !utf8.Valid(value) {
+			t.Fatalf("mapped a value encoding/json rejects or that is not UTF-8: %q", value)
+		}
+		if len(c.JSON) > maxMessageBytes {
+			t.Fatalf("call of %d bytes", len(c.JSON))
+		}
+		if !json.Valid(c.JSON) || !utf8.Valid(c.JSON) {
+			t.Fatalf("encoded call is not valid JSON: %s", c.JSON)
+		}
+		if err := c.Track().Validate(); err != nil {
+			t.Fatalf("Track().Validate(): %v", err)
+		}
+		var msg struct {
+			Type        string                     `json:"type"`
+			MessageID   string                     `json:"messageId"`
+			UserID      *string                    `json:"userId"`
+			AnonymousID *string                    `json:"anonymousId"`
+			Event       string                     `json:"event"`
+			Timestamp   time.Time                  `json:"timestamp"`
+			Properties  map[string]json.RawMessage `json:"properties"`
+			Context     map[string]map[string]any  `json:"context"`
+		}
+		if err := json.Unmarshal(c.JSON, &msg); err != nil {
+			t.Fatalf("decode %s: %v", c.JSON, err)
+		}
+		ev := lookup([]byte(c.Event))
+		switch {
+		case msg.Type != "track" || msg.MessageID != c.MessageID || msg.Event != c.Event:
+			t.Fatalf("decoded type/messageId/event %q %q %q, call has %q %q", msg.Type, msg.MessageID, msg.Event, c.MessageID, c.Event)
+		case ev == nil || ev.Name != c.Event:
+			t.Fatalf("event %q is not in the catalogue", c.Event)
+		case deref(msg.UserID) != c.UserID || deref(msg.AnonymousID) != c.AnonymousID:
+			t.Fatalf("decoded identities %v %v, call has %q %q", msg.UserID, msg.AnonymousID, c.UserID, c.AnonymousID)
+		case (msg.UserID != nil && *msg.UserID == "") || (msg.AnonymousID != nil && *msg.AnonymousID == ""):
+			t.Fatalf("an empty identity was sent: %s", c.JSON)
+		case !msg.Timestamp.Equal(c.Timestamp) || c.Timestamp.Location() != time.UTC:
+			t.Fatalf("decoded timestamp %v, call has %v", msg.Timestamp, c.Timestamp)
+		case len(msg.Properties) != len(c.Properties):
+			t.Fatalf("decoded %d properties, call has %d: %s", len(msg.Properties), len(c.Properties), c.JSON)
+		case msg.Context["integration"]["name"] != "Produktly" || msg.Context["integration"]["version"] != "1.0.0":
+			t.Fatalf("context %v", msg.Context)
+		}
+		for _, p := range c.Properties {
+			if got, ok := msg.Properties[p.Name]; !ok || !bytes.Equal(got, p.Value) {
+				t.Fatalf("property %q: decoded %s, call has %s", p.Name, got, p.Value)
+			}
+			if roleOf([]byte(p.Name)) != roleProperty {
+				t.Fatalf("envelope field %q repeated as a property", p.Name)
+			}
+			if string(p.Value) == "null" || string(p.Value) == `""` {
+				t.Fatalf("absent value forwarded for %q", p.Name)
+			}
+		}
+		id, ok := msg.Properties[ev.ID]
+		if !ok || !(id[0] == '"' || !bytes.ContainsAny(id, ".eE")) {
+			t.Fatalf("required %s is %s", ev.ID, id)
+		}
+		if u, err := uuid.Parse(c.MessageID); err != nil || u.Version() != 5 {
+			t.Fatalf("messageId %q is not a version 5 UUID", c.MessageID)
+		}
+		if got, want := newSHA1(value), uuid.NewSHA1(namespace, value); got != want {
+			t.Fatalf("newSHA1 = %s, uuid.NewSHA1 = %s", got, want)
+		}
+		b, err := json.Marshal(c.Track())
+		if err != nil {
+			t.Fatalf("marshal Track(): %v", err)
+		}
+		if !sameMessage(t, b, c.JSON) {
+			t.Fatalf("Track() marshals to\n%s\nnot the same message as\n%s", b, c.JSON)
+		}
+
+		again, err := Map(r)
+		if err != nil || !bytes.Equal(again.JSON, c.JSON) {
+			t.Fatalf("second Map differs: %s, %v\nfirst: %s", again.JSON, err, c.JSON)
+		}
+	})
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
