@@ -3,8 +3,11 @@ package mapping
 import (
 	"bufio"
 	"bytes"
+	"go/parser"
+	"go/token"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -115,5 +118,38 @@ func TestDocsExample(t *testing.T) {
 	}
 	if !bytes.Contains(doc, append(append([]byte("```json\n"), golden...), "```"...)) {
 		t.Errorf("%s: the example call is not testdata/golden/tour_start.json:\n%s", contractDoc, golden)
+	}
+}
+
+// TestPure holds the package comment's promise: no Kafka, network, file or
+// clock access in the package's own code. (analytics-go, needed for
+// Call.Track, brings net/http along but is only used for its types.)
+func TestPure(t *testing.T) {
+	files, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			if strings.Contains(path, "kafka") || strings.Contains(path, "franz") || strings.HasPrefix(path, "net") ||
+				path == "os" || path == "io/fs" || path == "math/rand" || path == "crypto/rand" {
+				t.Errorf("%s imports %s; the mapping is pure", name, path)
+			}
+		}
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(src, []byte("time.Now(")) || bytes.Contains(src, []byte("time.Since(")) {
+			t.Errorf("%s reads the clock; timestamps come from the record or Kafka", name)
+		}
 	}
 }

@@ -32,8 +32,9 @@ var namespace = uuid.MustParse("3cb87268-174b-5295-bc79-ee14a9373ac5")
 // appendMessageID appends the call's deterministic message id: a version 5
 // UUID of "id:<id>" when the record has an id, else of
 // "kafka:<topic>/<partition>/<offset>". The prefixes keep the two name
-// spaces apart, and the partition and offset hold no "/", so distinct
-// records never share a name.
+// spaces apart, and partition and offset are integers, so a name reads back
+// unambiguously from the right whatever the topic holds: distinct records
+// never share a name.
 func appendMessageID(dst, id []byte, r *Record) []byte {
 	var buf [128]byte
 	name := buf[:0]
@@ -194,4 +195,31 @@ func (c Call) Track() analytics.Track {
 		}},
 		Properties: props,
 	}
+}
+
+// appendCompact appends the valid JSON value v without insignificant
+// whitespace. Bytes inside strings are copied unchanged.
+func appendCompact(dst, v []byte) []byte {
+	inString := false
+	start := 0
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case ' ', '\t', '\n', '\r':
+			dst = append(dst, v[start:i]...)
+			start = i + 1
+		}
+	}
+	return append(dst, v[start:]...)
 }

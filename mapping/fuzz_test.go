@@ -48,107 +48,167 @@ func FuzzMap(f *testing.F) {
 		f.Add([]byte(v), i, int64(i), int64(1795950000000))
 	}
 	f.Fuzz(func(t *testing.T, value []byte, partition int, offset int64, ms int64) {
-		r := Record{Topic: "produktly.interactions", Partition: partition, Offset: offset, Time: time.UnixMilli(ms), Value: value}
-		c, err := Map(r)
-		if err != nil {
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T %v is not an *Error", err, err)
-			}
-			if e.Code == CodeRejected || !slices.Contains(Codes(), e.Code) {
-				t.Fatalf("error %v: code %q is not a mapping code", err, e.Code)
-			}
-			if !strings.HasPrefix(err.Error(), string(e.Code)+": ") || !utf8.ValidString(err.Error()) {
-				t.Fatalf("error text %q", err.Error())
-			}
-			if e.Code != CodeInvalidJSON && !(json.Valid(value) && utf8.Valid(value)) {
-				t.Fatalf("invalid JSON passed the scanner, then failed with %v", err)
-			}
-			if e.Code == CodeInvalidJSON && json.Valid(value) && utf8.Valid(value) {
-				trimmed := bytes.TrimLeft(value, " \t\r\n")
-				if len(trimmed) > 0 && trimmed[0] == '{' && !strings.Contains(e.Msg, "nesting deeper") {
-					t.Fatalf("valid JSON object rejected: %v", err)
-				}
-			}
-			return
-		}
-
-		if !json.Valid(value) || !utf8.Valid(value) {
-			t.Fatalf("mapped a value encoding/json rejects or that is not UTF-8: %q", value)
-		}
-		if len(c.JSON) > maxMessageBytes {
-			t.Fatalf("call of %d bytes", len(c.JSON))
-		}
-		if !json.Valid(c.JSON) || !utf8.Valid(c.JSON) {
-			t.Fatalf("encoded call is not valid JSON: %s", c.JSON)
-		}
-		if err := c.Track().Validate(); err != nil {
-			t.Fatalf("Track().Validate(): %v", err)
-		}
-		var msg struct {
-			Type        string                     `json:"type"`
-			MessageID   string                     `json:"messageId"`
-			UserID      *string                    `json:"userId"`
-			AnonymousID *string                    `json:"anonymousId"`
-			Event       string                     `json:"event"`
-			Timestamp   time.Time                  `json:"timestamp"`
-			Properties  map[string]json.RawMessage `json:"properties"`
-			Context     map[string]map[string]any  `json:"context"`
-		}
-		if err := json.Unmarshal(c.JSON, &msg); err != nil {
-			t.Fatalf("decode %s: %v", c.JSON, err)
-		}
-		ev := lookup([]byte(c.Event))
-		switch {
-		case msg.Type != "track" || msg.MessageID != c.MessageID || msg.Event != c.Event:
-			t.Fatalf("decoded type/messageId/event %q %q %q, call has %q %q", msg.Type, msg.MessageID, msg.Event, c.MessageID, c.Event)
-		case ev == nil || ev.Name != c.Event:
-			t.Fatalf("event %q is not in the catalogue", c.Event)
-		case deref(msg.UserID) != c.UserID || deref(msg.AnonymousID) != c.AnonymousID:
-			t.Fatalf("decoded identities %v %v, call has %q %q", msg.UserID, msg.AnonymousID, c.UserID, c.AnonymousID)
-		case (msg.UserID != nil && *msg.UserID == "") || (msg.AnonymousID != nil && *msg.AnonymousID == ""):
-			t.Fatalf("an empty identity was sent: %s", c.JSON)
-		case !msg.Timestamp.Equal(c.Timestamp) || c.Timestamp.Location() != time.UTC:
-			t.Fatalf("decoded timestamp %v, call has %v", msg.Timestamp, c.Timestamp)
-		case len(msg.Properties) != len(c.Properties):
-			t.Fatalf("decoded %d properties, call has %d: %s", len(msg.Properties), len(c.Properties), c.JSON)
-		case msg.Context["integration"]["name"] != "Produktly" || msg.Context["integration"]["version"] != "1.0.0":
-			t.Fatalf("context %v", msg.Context)
-		}
-		for _, p := range c.Properties {
-			if got, ok := msg.Properties[p.Name]; !ok || !bytes.Equal(got, p.Value) {
-				t.Fatalf("property %q: decoded %s, call has %s", p.Name, got, p.Value)
-			}
-			if roleOf([]byte(p.Name)) != roleProperty {
-				t.Fatalf("envelope field %q repeated as a property", p.Name)
-			}
-			if string(p.Value) == "null" || string(p.Value) == `""` {
-				t.Fatalf("absent value forwarded for %q", p.Name)
-			}
-		}
-		id, ok := msg.Properties[ev.ID]
-		if !ok || !(id[0] == '"' || !bytes.ContainsAny(id, ".eE")) {
-			t.Fatalf("required %s is %s", ev.ID, id)
-		}
-		if u, err := uuid.Parse(c.MessageID); err != nil || u.Version() != 5 {
-			t.Fatalf("messageId %q is not a version 5 UUID", c.MessageID)
-		}
-		if got, want := newSHA1(value), uuid.NewSHA1(namespace, value); got != want {
-			t.Fatalf("newSHA1 = %s, uuid.NewSHA1 = %s", got, want)
-		}
-		b, err := json.Marshal(c.Track())
-		if err != nil {
-			t.Fatalf("marshal Track(): %v", err)
-		}
-		if !sameMessage(t, b, c.JSON) {
-			t.Fatalf("Track() marshals to\n%s\nnot the same message as\n%s", b, c.JSON)
-		}
-
-		again, err := Map(r)
-		if err != nil || !bytes.Equal(again.JSON, c.JSON) {
-			t.Fatalf("second Map differs: %s, %v\nfirst: %s", again.JSON, err, c.JSON)
-		}
+		checkMap(t, Record{Topic: "produktly.interactions", Partition: partition, Offset: offset, Time: time.UnixMilli(ms), Value: value})
 	})
+}
+
+// FuzzMapFields reaches deeper than FuzzMap: it builds records that are
+// valid JSON around fuzzed pieces (a type, two field names, two values),
+// so names, spellings and values get exercised rather than the scanner's
+// first error.
+func FuzzMapFields(f *testing.F) {
+	f.Add("tour_step", "tourId", "tour_id", []byte(`1`), []byte(`1`), []byte(`{"stepIndex":0,"type":"next"}`))
+	f.Add("TourStart", "companyID", "company_id", []byte(`"c"`), []byte(`"\u0063"`), []byte(`null`))
+	f.Add("Checklist Step Completed", "checklistId", "metadata", []byte(`"c"`), []byte(`{"step_id":5}`), []byte(`{}`))
+	f.Add("nps_widget_shown", "npsWidgetID", "Timestamp", []byte(`123456789012345678901234567890`), []byte(`"2026-11-29t10:00:00z"`), []byte(`[]`))
+	f.Add("tour-start", "USER_ID", "tour id", []byte(`"u2"`), []byte(`-0`), []byte(`1e999`))
+	f.Fuzz(func(t *testing.T, typ, key1, key2 string, val1, val2, meta []byte) {
+		var b bytes.Buffer
+		b.WriteString(`{"type":`)
+		b.Write(appendString(nil, typ))
+		b.WriteString(`,"userId":"u","tourId":7,"metadata":`)
+		b.Write(meta)
+		b.WriteByte(',')
+		b.Write(appendString(nil, key1))
+		b.WriteByte(':')
+		b.Write(val1)
+		b.WriteByte(',')
+		b.Write(appendString(nil, key2))
+		b.WriteByte(':')
+		b.Write(val2)
+		b.WriteByte('}')
+		checkMap(t, Record{Topic: "t", Partition: 1, Offset: 2, Time: time.UnixMilli(1795950000000), Value: b.Bytes()})
+	})
+}
+
+// checkMap maps r and checks the invariants every mapping obeys.
+func checkMap(t *testing.T, r Record) {
+	value := r.Value
+	c, err := Map(r)
+	if err != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			t.Fatalf("error %T %v is not an *Error", err, err)
+		}
+		if e.Code == CodeRejected || !slices.Contains(Codes(), e.Code) {
+			t.Fatalf("error %v: code %q is not a mapping code", err, e.Code)
+		}
+		if !strings.HasPrefix(err.Error(), string(e.Code)+": ") || !utf8.ValidString(err.Error()) {
+			t.Fatalf("error text %q", err.Error())
+		}
+		if e.Code != CodeInvalidJSON && !(json.Valid(value) && utf8.Valid(value)) {
+			t.Fatalf("invalid JSON passed the scanner, then failed with %v", err)
+		}
+		if e.Code == CodeInvalidJSON && json.Valid(value) && utf8.Valid(value) {
+			trimmed := bytes.TrimLeft(value, " \t\r\n")
+			if len(trimmed) > 0 && trimmed[0] == '{' && !strings.Contains(e.Msg, "nesting deeper") {
+				t.Fatalf("valid JSON object rejected: %v", err)
+			}
+		}
+		return
+	}
+
+	if !json.Valid(value) || !utf8.Valid(value) {
+		t.Fatalf("mapped a value encoding/json rejects or that is not UTF-8: %q", value)
+	}
+	if len(c.JSON) > maxMessageBytes {
+		t.Fatalf("call of %d bytes", len(c.JSON))
+	}
+	if !json.Valid(c.JSON) || !utf8.Valid(c.JSON) {
+		t.Fatalf("encoded call is not valid JSON: %s", c.JSON)
+	}
+	if err := c.Track().Validate(); err != nil {
+		t.Fatalf("Track().Validate(): %v", err)
+	}
+	var msg struct {
+		Type        string                     `json:"type"`
+		MessageID   string                     `json:"messageId"`
+		UserID      *string                    `json:"userId"`
+		AnonymousID *string                    `json:"anonymousId"`
+		Event       string                     `json:"event"`
+		Timestamp   time.Time                  `json:"timestamp"`
+		Properties  map[string]json.RawMessage `json:"properties"`
+		Context     map[string]map[string]any  `json:"context"`
+	}
+	if err := json.Unmarshal(c.JSON, &msg); err != nil {
+		t.Fatalf("decode %s: %v", c.JSON, err)
+	}
+	ev := lookup([]byte(c.Event))
+	switch {
+	case msg.Type != "track" || msg.MessageID != c.MessageID || msg.Event != c.Event:
+		t.Fatalf("decoded type/messageId/event %q %q %q, call has %q %q", msg.Type, msg.MessageID, msg.Event, c.MessageID, c.Event)
+	case ev == nil || ev.Name != c.Event:
+		t.Fatalf("event %q is not in the catalogue", c.Event)
+	case deref(msg.UserID) != c.UserID || deref(msg.AnonymousID) != c.AnonymousID:
+		t.Fatalf("decoded identities %v %v, call has %q %q", msg.UserID, msg.AnonymousID, c.UserID, c.AnonymousID)
+	case (msg.UserID != nil && *msg.UserID == "") || (msg.AnonymousID != nil && *msg.AnonymousID == ""):
+		t.Fatalf("an empty identity was sent: %s", c.JSON)
+	case !msg.Timestamp.Equal(c.Timestamp) || c.Timestamp.Location() != time.UTC:
+		t.Fatalf("decoded timestamp %v, call has %v", msg.Timestamp, c.Timestamp)
+	case len(msg.Properties) != len(c.Properties):
+		t.Fatalf("decoded %d properties, call has %d: %s", len(msg.Properties), len(c.Properties), c.JSON)
+	case msg.Context["integration"]["name"] != "Produktly" || msg.Context["integration"]["version"] != "1.0.0":
+		t.Fatalf("context %v", msg.Context)
+	}
+	for _, p := range c.Properties {
+		if got, ok := msg.Properties[p.Name]; !ok || !bytes.Equal(got, p.Value) {
+			t.Fatalf("property %q: decoded %s, call has %s", p.Name, got, p.Value)
+		}
+		if roleOf([]byte(p.Name)) != roleProperty {
+			t.Fatalf("envelope field %q repeated as a property", p.Name)
+		}
+		if string(p.Value) == "null" || string(p.Value) == `""` {
+			t.Fatalf("absent value forwarded for %q", p.Name)
+		}
+	}
+	id, ok := msg.Properties[ev.ID]
+	if !ok || !(id[0] == '"' || !bytes.ContainsAny(id, ".eE")) {
+		t.Fatalf("required %s is %s", ev.ID, id)
+	}
+	// An independent reading of the input: encoding/json decodes it, and
+	// the call's id and identities must be values it holds under some
+	// spelling of their names.
+	in := members(t, value)
+	spelled := func(name string, want func(json.RawMessage) bool) bool {
+		for _, m := range in {
+			if string(appendSnake(nil, []byte(m.key))) == name && want(m.val) {
+				return true
+			}
+		}
+		return false
+	}
+	if !spelled(ev.ID, func(v json.RawMessage) bool { return jsonEqual(v, id) }) {
+		t.Fatalf("%s %s is not a value of the record %s", ev.ID, id, value)
+	}
+	for name, got := range map[string]string{"user_id": c.UserID, "anonymous_id": c.AnonymousID} {
+		if got == "" {
+			continue
+		}
+		if !spelled(name, func(v json.RawMessage) bool {
+			var s string
+			return json.Unmarshal(v, &s) == nil && s == got
+		}) {
+			t.Fatalf("%s %q is not a value of the record %s", name, got, value)
+		}
+	}
+	if u, err := uuid.Parse(c.MessageID); err != nil || u.Version() != 5 {
+		t.Fatalf("messageId %q is not a version 5 UUID", c.MessageID)
+	}
+	if got, want := newSHA1(value), uuid.NewSHA1(namespace, value); got != want {
+		t.Fatalf("newSHA1 = %s, uuid.NewSHA1 = %s", got, want)
+	}
+	b, err := json.Marshal(c.Track())
+	if err != nil {
+		t.Fatalf("marshal Track(): %v", err)
+	}
+	if !sameMessage(t, b, c.JSON) {
+		t.Fatalf("Track() marshals to\n%s\nnot the same message as\n%s", b, c.JSON)
+	}
+
+	again, err := Map(r)
+	if err != nil || !bytes.Equal(again.JSON, c.JSON) {
+		t.Fatalf("second Map differs: %s, %v\nfirst: %s", again.JSON, err, c.JSON)
+	}
 }
 
 func deref(s *string) string {
@@ -156,4 +216,33 @@ func deref(s *string) string {
 		return ""
 	}
 	return *s
+}
+
+type rawMember struct {
+	key string
+	val json.RawMessage
+}
+
+// members reads the top-level members of an object with encoding/json,
+// keeping every duplicate key (json.Unmarshal into a map keeps the last).
+func members(t *testing.T, doc []byte) []rawMember {
+	t.Helper()
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("encoding/json cannot read a mapped record as an object: %v %v", tok, err)
+	}
+	var ms []rawMember
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatalf("encoding/json: %v", err)
+		}
+		var m rawMember
+		m.key, _ = tok.(string)
+		if err := dec.Decode(&m.val); err != nil {
+			t.Fatalf("encoding/json: %v", err)
+		}
+		ms = append(ms, m)
+	}
+	return ms
 }

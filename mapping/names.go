@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"strconv"
 	"unicode"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -192,4 +193,54 @@ func appendString[S ~string | ~[]byte](dst []byte, s S) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// text returns the text of the string value p: its raw bytes when it has
+// no escapes, else its decoded text in buf.
+func text(buf []byte, p *pair) []byte {
+	return unquote(buf, p.val[1:len(p.val)-1], p.flags)
+}
+
+// appendText appends the text of the string value p.
+func appendText(dst []byte, p *pair) []byte {
+	raw := p.val[1 : len(p.val)-1]
+	if p.flags&flagEscaped == 0 {
+		return append(dst, raw...)
+	}
+	return appendUnescaped(dst, raw)
+}
+
+// unquote returns the text of a JSON string given without its quotes.
+func unquote(buf, raw []byte, flags uint8) []byte {
+	if flags&flagEscaped == 0 {
+		return raw
+	}
+	return appendUnescaped(buf, raw)
+}
+
+// maxShown bounds how much of a value an error message repeats.
+const maxShown = 64
+
+// quote quotes text for an error message.
+func quote(s []byte) string {
+	s, more := shorten(s)
+	return strconv.Quote(string(s)) + more
+}
+
+// quoteJSON repeats a JSON value for an error message.
+func quoteJSON(v []byte) string {
+	v, more := shorten(v)
+	return string(v) + more
+}
+
+// shorten cuts s to at most maxShown bytes at a character boundary.
+func shorten(s []byte) ([]byte, string) {
+	if len(s) <= maxShown {
+		return s, ""
+	}
+	n := maxShown
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n], "…"
 }

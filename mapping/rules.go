@@ -1,0 +1,282 @@
+package mapping
+
+import (
+	"errors"
+	"strconv"
+	"time"
+)
+
+// eventOf finds the catalogue row the type field names.
+func eventOf(f *field) (*event, error) {
+	if f == nil {
+		return nil, newError(CodeUnknownEvent, "type", "missing")
+	}
+	if f.kind != kindString {
+		return nil, newError(CodeUnknownEvent, "type", "must be a string naming one of the "+strconv.Itoa(len(catalogue))+" events, not "+f.kind.String())
+	}
+	var buf [64]byte
+	typ := text(buf[:0], &f.pair)
+	ev := lookup(typ)
+	if ev == nil {
+		return nil, newError(CodeUnknownEvent, "type", quote(typ)+" is not one of the "+strconv.Itoa(len(catalogue))+" events")
+	}
+	return ev, nil
+}
+
+// timestampOf returns the call's timestamp: the record's, else the Kafka
+// record's, in UTC with millisecond precision. Never the current time.
+func timestampOf(f *field, kafka time.Time) (time.Time, error) {
+	var t time.Time
+	switch {
+	case f == nil:
+		// Kafka reports "no timestamp" as -1 ms; a zero time is a caller
+		// that set none. Either way there is no honest time to send.
+		if kafka.IsZero() || kafka.UnixMilli() < 0 {
+			return t, newError(CodeInvalidTimestamp, "timestamp", "absent, and the Kafka record has no timestamp either")
+		}
+		t = kafka
+	case f.kind == kindString:
+		var buf, upper [64]byte
+		s := text(buf[:0], &f.pair)
+		var err error
+		if !rfc3339(s) {
+			err = errNotRFC3339
+		} else {
+			// time.Parse wants an upper-case T and Z, RFC 3339 allows both cases.
+			u := append(upper[:0], s...)
+			for i, c := range u {
+				if c == 't' || c == 'z' {
+					u[i] = c - ('a' - 'A')
+				}
+			}
+			t, err = time.Parse(time.RFC3339, string(u))
+		}
+		if err != nil {
+			return t, newError(CodeInvalidTimestamp, "timestamp", quote(s)+" is neither RFC 3339 nor integer epoch milliseconds")
+		}
+	case f.kind == kindNumber && f.flags&flagInteger != 0:
+		ms, ok := parseInt(f.val)
+		if !ok {
+			return t, newError(CodeInvalidTimestamp, "timestamp", quote(f.val)+" is out of range")
+		}
+		t = time.UnixMilli(ms)
+	case f.kind == kindNumber:
+		return t, newError(CodeInvalidTimestamp, "timestamp", quote(f.val)+" is not an integer number of epoch milliseconds")
+	default:
+		return t, newError(CodeInvalidTimestamp, "timestamp", "must be an RFC 3339 string or integer epoch milliseconds, not "+f.kind.String())
+	}
+	t = t.UTC().Truncate(time.Millisecond)
+	// RFC 3339 has four-digit years, and analytics-go takes the zero time
+	// for "unset" and would replace it with the time of sending.
+	if y := t.Year(); y < 1 || y > 9999 || t.IsZero() {
+		return t, newError(CodeInvalidTimestamp, "timestamp", "out of range: must lie after 0001-01-01T00:00:00Z and before year 10000")
+	}
+	return t, nil
+}
+
+var errNotRFC3339 = errors.New("not RFC 3339")
+
+// rfc3339 reports whether s has the shape of an RFC 3339 date-time:
+//
+//	YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM), T and Z in either case
+//
+// time.Parse checks the ranges of the parts but is more lenient about the
+// shape: it takes a comma before the fraction and offset hours up to 24.
+func rfc3339(s []byte) bool {
+	const shape = "dddd-dd-ddTdd:dd:dd"
+	if len(s) < len(shape)+1 {
+		return false
+	}
+	for i := 0; i < len(shape); i++ {
+		switch c := s[i]; shape[i] {
+		case 'd':
+			if !isDigit(c) {
+				return false
+			}
+		case 'T':
+			if c != 'T' && c != 't' {
+				return false
+			}
+		default:
+			if c != shape[i] {
+				return false
+			}
+		}
+	}
+	s = s[len(shape):]
+	if s[0] == '.' {
+		n := 1
+		for n < len(s) && isDigit(s[n]) {
+			n++
+		}
+		if n == 1 {
+			return false
+		}
+		s = s[n:]
+	}
+	switch {
+	case len(s) == 1:
+		return s[0] == 'Z' || s[0] == 'z'
+	case len(s) == 6:
+		return (s[0] == '+' || s[0] == '-') && isDigit(s[1]) && isDigit(s[2]) && s[3] == ':' &&
+			isDigit(s[4]) && isDigit(s[5]) && (s[1]-'0')*10+s[2]-'0' <= 23 && s[4] <= '5'
+	}
+	return false
+}
+
+// parseInt parses a JSON integer into an int64.
+func parseInt(b []byte) (int64, bool) {
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	var n uint64
+	for _, c := range b {
+		if n > (1<<63)/10 {
+			return 0, false
+		}
+		n = n*10 + uint64(c-'0')
+	}
+	switch {
+	case neg && n <= 1<<63:
+		return -int64(n), true
+	case !neg && n < 1<<63:
+		return int64(n), true
+	}
+	return 0, false
+}
+
+// checkEvent checks what the event requires: its id and its metadata.
+func checkEvent(ev *event, fields []field, names []byte) error {
+	id := find(fields, names, ev.ID)
+	if id == nil {
+		return newError(CodeMissingProperty, ev.ID, "required by "+quote([]byte(ev.Name)))
+	}
+	if msg := ruleStringOrInteger.check(&id.pair, nil); msg != "" {
+		return newError(CodeInvalidProperty, ev.ID, msg)
+	}
+	if len(ev.Metadata) == 0 {
+		return nil
+	}
+	md := find(fields, names, metadataName)
+	if md == nil {
+		return newError(CodeMissingProperty, metadataName, "required by "+quote([]byte(ev.Name)))
+	}
+	if md.kind != kindObject {
+		return newError(CodeInvalidProperty, metadataName, "must be an object, not "+md.kind.String())
+	}
+	return checkMetadata(ev, md.val)
+}
+
+// checkMetadata checks the members the event requires of its metadata.
+// Members may be spelled in camelCase or snake_case, like fields; they are
+// checked here and forwarded as given.
+func checkMetadata(ev *event, raw []byte) error {
+	var gotBuf [4]pair
+	got := gotBuf[:0]
+	for range ev.Metadata {
+		got = append(got, pair{})
+	}
+	it := objectIter{s: scanner{data: raw}, depth: 2}
+	var keyBuf, nameBuf [64]byte
+	for {
+		p, ok := it.next()
+		if !ok {
+			break
+		}
+		if p.absent() {
+			continue
+		}
+		name := appendSnake(nameBuf[:0], unquote(keyBuf[:0], p.key, p.keyFlags))
+		for i := range ev.Metadata {
+			if string(name) != ev.Metadata[i].snake {
+				continue
+			}
+			if got[i].kind == 0 {
+				got[i] = p
+			} else if !jsonEqual(got[i].val, p.val) {
+				return conflict(metadataName+"."+ev.Metadata[i].Name, got[i].key, p.key)
+			}
+			break
+		}
+	}
+	for i, m := range ev.Metadata {
+		field := metadataName + "." + m.Name
+		if got[i].kind == 0 {
+			return newError(CodeMissingProperty, field, "required by "+quote([]byte(ev.Name)))
+		}
+		if msg := m.Rule.check(&got[i], m.OneOf); msg != "" {
+			return newError(CodeInvalidProperty, field, msg)
+		}
+	}
+	return nil
+}
+
+// check returns "" when the value obeys the rule, else what is wrong.
+func (r rule) check(p *pair, oneOf []string) string {
+	integer := p.kind == kindNumber && p.flags&flagInteger != 0
+	switch r {
+	case ruleStringOrInteger:
+		if p.kind == kindString || integer {
+			return ""
+		}
+	case ruleNonNegativeInteger:
+		if integer && (p.flags&flagNegative == 0 || isZero(p.val)) {
+			return ""
+		}
+	case ruleOneOf:
+		if p.kind == kindString {
+			var buf [64]byte
+			s := text(buf[:0], p)
+			for _, want := range oneOf {
+				if string(s) == want {
+					return ""
+				}
+			}
+		}
+	}
+	return "must be " + article(r.describe(oneOf)) + ", not " + show(p)
+}
+
+func article(desc string) string {
+	if desc[0] == '"' {
+		return desc
+	}
+	if desc[0] == 'i' {
+		return "an " + desc
+	}
+	return "a " + desc
+}
+
+// isZero reports whether an integer's digits are all zero ("-0").
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != '-' && c != '0' {
+			return false
+		}
+	}
+	return true
+}
+
+// show describes a wrong value for an error message: scalars as given
+// (shortened), containers by their type.
+func show(p *pair) string {
+	if p.kind == kindObject || p.kind == kindArray {
+		return p.kind.String()
+	}
+	return quoteJSON(p.val)
+}
+
+// find returns the field with the given snake_case name, or nil.
+func find(fields []field, names []byte, name string) *field {
+	for i := range fields {
+		if string(names[fields[i].name.start:fields[i].name.end]) == name {
+			return &fields[i]
+		}
+	}
+	return nil
+}
+
+func nameOf(f *field, names []byte) string {
+	return string(names[f.name.start:f.name.end])
+}
