@@ -17,7 +17,7 @@ test:
 
 ## unit: tests that need no broker
 unit:
-	$(GO) test -race ./mapping/... ./sink/... ./consumer/...
+	$(GO) test -race ./mapping/... ./sink/... ./consumer/... ./deploy/... ./cmd/...
 
 ## bench: one replica against the kafka-go ceiling (docs/performance.md); ARGS="-records 200000"
 bench:

@@ -69,6 +69,9 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen *kafka.Gener
 			case <-t.C:
 				c.beat()
 				c.commit(gen, parts, committed, false)
+				for _, p := range parts {
+					c.metrics.observeLag(c.opts.Topic, p)
+				}
 			}
 		}
 	}()
@@ -95,6 +98,7 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen *kafka.Gener
 	for _, p := range parts {
 		left += p.tr.inFlight()
 		p.abandon()
+		c.metrics.forget(c.opts.Topic, p.id)
 	}
 	log.Info().Int("abandoned", left).Msg("generation ended")
 	return shutdown
@@ -144,7 +148,7 @@ func (c *Consumer) commit(gen *kafka.Generation, parts []*partition, committed m
 	}
 	for id, o := range offsets {
 		committed[id] = o
-		c.metrics.observeCommit(c.opts.Topic, id, o, parts)
+		c.metrics.observeCommit(c.opts.Topic, id, o)
 	}
 	if final {
 		c.log.Info().Interface("offsets", offsets).Msg("committed")

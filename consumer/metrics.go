@@ -53,7 +53,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"topic", "partition"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "consumer_lag",
-			Help: "High watermark minus committed offset at the last commit, per partition.",
+			Help: "Records behind: the high watermark seen on the last fetch minus the offset that may be committed, per partition.",
 		}, []string{"topic", "partition"}),
 		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "rebalances_total",
@@ -83,15 +83,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-// observeCommit records a committed offset and the lag behind it.
-func (m *metrics) observeCommit(topic string, id int, offset int64, parts []*partition) {
-	label := strconv.Itoa(id)
-	m.committed.WithLabelValues(topic, label).Set(float64(offset))
-	for _, p := range parts {
-		if p.id == id {
-			if hwm := p.hwm.Load(); hwm >= 0 {
-				m.lag.WithLabelValues(topic, label).Set(float64(max(hwm-offset, 0)))
-			}
-		}
+// observeCommit records a committed offset.
+func (m *metrics) observeCommit(topic string, id int, offset int64) {
+	m.committed.WithLabelValues(topic, strconv.Itoa(id)).Set(float64(offset))
+}
+
+// observeLag records how far the partition's high watermark, as of its
+// last fetch, is ahead of its commit point. It is refreshed on every commit
+// tick, committed or not, so a stuck partition shows growing lag.
+func (m *metrics) observeLag(topic string, p *partition) {
+	if hwm := p.hwm.Load(); hwm >= 0 {
+		lag := hwm - max(p.tr.committable(), 0)
+		m.lag.WithLabelValues(topic, strconv.Itoa(p.id)).Set(float64(max(lag, 0)))
 	}
+}
+
+// forget removes a partition's series when it leaves this member, so the
+// new owner's values are the only ones exported.
+func (m *metrics) forget(topic string, id int) {
+	label := strconv.Itoa(id)
+	m.committed.DeleteLabelValues(topic, label)
+	m.lag.DeleteLabelValues(topic, label)
 }
