@@ -76,14 +76,13 @@ func (t *tracker) ack(offset int64) bool {
 	if t.revoked {
 		return false
 	}
-	live := t.offsets[t.head:]
-	i := sort.Search(len(live), func(i int) bool { return live[i] >= offset })
-	if i == len(live) || live[i] != offset || t.state[t.head+i] != pending {
+	i, ok := t.find(offset)
+	if !ok {
 		return false
 	}
-	t.state[t.head+i] = acked
+	t.state[i] = acked
 	t.settle()
-	if i != 0 {
+	if i != t.head {
 		return true
 	}
 	// The oldest record is done: pop every acknowledged record at the head.
@@ -109,6 +108,16 @@ func (t *tracker) ack(offset int64) bool {
 
 func (t *tracker) live() int { return len(t.offsets) - t.head }
 
+// find returns the index of the pending record at offset.
+func (t *tracker) find(offset int64) (int, bool) {
+	live := t.offsets[t.head:]
+	i := sort.Search(len(live), func(i int) bool { return live[i] >= offset })
+	if i == len(live) || live[i] != offset || t.state[t.head+i] != pending {
+		return 0, false
+	}
+	return t.head + i, true
+}
+
 // settle counts one record as no longer pending.
 func (t *tracker) settle() {
 	t.inflight--
@@ -124,13 +133,10 @@ func (t *tracker) settle() {
 func (t *tracker) drop(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	live := t.offsets[t.head:]
-	i := sort.Search(len(live), func(i int) bool { return live[i] >= offset })
-	if i == len(live) || live[i] != offset || t.state[t.head+i] != pending {
-		return
+	if i, ok := t.find(offset); ok {
+		t.state[i] = dropped
+		t.settle()
 	}
-	t.state[t.head+i] = dropped
-	t.settle()
 }
 
 // committable returns the offset that may be committed now.
