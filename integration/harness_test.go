@@ -40,6 +40,7 @@ func TestMain(m *testing.M) {
 }
 
 func runMain(m *testing.M) int {
+	defer removeBinary()
 	ctx := context.Background()
 	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
 		env.brokers = strings.Split(b, ",")
