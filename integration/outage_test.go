@@ -88,6 +88,15 @@ func TestShutdownDuringOutage(t *testing.T) {
 
 	stopped := time.Now()
 	p.term()
+	// Draining: no longer ready (a load balancer or Kubernetes stops
+	// counting it), still alive until it exits.
+	waitFor(t, 5*time.Second, "/readyz 503 while draining", func() bool {
+		code, _ := p.get("/readyz")
+		return code == http.StatusServiceUnavailable || p.exited()
+	}, nil)
+	if p.exited() {
+		t.Errorf("exited before /readyz was seen answering 503 while draining")
+	}
 	p.mustExit(0, 5*time.Second+10*time.Second)
 	t.Logf("exited %s after SIGTERM", time.Since(stopped).Round(time.Millisecond))
 
