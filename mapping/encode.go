@@ -119,7 +119,7 @@ func encode(d draft, fields []field, strs string) (Call, error) {
 	out = append(out, `,"event":`...)
 	out = appendString(out, d.ev.Name)
 	out = append(out, `,"timestamp":"`...)
-	out = d.ts.AppendFormat(out, timeLayout)
+	out = appendTimestamp(out, d.ts)
 	out = append(out, `","properties":{`...)
 
 	props := make([]Property, 0, n)
@@ -222,4 +222,26 @@ func appendCompact(dst, v []byte) []byte {
 		}
 	}
 	return append(dst, v[start:]...)
+}
+
+// appendTimestamp appends t as timeLayout does, in UTC, without the general
+// layout interpreter of time.Time.AppendFormat, which was a tenth of the
+// service's CPU time spent in mapping. Years are 0001–9999 (timestamps
+// outside are refused before encoding).
+func appendTimestamp(b []byte, t time.Time) []byte {
+	t = t.UTC()
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / 1e6
+	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
+	b = appendTwo(b, int(month), '-')
+	b = appendTwo(b, day, 'T')
+	b = appendTwo(b, hour, ':')
+	b = appendTwo(b, minute, ':')
+	b = appendTwo(b, sec, '.')
+	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
+func appendTwo(b []byte, v int, sep byte) []byte {
+	return append(b, byte('0'+v/10), byte('0'+v%10), sep)
 }

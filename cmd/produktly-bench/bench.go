@@ -206,12 +206,16 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 	if err := cmd.Start(); err != nil {
 		return result{}, err
 	}
+	var peak int64
 	var elapsed time.Duration
 	for {
 		committed, err := offsets(ctx, client, topic, o.partitions, group)
 		if err == nil && slices.Equal(committed, ends) {
 			elapsed = time.Since(start)
 			break
+		}
+		if hwm := peakRSS(cmd.Process.Pid); hwm > peak {
+			peak = hwm
 		}
 		if ctx.Err() != nil {
 			_ = cmd.Process.Kill()
@@ -220,6 +224,7 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	peak = max(peak, peakRSS(cmd.Process.Pid))
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err != nil {
 		return result{}, fmt.Errorf("process exit: %w (log %s)", err, logPath)
@@ -229,8 +234,26 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 		records: total,
 		elapsed: elapsed,
 		cpu:     time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
-		peakRSS: ru.Maxrss * 1024,
+		peakRSS: peak,
 	}, nil
+}
+
+// peakRSS reads the peak resident set (VmHWM) of a running process. The
+// rusage of a child is no use for this: Linux carries the parent's peak
+// over the fork into the child's maxrss.
+func peakRSS(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb int64
+			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
+			return kb * 1024
+		}
+	}
+	return 0
 }
 
 // offsets returns the end offsets of topic, or a group's committed offsets
@@ -369,10 +392,11 @@ func live(ctx context.Context, o options, client *kafka.Client, log io.Writer) (
 	if len(lat) > 0 {
 		r.p50, r.p99 = lat[len(lat)/2], lat[len(lat)*99/100]
 	}
+	r.peakRSS = peakRSS(cmd.Process.Pid)
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	if err := cmd.Wait(); err == nil {
 		ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-		r.cpu, r.peakRSS = time.Duration(ru.Utime.Nano()+ru.Stime.Nano()), ru.Maxrss*1024
+		r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
 	fmt.Fprintf(log, "live: p50 %s p99 %s over %d records\n", r.p50, r.p99, len(lat))
 	return r, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,9 +16,15 @@ import (
 type probe func() bool
 
 // newAdmin serves /healthz (the process and its loops are alive), /readyz
-// (member of the group and consuming; false while draining) and /metrics.
-func newAdmin(reg *prometheus.Registry, alive, ready probe) *http.Server {
+// (member of the group and consuming; false while draining), /metrics and,
+// when pprof is set, the runtime profiles under /debug/pprof/.
+func newAdmin(reg *prometheus.Registry, alive, ready probe, pprof bool) *http.Server {
 	mux := http.NewServeMux()
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("GET /healthz", status(alive))
 	mux.HandleFunc("GET /readyz", status(ready))

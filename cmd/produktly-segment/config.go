@@ -46,6 +46,7 @@ type config struct {
 	CommitInterval    time.Duration
 
 	AdminAddr       string
+	Pprof           bool
 	ShutdownTimeout time.Duration
 	LogLevel        string
 	LogFormat       string
@@ -134,6 +135,8 @@ func settings() []setting {
 				c.AdminAddr = v
 				return nil
 			}},
+		{env: "ADMIN_PPROF", def: "false", help: "serve Go runtime profiles under /debug/pprof/ on the admin server",
+			set: func(c *config, v string) error { return parseBool(&c.Pprof, v) }},
 		{env: "SHUTDOWN_TIMEOUT", def: "25s", help: "time in-flight records get to be acknowledged on SIGTERM",
 			set: dur(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error",
@@ -189,10 +192,14 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 
 	c := &config{}
 	for _, s := range ss {
-		v, ok := getenv(s.env), getenv(s.env) != ""
+		v := getenv(s.env)
 		if given[flagName(s.env)] {
-			v, ok = *flagged[s.env], true
+			v = *flagged[s.env]
 		}
+		// Surrounding blanks are never meant (a key pasted with a
+		// newline); a blank secret is as good as none.
+		v = strings.TrimSpace(v)
+		ok := v != ""
 		if !ok || v == "" {
 			if s.required {
 				return nil, &configError{Name: s.env, Err: errors.New("required")}

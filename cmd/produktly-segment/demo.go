@@ -111,7 +111,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error {
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- svc.run(runCtx, "") }()
+	go func() { done <- svc.run(runCtx, "", false) }()
 
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)

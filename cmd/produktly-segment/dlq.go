@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/produktly/produktly-segment/consumer"
+	"github.com/produktly/produktly-segment/mapping"
 )
 
 const dlqUsage = `usage: produktly-segment dlq replay [flags]
@@ -62,8 +64,15 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	o := consumer.ReplayOptions{Brokers: c.Brokers, DeadLetterTopic: c.DLQTopic, Topic: *to, DryRun: *dry}
-	if *codes != "" {
-		o.Codes = strings.Split(*codes, ",")
+	for _, code := range strings.Split(*codes, ",") {
+		if code = strings.TrimSpace(code); code == "" {
+			continue
+		}
+		if !slices.Contains(mapping.Codes(), mapping.Code(code)) {
+			fmt.Fprintf(stderr, "produktly-segment dlq replay: --code: %q is not an error code (%v)\n", code, mapping.Codes())
+			return 2
+		}
+		o.Codes = append(o.Codes, code)
 	}
 	for _, t := range []struct {
 		flag string

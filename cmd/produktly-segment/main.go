@@ -84,8 +84,13 @@ func runService(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info().Str("version", version).Strs("brokers", c.Brokers).Str("topic", c.Topic).
 		Str("group", c.GroupID).Str("dlq_topic", c.DLQTopic).Str("segment", c.Endpoint).Msg("starting")
-	if err := svc.run(ctx, c.AdminAddr); err != nil {
+	if err := svc.run(ctx, c.AdminAddr, c.Pprof); err != nil {
 		log.Error().Err(err).Msg("stopped")
+		var cerr *configError
+		if errors.As(err, &cerr) {
+			fmt.Fprintf(stderr, "produktly-segment: %v\n", err)
+			return 2
+		}
 		return 1
 	}
 	log.Info().Msg("stopped cleanly")

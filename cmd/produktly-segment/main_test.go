@@ -107,6 +107,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "missing brokers", set: map[string]string{"KAFKA_BROKERS": ""}, names: "KAFKA_BROKERS"},
 		{name: "broker without port", set: map[string]string{"KAFKA_BROKERS": "localhost"}, names: "KAFKA_BROKERS"},
 		{name: "missing write key", set: map[string]string{"SEGMENT_WRITE_KEY": ""}, names: "SEGMENT_WRITE_KEY"},
+		{name: "blank write key", set: map[string]string{"SEGMENT_WRITE_KEY": "  \n"}, names: "SEGMENT_WRITE_KEY"},
 		{name: "batch size not a number", set: map[string]string{"SEGMENT_BATCH_SIZE": "lots"}, names: "SEGMENT_BATCH_SIZE"},
 		{name: "batch size zero", set: map[string]string{"SEGMENT_BATCH_SIZE": "0"}, names: "SEGMENT_BATCH_SIZE"},
 		{name: "batch size over Segment's limit", set: map[string]string{"SEGMENT_BATCH_SIZE": "2501"}, names: "SEGMENT_BATCH_SIZE"},

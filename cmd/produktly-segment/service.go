@@ -71,13 +71,16 @@ func newService(c *config, log zerolog.Logger) (*service, error) {
 // run serves until ctx is cancelled. The consumer drains first (in-flight
 // records get the shutdown timeout, acknowledged offsets are committed, the
 // member leaves the group); only then do the sink and the admin server stop.
-func (s *service) run(ctx context.Context, adminAddr string) error {
+func (s *service) run(ctx context.Context, adminAddr string, pprof bool) error {
 	sinkCtx, stopSink := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSink()
 	g, gctx := errgroup.WithContext(sinkCtx)
 	g.Go(func() error { return s.seg.Run(gctx) })
 	if adminAddr != "" {
-		admin := newAdmin(s.reg, s.cons.Alive, s.cons.Ready)
+		// Ready: a member of the group, consuming, and Segment taking
+		// requests (an outage or a rejected write key turns it false).
+		ready := func() bool { return s.cons.Ready() && s.seg.Healthy() }
+		admin := newAdmin(s.reg, s.cons.Alive, ready, pprof)
 		g.Go(func() error { return serveAdmin(gctx, admin, adminAddr) })
 	}
 	consCtx, stopCons := context.WithCancel(ctx)

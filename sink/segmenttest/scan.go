@@ -1,0 +1,178 @@
+package segmenttest
+
+import (
+	"bytes"
+	"errors"
+	"strconv"
+)
+
+// scanBatch is the benchmark server's reading of a batch body: one pass
+// over the bytes that checks the structure (balanced objects and arrays,
+// terminated strings) and picks the checked fields of each message out of
+// its top level, without decoding anything else. It is how a server on the
+// same two cores as the service keeps out of the way of what a benchmark
+// measures; the full server (without WithoutBodies) decodes everything with
+// encoding/json and is what the correctness tests use.
+func scanBatch(data []byte) ([]fields, error) {
+	i := bytes.Index(data, []byte(`"batch"`))
+	if i < 0 {
+		return nil, errors.New("batch is missing")
+	}
+	i = skipSpace(data, i+len(`"batch"`))
+	if i >= len(data) || data[i] != ':' {
+		return nil, errors.New("invalid JSON after \"batch\"")
+	}
+	i = skipSpace(data, i+1)
+	if i >= len(data) || data[i] != '[' {
+		return nil, errors.New("batch is not an array")
+	}
+	i++
+	var out []fields
+	for {
+		i = skipSpace(data, i)
+		if i >= len(data) {
+			return nil, errors.New("unterminated batch")
+		}
+		if data[i] == ']' {
+			return out, nil
+		}
+		if len(out) > 0 {
+			if data[i] != ',' {
+				return nil, errors.New("invalid JSON between messages")
+			}
+			i = skipSpace(data, i+1)
+		}
+		var f fields
+		var err error
+		if i, err = scanMessage(data, i, &f); err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+}
+
+// scanMessage reads one message object starting at data[i] and returns the
+// index after it.
+func scanMessage(data []byte, i int, f *fields) (int, error) {
+	if i >= len(data) || data[i] != '{' {
+		return 0, errors.New("message is not an object")
+	}
+	i++
+	for first := true; ; first = false {
+		i = skipSpace(data, i)
+		if i < len(data) && data[i] == '}' {
+			return i + 1, nil
+		}
+		if !first {
+			if i >= len(data) || data[i] != ',' {
+				return 0, errors.New("invalid JSON in message")
+			}
+			i = skipSpace(data, i+1)
+		}
+		kStart := i
+		end, err := skipString(data, i)
+		if err != nil {
+			return 0, err
+		}
+		key := data[kStart+1 : end-1]
+		i = skipSpace(data, end)
+		if i >= len(data) || data[i] != ':' {
+			return 0, errors.New("invalid JSON in message")
+		}
+		i = skipSpace(data, i+1)
+		vStart := i
+		if i, err = skipValue(data, i); err != nil {
+			return 0, err
+		}
+		var dst *string
+		switch string(key) {
+		case "type":
+			dst = &f.Type
+		case "event":
+			dst = &f.Event
+		case "messageId":
+			dst = &f.MessageID
+		case "userId":
+			dst = &f.UserID
+		case "anonymousId":
+			dst = &f.AnonymousID
+		}
+		if dst != nil && data[vStart] == '"' {
+			v := data[vStart+1 : i-1]
+			if bytes.IndexByte(v, '\\') >= 0 {
+				s, err := strconv.Unquote(string(data[vStart:i]))
+				if err != nil {
+					return 0, errors.New("invalid string")
+				}
+				*dst = s
+			} else {
+				*dst = string(v)
+			}
+		}
+	}
+}
+
+// skipValue returns the index after the JSON value at data[i].
+func skipValue(data []byte, i int) (int, error) {
+	if i >= len(data) {
+		return 0, errors.New("unexpected end of JSON")
+	}
+	switch data[i] {
+	case '"':
+		return skipString(data, i)
+	case '{', '[':
+		depth := 0
+		for i < len(data) {
+			switch data[i] {
+			case '"':
+				end, err := skipString(data, i)
+				if err != nil {
+					return 0, err
+				}
+				i = end
+				continue
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1, nil
+				}
+			}
+			i++
+		}
+		return 0, errors.New("unterminated object or array")
+	default: // number, true, false, null
+		start := i
+		for i < len(data) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(data[i])) {
+			i++
+		}
+		if i == start {
+			return 0, errors.New("invalid JSON value")
+		}
+		return i, nil
+	}
+}
+
+// skipString returns the index after the JSON string at data[i].
+func skipString(data []byte, i int) (int, error) {
+	if i >= len(data) || data[i] != '"' {
+		return 0, errors.New("expected a string")
+	}
+	for i++; i < len(data); i++ {
+		switch data[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1, nil
+		}
+	}
+	return 0, errors.New("unterminated string")
+}
+
+func skipSpace(data []byte, i int) int {
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	return i
+}
