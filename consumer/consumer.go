@@ -62,10 +62,14 @@ type Options struct {
 	Transport kafka.RoundTripper
 
 	// MaxInFlight caps the records fetched and not yet acknowledged, over
-	// all partitions. Default 20000.
+	// all partitions. Default 50000.
 	MaxInFlight int
-	// MaxInFlightPerPartition caps them per partition. Default 5000.
+	// MaxInFlightPerPartition caps them per partition. Default 10000.
 	MaxInFlightPerPartition int
+	// MaxInFlightBytes caps the key and value bytes of those records, so
+	// that large records cannot grow memory past what the record caps
+	// allow for ordinary ones. Default 32 MiB.
+	MaxInFlightBytes int
 	// FetchMaxBytes is the most one fetch request returns per partition.
 	// Default 1 MiB.
 	FetchMaxBytes int
@@ -109,8 +113,9 @@ func (o *Options) setDefaults() {
 	if o.Transport == nil {
 		o.Transport = kafka.DefaultTransport
 	}
-	setDefault(&o.MaxInFlight, 20000)
-	setDefault(&o.MaxInFlightPerPartition, 5000)
+	setDefault(&o.MaxInFlight, 50000)
+	setDefault(&o.MaxInFlightPerPartition, 10000)
+	setDefault(&o.MaxInFlightBytes, 32<<20)
 	setDefault(&o.FetchMaxBytes, 1<<20)
 	setDefault(&o.CommitInterval, time.Second)
 	setDefault(&o.SessionTimeout, 30*time.Second)
@@ -136,7 +141,7 @@ func (o Options) Validate() error {
 		return errors.New("consumer: no sink")
 	case o.DeadLetterTopic == o.Topic:
 		return errors.New("consumer: the dead-letter topic must differ from the source topic")
-	case o.MaxInFlight < 1 || o.MaxInFlightPerPartition < 1:
+	case o.MaxInFlight < 1 || o.MaxInFlightPerPartition < 1 || o.MaxInFlightBytes < 1:
 		return errors.New("consumer: in-flight caps must be positive")
 	case o.MaxInFlightPerPartition > o.MaxInFlight:
 		return errors.New("consumer: the per-partition in-flight cap exceeds the total cap")
@@ -154,6 +159,7 @@ type Consumer struct {
 	log     zerolog.Logger
 	metrics *metrics
 	slots   *semaphore.Weighted // MaxInFlight records, all partitions
+	bytes   *semaphore.Weighted // MaxInFlightBytes
 	dlq     *deadLetter
 
 	ready    atomic.Bool // member of a generation and fetching
@@ -176,6 +182,7 @@ func New(o Options) (*Consumer, error) {
 		log:     o.Logger.With().Str("topic", o.Topic).Str("group", o.GroupID).Logger(),
 		metrics: m,
 		slots:   semaphore.NewWeighted(int64(o.MaxInFlight)),
+		bytes:   semaphore.NewWeighted(int64(o.MaxInFlightBytes)),
 	}
 	c.dlq = newDeadLetter(o, c.log, c.metrics)
 	return c, nil

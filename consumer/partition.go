@@ -77,7 +77,7 @@ func (p *partition) fetch(ctx context.Context) {
 		}
 		m, err := r.FetchMessage(ctx)
 		if err != nil {
-			p.release()
+			p.release(0)
 			if ctx.Err() != nil {
 				return
 			}
@@ -90,8 +90,21 @@ func (p *partition) fetch(ctx context.Context) {
 			continue
 		}
 		p.hwm.Store(m.HighWaterMark)
+		// The byte cap is taken once the record's size is known; a record
+		// that was fetched but never tracked is simply read again later.
+		if err := p.c.bytes.Acquire(ctx, p.weight(m)); err != nil {
+			p.release(0)
+			return
+		}
 		p.handle(ctx, m)
 	}
+}
+
+// weight is what a record counts against MaxInFlightBytes: its key and
+// value, or the whole cap for a record larger than it, so it can still
+// pass on its own.
+func (p *partition) weight(m kafka.Message) int64 {
+	return min(int64(len(m.Key)+len(m.Value)), int64(p.c.opts.MaxInFlightBytes))
 }
 
 func (p *partition) acquire(ctx context.Context) error {
@@ -107,9 +120,13 @@ func (p *partition) acquire(ctx context.Context) error {
 }
 
 // release gives back the in-flight slot of one record that is finished or
-// abandoned. Every acquired slot is released exactly once.
-func (p *partition) release() {
+// abandoned, and bytes of the byte cap. Every acquired slot is released
+// exactly once.
+func (p *partition) release(bytes int64) {
 	p.c.metrics.inFlight.Dec()
+	if bytes > 0 {
+		p.c.bytes.Release(bytes)
+	}
 	p.c.slots.Release(1)
 	p.slots.Release(1)
 }
@@ -146,7 +163,7 @@ func (p *partition) handle(ctx context.Context, m kafka.Message) {
 		// Fetching stopped (or the sink did) before the sink took the
 		// record: it stays uncommitted and is read again by the next owner.
 		p.tr.drop(m.Offset)
-		p.release()
+		p.release(p.weight(m))
 	}
 }
 
@@ -155,7 +172,7 @@ func (p *partition) finish(m kafka.Message, r sink.Result) {
 	switch r.Outcome {
 	case sink.Delivered:
 		p.c.metrics.delivered.Inc()
-		p.done(m.Offset)
+		p.done(m)
 	case sink.Rejected:
 		code := mapping.CodeRejected
 		var merr *mapping.Error
@@ -168,14 +185,14 @@ func (p *partition) finish(m kafka.Message, r sink.Result) {
 		}
 		p.deadLetter(m, code, msg)
 	default:
-		p.release()
+		p.release(p.weight(m))
 	}
 }
 
 // done acknowledges one record and frees its slot.
-func (p *partition) done(offset int64) {
-	p.tr.ack(offset)
-	p.release()
+func (p *partition) done(m kafka.Message) {
+	p.tr.ack(m.Offset)
+	p.release(p.weight(m))
 }
 
 func (p *partition) deadLetter(m kafka.Message, code mapping.Code, reason string) {
@@ -187,9 +204,9 @@ func (p *partition) deadLetter(m kafka.Message, code mapping.Code, reason string
 		cancel: p.work.Done(),
 		done: func(written bool) {
 			if written {
-				p.done(m.Offset)
+				p.done(m)
 			} else {
-				p.release()
+				p.release(p.weight(m))
 			}
 		},
 	})

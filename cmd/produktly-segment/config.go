@@ -30,14 +30,15 @@ type config struct {
 	TLSCertFile   string
 	TLSKeyFile    string
 
-	WriteKey        string
-	Endpoint        string
-	BatchSize       int
-	FlushInterval   time.Duration
-	Concurrency     int
-	SegmentTimeout  time.Duration
-	MaxInFlight     int
-	MaxInFlightPart int
+	WriteKey         string
+	Endpoint         string
+	BatchSize        int
+	FlushInterval    time.Duration
+	Concurrency      int
+	SegmentTimeout   time.Duration
+	MaxInFlight      int
+	MaxInFlightPart  int
+	MaxInFlightBytes int
 
 	SessionTimeout    time.Duration
 	HeartbeatInterval time.Duration
@@ -109,14 +110,16 @@ func settings() []setting {
 			set: intIn(func(c *config) *int { return &c.BatchSize }, 1, 2500)},
 		{env: "SEGMENT_FLUSH_INTERVAL", def: "100ms", help: "longest wait before a partial batch is sent",
 			set: dur(func(c *config) *time.Duration { return &c.FlushInterval })},
-		{env: "SEGMENT_CONCURRENCY", def: "16", help: "Segment requests in flight at once",
+		{env: "SEGMENT_CONCURRENCY", def: "64", help: "Segment requests in flight at once",
 			set: intIn(func(c *config) *int { return &c.Concurrency }, 1, 1000)},
 		{env: "SEGMENT_TIMEOUT", def: "10s", help: "timeout of one Segment request",
 			set: dur(func(c *config) *time.Duration { return &c.SegmentTimeout })},
-		{env: "MAX_IN_FLIGHT", def: "20000", help: "records fetched and not yet acknowledged, all partitions",
+		{env: "MAX_IN_FLIGHT", def: "50000", help: "records fetched and not yet acknowledged, all partitions",
 			set: intIn(func(c *config) *int { return &c.MaxInFlight }, 1, 10_000_000)},
-		{env: "MAX_IN_FLIGHT_PER_PARTITION", def: "5000", help: "records fetched and not yet acknowledged, per partition",
+		{env: "MAX_IN_FLIGHT_PER_PARTITION", def: "10000", help: "records fetched and not yet acknowledged, per partition",
 			set: intIn(func(c *config) *int { return &c.MaxInFlightPart }, 1, 10_000_000)},
+		{env: "MAX_IN_FLIGHT_BYTES", def: "32MiB", help: "key and value bytes of the records in flight (e.g. 32MiB, 64MiB)",
+			set: func(c *config, v string) error { return parseBytes(&c.MaxInFlightBytes, v) }},
 		{env: "KAFKA_SESSION_TIMEOUT", def: "30s", help: "group session timeout: how long a silent member keeps its partitions",
 			set: dur(func(c *config) *time.Duration { return &c.SessionTimeout })},
 		{env: "KAFKA_HEARTBEAT_INTERVAL", def: "3s", help: "group heartbeat interval",
@@ -322,5 +325,25 @@ func parseBrokers(dst *[]string, v string) error {
 		return errors.New("no broker address")
 	}
 	*dst = out
+	return nil
+}
+
+// parseBytes reads a size such as 1048576, 512KiB or 32MiB.
+func parseBytes(dst *int, v string) error {
+	mult, num := 1, v
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(v, u.suffix); ok {
+			mult, num = u.mult, n
+			break
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(num))
+	if err != nil || n < 1 || n > (1<<40)/mult {
+		return fmt.Errorf("must be a size such as 32MiB, not %q", v)
+	}
+	*dst = n * mult
 	return nil
 }

@@ -100,7 +100,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error {
 	c := &config{
 		Brokers: brokers, Topic: topic, GroupID: group, DLQTopic: dlqTopic,
 		WriteKey: writeKey, Endpoint: segment.URL(), BatchSize: 100, FlushInterval: 20 * time.Millisecond,
-		Concurrency: 4, SegmentTimeout: 5 * time.Second, MaxInFlight: 1000, MaxInFlightPart: 500,
+		Concurrency: 4, SegmentTimeout: 5 * time.Second, MaxInFlight: 1000, MaxInFlightPart: 500, MaxInFlightBytes: 8 << 20,
 		ShutdownTimeout: 5 * time.Second, SessionTimeout: 10 * time.Second, HeartbeatInterval: time.Second,
 		RebalanceTimeout: 10 * time.Second, RevokeTimeout: 5 * time.Second, CommitInterval: 200 * time.Millisecond,
 	}

@@ -52,6 +52,7 @@ func newService(c *config, log zerolog.Logger) (*service, error) {
 		Transport:               transport,
 		MaxInFlight:             c.MaxInFlight,
 		MaxInFlightPerPartition: c.MaxInFlightPart,
+		MaxInFlightBytes:        c.MaxInFlightBytes,
 		ShutdownTimeout:         c.ShutdownTimeout,
 		SessionTimeout:          c.SessionTimeout,
 		HeartbeatInterval:       c.HeartbeatInterval,
