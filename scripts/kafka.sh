@@ -46,13 +46,13 @@ fetch_jars() {
 <dependencies><dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KV</version></dependency></dependencies></project>
 POM
   rm -rf "$LIBS.tmp"
-  (cd "$work" && mvn -q -B "$DEP:copy-dependencies" -DincludeScope=runtime -DoutputDirectory="$LIBS.tmp") \
+  (cd "$work" && mvn -q -B -Dstyle.color=never "$DEP:copy-dependencies" -DincludeScope=runtime -DoutputDirectory="$LIBS.tmp") \
     || die "mvn could not resolve kafka_2.13:$KV (is Maven Central reachable?)"
   # Maven misses the slf4j 1.x binding that the release tarball ships.
   local l4j
   l4j=$(ls "$LIBS.tmp" | sed -n 's/^log4j-core-\(.*\)\.jar$/\1/p')
   [ -n "$l4j" ] || die "log4j-core not among the resolved jars"
-  (cd "$work" && mvn -q -B "$DEP:copy" -Dartifact="org.apache.logging.log4j:log4j-slf4j-impl:$l4j" -DoutputDirectory="$LIBS.tmp") \
+  (cd "$work" && mvn -q -B -Dstyle.color=never "$DEP:copy" -Dartifact="org.apache.logging.log4j:log4j-slf4j-impl:$l4j" -DoutputDirectory="$LIBS.tmp") \
     || die "mvn could not resolve log4j-slf4j-impl:$l4j"
   rm -rf "$work" "$LIBS"
   mv "$LIBS.tmp" "$LIBS"
