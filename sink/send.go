@@ -104,7 +104,14 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		}
 		wait := s.backoff(attempt, a.retryAfter)
 		s.m.retries.Inc()
-		ev := s.log.Warn().Int("attempt", attempt+1).Int("messages", len(b.msgs)).Dur("backoff", wait).Str("status", a.label)
+		// Every failed attempt is counted in the metrics; the log gets the
+		// 1st, 2nd, 4th, 8th... of each batch at warn, so a long outage
+		// costs a few lines per batch a day, not one per retry.
+		ev := s.log.Debug()
+		if n := attempt + 1; n&(n-1) == 0 {
+			ev = s.log.Warn()
+		}
+		ev = ev.Int("attempt", attempt+1).Int("messages", len(b.msgs)).Dur("backoff", wait).Str("status", a.label)
 		if a.body != "" {
 			ev = ev.Str("answer", a.body)
 		}
