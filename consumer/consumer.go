@@ -232,9 +232,17 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	for {
 		c.beat()
-		gen, err := group.Next(ctx)
+		// Next blocks while the brokers are unreachable; waiting in short
+		// steps keeps the liveness beat going, so an outage of Kafka makes
+		// the replica not ready rather than restarted.
+		nctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		gen, err := group.Next(nctx)
+		cancel()
 		if ctx.Err() != nil {
 			break
+		}
+		if errors.Is(err, context.DeadlineExceeded) {
+			continue
 		}
 		if err != nil {
 			c.ready.Store(false)
