@@ -53,13 +53,20 @@ func (c *Consumer) newPartition(id int, start int64) *partition {
 func (p *partition) fetch(ctx context.Context) {
 	o := p.c.opts
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:        o.Brokers,
-		Dialer:         o.Dialer,
-		Topic:          o.Topic,
-		Partition:      p.id,
-		MinBytes:       1,
-		MaxBytes:       o.FetchMaxBytes,
-		MaxWait:        250 * time.Millisecond,
+		Brokers:   o.Brokers,
+		Dialer:    o.Dialer,
+		Topic:     o.Topic,
+		Partition: p.id,
+		MinBytes:  1,
+		MaxBytes:  o.FetchMaxBytes,
+		// kafka-go asks the broker to wait this minus one second (its RTT
+		// allowance, or a quarter of it when shorter) and gives up on the
+		// answer after the whole of it. 1.5 s leaves the broker 0.5 s and
+		// the answer a second of slack: shorter (the old 250 ms left 62 ms)
+		// makes idle partitions time out spuriously on a loaded machine,
+		// longer delays closing a reader on revoke and shutdown, which
+		// waits for the fetch in progress.
+		MaxWait:        1500 * time.Millisecond,
 		QueueCapacity:  256,
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: time.Second,

@@ -188,10 +188,27 @@ func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 }
 
 // committedOffsets reads a group's committed offsets with its own client,
-// independent of any consumer; -1 means nothing committed.
+// independent of any consumer; -1 means nothing committed. On a fresh
+// broker the group coordinator may still be loading the offsets topic, so
+// the errors Kafka marks retriable are retried for a while.
 func committedOffsets(t testing.TB, group, topic string, partitions int) map[int]int64 {
 	t.Helper()
-	client := &kafka.Client{Addr: kafka.TCP(brokers(t)...), Timeout: 30 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := fetchCommitted(group, topic, partitions)
+		if err == nil {
+			return out
+		}
+		var kerr kafka.Error
+		if !errors.As(err, &kerr) || !kerr.Temporary() || time.Now().After(deadline) {
+			t.Fatalf("offset fetch for group %s: %v", group, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func fetchCommitted(group, topic string, partitions int) (map[int]int64, error) {
+	client := &kafka.Client{Addr: kafka.TCP(env.brokers...), Timeout: 30 * time.Second}
 	ps := make([]int, partitions)
 	for i := range ps {
 		ps[i] = i
@@ -200,19 +217,19 @@ func committedOffsets(t testing.TB, group, topic string, partitions int) map[int
 	defer cancel()
 	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
 	if err != nil {
-		t.Fatalf("offset fetch: %v", err)
+		return nil, err
 	}
 	if res.Error != nil {
-		t.Fatalf("offset fetch: %v", res.Error)
+		return nil, res.Error
 	}
 	out := map[int]int64{}
 	for _, p := range res.Topics[topic] {
 		if p.Error != nil {
-			t.Fatalf("offset fetch %s/%d: %v", topic, p.Partition, p.Error)
+			return nil, fmt.Errorf("partition %d: %w", p.Partition, p.Error)
 		}
 		out[p.Partition] = p.CommittedOffset
 	}
-	return out
+	return out, nil
 }
 
 // waitCommitted polls until the group's committed offsets equal the end
