@@ -75,6 +75,13 @@ func TestKafkaGoConsumerGroup(t *testing.T) {
 				if errors.Is(err, context.DeadlineExceeded) && gctx.Err() == nil {
 					continue
 				}
+				// A fresh broker creates the offsets topic on the first
+				// group request; until then the coordinator is unavailable.
+				var kerr kafka.Error
+				if errors.As(err, &kerr) && kerr.Temporary() && gctx.Err() == nil {
+					time.Sleep(200 * time.Millisecond)
+					continue
+				}
 				if err != nil {
 					return fmt.Errorf("member %d fetch: %w", member, err)
 				}

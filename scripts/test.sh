@@ -35,5 +35,8 @@ fi
 echo "test.sh: KAFKA_BROKERS=${KAFKA_BROKERS:-<unset>}"
 
 go vet ./...
-go test -race -count=1 -timeout 12m ./...
+# One package at a time: the integration tests start several processes
+# against the broker, and timing-sensitive unit tests should not share the
+# two cores with them.
+go test -race -count=1 -p 1 -timeout 12m ./...
 go test -run '^$' -fuzz '^FuzzMap$' -fuzztime "$FUZZTIME" ./mapping/

@@ -141,15 +141,20 @@ func TestTransportFailuresRetried(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newServer(t)
 			tc.fault(srv)
-			h := start(t, srv, srv.URL(), func(o *sink.Options) { o.Timeout = 200 * time.Millisecond })
+			// A low backoff cap keeps the retry after the fault prompt however
+			// many attempts a loaded machine needed to see the fault.
+			h := start(t, srv, srv.URL(), func(o *sink.Options) {
+				o.Timeout = 200 * time.Millisecond
+				o.MaxBackoff = 200 * time.Millisecond
+			})
 			h.enqueue("m", 5, 0, nil)
 			if tc.name == "latency past timeout" {
-				eventually(t, 5*time.Second, "a timed out request", func() bool {
+				eventually(t, 30*time.Second, "a timed out request", func() bool {
 					return metric(t, h.reg, "produktly_segment_sink_requests_total", "status", "timeout") > 0
 				})
 				srv.SetLatency(0)
 			}
-			if c := outcomes(h.res.wait(5, 10*time.Second)); c[sink.Delivered] != 5 {
+			if c := outcomes(h.res.wait(5, 30*time.Second)); c[sink.Delivered] != 5 {
 				t.Fatalf("outcomes %v, want 5 delivered", c)
 			}
 			if got := metric(t, h.reg, "produktly_segment_sink_requests_total", "status", tc.label); got < 1 {
@@ -165,10 +170,13 @@ func TestTransportFailuresRetried(t *testing.T) {
 func TestUnauthorizedKeepsRetrying(t *testing.T) {
 	t.Run("wrong key", func(t *testing.T) {
 		srv := newServer(t)
-		h := start(t, srv, srv.URL(), func(o *sink.Options) { o.WriteKey = "wk_wrong" })
+		h := start(t, srv, srv.URL(), func(o *sink.Options) {
+			o.WriteKey = "wk_wrong"
+			o.MaxBackoff = 200 * time.Millisecond
+		})
 		h.enqueue("m", 2, 0, nil)
 		// The sink counts an answer after the server counted the request.
-		eventually(t, 5*time.Second, "five 401 answers", func() bool {
+		eventually(t, 30*time.Second, "five 401 answers", func() bool {
 			return metric(t, h.reg, "produktly_segment_sink_requests_total", "status", "401") >= 5
 		})
 		if n := h.res.count(); n != 0 {

@@ -239,7 +239,9 @@ func TestFaultRate(t *testing.T) {
 	run := func() (seq []string, faults int) {
 		s := newServer(t)
 		s.SetFaultRate(0.5, 42)
-		c := &http.Client{Timeout: 50 * time.Millisecond}
+		// Long enough that a loaded machine does not pass a slow answer
+		// off as a hang, short enough that the hangs stay cheap.
+		c := &http.Client{Timeout: 400 * time.Millisecond}
 		for i := range 120 {
 			status, _, hdr, err := post(t, c, s.URL(), key, body(msg(fmt.Sprint(i))))
 			var r string
