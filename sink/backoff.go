@@ -55,31 +55,37 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // sleep waits d before the next attempt of b. It returns early when ctx
 // ends, and when every message of b has been cancelled. A message cancelled
 // during the wait is finished (Abandoned) at once, not after the wait: its
-// owner may be waiting for it to finish handing its partition over.
-func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last error) {
+// owner may be waiting for it to finish handing its partition over. When
+// wake is closed (Segment answered another batch) the rest of the wait
+// shrinks to a short random one, so recovered batches do not all retry in
+// the same instant.
+func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last error, wake <-chan struct{}) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		chans, _ := cancelChans(b.msgs)
-		if len(chans) == 0 {
-			select {
-			case <-ctx.Done():
-			case <-timer.C:
-			}
-			return
-		}
 		// One case per distinct Cancel channel. There are few of them
 		// (messages of a partition share one), and this runs only
 		// between failed attempts.
-		cases := make([]reflect.SelectCase, 0, 2+len(chans))
+		cases := make([]reflect.SelectCase, 0, 3+len(chans))
 		cases = append(cases,
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)}) // nil: never ready
 		for _, c := range chans {
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
 		}
-		if i, _, _ := reflect.Select(cases); i < 2 {
+		i, _, _ := reflect.Select(cases)
+		switch i {
+		case 0, 1:
 			return
+		case 2:
+			wake = nil
+			if !timer.Stop() {
+				return
+			}
+			timer.Reset(rand.N(min(2*s.o.MinBackoff, time.Second) + 1))
+			continue
 		}
 		s.dropCanceled(b, last)
 		if len(b.msgs) == 0 {

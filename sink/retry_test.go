@@ -300,3 +300,52 @@ func TestLogLevels(t *testing.T) {
 		}
 	}
 }
+
+// TestRecoveryWakesBackoff: after an outage the oldest batch sits in the
+// longest backoff; the first success of another batch must wake it rather
+// than leave its partition's commit point waiting out the backoff.
+func TestRecoveryWakesBackoff(t *testing.T) {
+	srv := newServer(t)
+	srv.SetOutage(503)
+	h := start(t, srv, srv.URL(), func(o *sink.Options) {
+		o.BatchSize = 1
+		o.MinBackoff = 40 * time.Second // the first retry waits at least 20 s
+		o.MaxBackoff = 40 * time.Second
+	})
+	h.enqueue("old", 1, 0, nil)
+	eventually(t, 30*time.Second, "the old batch failing", func() bool { return srv.Requests() >= 1 })
+	srv.ClearOutage()
+	healed := time.Now()
+	h.enqueue("new", 1, 0, nil)
+	got := h.res.wait(2, 15*time.Second)
+	if c := outcomes(got); c[sink.Delivered] != 2 {
+		t.Fatalf("outcomes %v, want both delivered", c)
+	}
+	// Without the wake-up the old batch would wait out at least 20 s.
+	if waited := time.Since(healed); waited > 15*time.Second {
+		t.Fatalf("old batch delivered %s after Segment recovered", waited)
+	}
+}
+
+// TestRetryAfterIsNotWoken: a batch told to wait by Retry-After keeps
+// waiting even when another batch succeeds meanwhile.
+func TestRetryAfterIsNotWoken(t *testing.T) {
+	srv := newServer(t)
+	srv.SetRetryAfter(3 * time.Second)
+	srv.FailNext(429)
+	h := start(t, srv, srv.URL(), func(o *sink.Options) { o.BatchSize = 1 })
+	first := time.Now()
+	h.enqueue("limited", 1, 0, nil)
+	eventually(t, 30*time.Second, "the 429", func() bool { return srv.Requests() >= 1 })
+	h.enqueue("other", 1, 0, nil)
+	h.res.wait(2, 30*time.Second)
+	var limitedAt time.Time
+	for _, m := range srv.Messages() {
+		if m.MessageID == "limited-0" {
+			limitedAt = m.At
+		}
+	}
+	if gap := limitedAt.Sub(first); gap < 2900*time.Millisecond {
+		t.Fatalf("the rate-limited batch was retried %s after its 429 (Retry-After: 3), woken by another batch's success", gap)
+	}
+}

@@ -246,14 +246,32 @@ type health struct {
 	mu      sync.Mutex
 	last    time.Time
 	ok      bool
-	failing atomic.Int64 // batches whose last attempt failed and that are still being retried
+	wake    chan struct{} // closed when a request succeeds after failures
+	failing atomic.Int64  // batches whose last attempt failed and that are still being retried
+}
+
+// recovered returns a channel that is closed when the next request succeeds
+// after a failure: Segment is back, and batches in a long backoff need not
+// sleep it out.
+func (h *health) recovered() <-chan struct{} {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.wake == nil {
+		h.wake = make(chan struct{})
+	}
+	return h.wake
 }
 
 func (h *health) record(at time.Time, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	was := h.ok
 	if at.After(h.last) {
 		h.last, h.ok = at, ok
+	}
+	if ok && !was && h.wake != nil {
+		close(h.wake)
+		h.wake = nil
 	}
 }
 

@@ -119,7 +119,15 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			ev = ev.Dur("retry_after", a.retryAfter)
 		}
 		ev.Err(a.err).Msg("segment request failed, will retry")
-		s.sleep(ctx, b, wait, last)
+		// After an outage the oldest batches sit in the longest backoffs
+		// (up to MaxBackoff) and hold their partitions' commit points
+		// back; a success of any other batch wakes them. Not when Segment
+		// asked for a pause with Retry-After.
+		var wake <-chan struct{}
+		if a.retryAfter == 0 {
+			wake = s.health.recovered()
+		}
+		s.sleep(ctx, b, wait, last, wake)
 	}
 }
 
