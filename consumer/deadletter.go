@@ -105,8 +105,15 @@ func (d *deadLetter) abandonQueued() {
 
 // write writes batch, retrying the records that failed with capped
 // exponential backoff until each is written, abandoned or ctx ends.
+//
+// The broker limits the size of one record batch (message.max.bytes), not
+// of a request: two large records bound for one partition can make a batch
+// it refuses with MESSAGE_TOO_LARGE although each fits alone, and the writer
+// would group them the same way on every retry. Once that happens the
+// records are written one at a time.
 func (d *deadLetter) write(ctx context.Context, batch []dlqItem) {
 	backoff := 100 * time.Millisecond
+	alone := false
 	for attempt := 1; ; attempt++ {
 		live := batch[:0]
 		for _, it := range batch {
@@ -121,34 +128,31 @@ func (d *deadLetter) write(ctx context.Context, batch []dlqItem) {
 		if len(batch) == 0 {
 			return
 		}
-		msgs := make([]kafka.Message, len(batch))
+		errs := d.attempt(ctx, batch, alone)
+		failed := batch[:0]
+		var err error
+		tooLarge := false
 		for i, it := range batch {
-			msgs[i] = dlqMessage(it)
-		}
-		err := d.w.WriteMessages(ctx, msgs...)
-		if err == nil {
-			for _, it := range batch {
+			if errs[i] == nil {
 				d.metrics.deadLettered.WithLabelValues(string(it.code)).Inc()
 				it.done(true)
+				continue
 			}
-			return
+			failed = append(failed, it)
+			err = errs[i]
+			tooLarge = tooLarge || errors.Is(errs[i], kafka.MessageSizeTooLarge)
 		}
-		var werrs kafka.WriteErrors
-		failed := batch[:0]
-		if errors.As(err, &werrs) && len(werrs) == len(batch) {
-			for i, it := range batch {
-				if werrs[i] == nil {
-					d.metrics.deadLettered.WithLabelValues(string(it.code)).Inc()
-					it.done(true)
-				} else {
-					failed = append(failed, it)
-				}
-			}
-		} else {
-			failed = batch
+		if len(failed) == 0 {
+			return
 		}
 		batch = failed
 		d.metrics.deadLetterErrors.Inc()
+		if tooLarge && !alone && len(batch) > 1 {
+			alone = true
+			d.log.Warn().Err(err).Int("records", len(batch)).
+				Msg("dead-letter batch over the broker's size limit; writing its records one at a time")
+			continue
+		}
 		d.log.Error().Err(err).Int("records", len(batch)).Int("attempt", attempt).Dur("backoff", backoff).
 			Msg("dead-letter write failed; nothing is committed past these records until it succeeds")
 		select {
@@ -161,6 +165,32 @@ func (d *deadLetter) write(ctx context.Context, batch []dlqItem) {
 		}
 		backoff = min(backoff*2, 30*time.Second)
 	}
+}
+
+// attempt writes batch once, in one call or, alone, one call per record,
+// and returns the error of each record (nil: written).
+func (d *deadLetter) attempt(ctx context.Context, batch []dlqItem, alone bool) []error {
+	errs := make([]error, len(batch))
+	if alone {
+		for i, it := range batch {
+			errs[i] = d.w.WriteMessages(ctx, dlqMessage(it))
+		}
+		return errs
+	}
+	msgs := make([]kafka.Message, len(batch))
+	for i, it := range batch {
+		msgs[i] = dlqMessage(it)
+	}
+	err := d.w.WriteMessages(ctx, msgs...)
+	var werrs kafka.WriteErrors
+	if errors.As(err, &werrs) && len(werrs) == len(batch) {
+		copy(errs, werrs)
+		return errs
+	}
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // dlqMessage is the dead-letter copy of a record: its key, value and

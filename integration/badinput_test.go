@@ -1,0 +1,89 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestBadInputThroughPipeline runs the real binary on good records
+// interleaved with every kind of bad input: not JSON, not UTF-8, invalid
+// UTF-8 inside a string, nesting 5000 levels deep, huge strings, duplicate
+// keys with different values, a record Segment rejects, and ~900 KB values
+// near the broker's 1 MB limit, four of them back to back on one key so
+// they reach the dead-letter writer together. Every bad record must land in
+// the dead-letter topic with its contract code, every good one at Segment,
+// the group must commit to the end, the process must not panic and its
+// memory must stay bounded.
+func TestBadInputThroughPipeline(t *testing.T) {
+	t.Parallel()
+	l := newLedger(t, "badinput", 3)
+	f := newFleet(t, l, map[string]string{"LOG_LEVEL": "debug"})
+	tr := newTraffic(l, 0, 0, 0)
+	run := unique("bad")
+	var recs []genRecord
+	seq := 0
+	for round := range 3 {
+		for i := range badKinds {
+			seq++
+			recs = append(recs, goodRecord(run, seq))
+			seq++
+			recs = append(recs, badRecord(run, seq, i+round))
+		}
+	}
+	// Produced before the service starts, so they are fetched one right
+	// after the other and their dead-letter copies are written together.
+	for i := range 4 {
+		seq++
+		recs = append(recs, bigRecord(run, seq, 900_000+i, "big-one-key"))
+	}
+	// A key given twice with the same value is one field, not a conflict:
+	// delivered, once.
+	seq++
+	id := fmt.Sprintf("%s-%d", run, seq)
+	recs = append(recs, genRecord{id: id, key: []byte("user-dup"), kind: "duplicate keys, same value",
+		value: []byte(`{"type":"tour_start","id":"` + id + `","userId":"u-1","tourId":"t1","tourId":"t1","timestamp":"2026-11-29T10:00:00Z"}`)})
+	seq++
+	recs = append(recs, goodRecord(run, seq))
+	tr.produceNow(recs...)
+	l.endFault()
+
+	f.start()
+	recovery := l.waitRecovered(2 * time.Minute)
+	f.shutdown()
+	rep := l.account(f, recovery)
+	if rep.PeakMB > 256 {
+		t.Errorf("peak memory %.1f MB on %.1f MB of input, want it bounded (≤ 256 MB)", rep.PeakMB, float64(l.bytes)/1e6)
+	}
+	_ = tr.w.Close()
+}
+
+// TestDeadLetterAtBrokerLimit produces a bad record whose value fits the
+// broker's 1 MB limit (message.max.bytes 1048588) but whose dead-letter
+// copy, with the five contract headers added, does not. Known bug (see
+// docs/reliability.md, "Findings"): the dead-letter writer retries the copy
+// for ever, the partition never commits past it, and because one
+// goroutine writes every dead letter, dead-lettering stops for all
+// partitions. It runs only with FAULT_KNOWN_BUGS=1 until that is fixed.
+func TestDeadLetterAtBrokerLimit(t *testing.T) {
+	if os.Getenv("FAULT_KNOWN_BUGS") != "1" {
+		t.Skip("known bug: a record within ~300 bytes of the broker's message size limit can never be dead-lettered " +
+			"and stalls the dead-letter writer (docs/reliability.md); set FAULT_KNOWN_BUGS=1 to run")
+	}
+	t.Parallel()
+	l := newLedger(t, "atlimit", 1)
+	f := newFleet(t, l, nil)
+	tr := newTraffic(l, 0, 0, 0)
+	tr.w.BatchBytes = 2 << 20 // the record alone is over the traffic's batch cap
+	run := unique("limit")
+	tr.produceNow(bigRecord(run, 1, 1_048_400, "k"))
+	tr.w.BatchBytes = 1040000
+	tr.produceNow(goodRecord(run, 2))
+	_ = tr.w.Close()
+	l.endFault()
+	f.start()
+	recovery := l.waitRecovered(time.Minute)
+	f.shutdown()
+	l.account(f, recovery)
+}

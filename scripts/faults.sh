@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The fault suite (docs/reliability.md): starts the 3-node Kafka cluster,
+# runs integration.TestFaults with FAULT_PROFILE=short|long against it, the
+# real binary as separate processes and the segmenttest server, prints the
+# ledger of every scenario, and stops the cluster even when a test fails.
+# The long profile then runs the mapping fuzz target for FUZZTIME (10m).
+#
+# usage: scripts/faults.sh short|long [extra go test flags, e.g. -run TestFaults/isolated/crash]
+#
+# environment:
+#   FAULT_SEED         repeat a run's random choices (each scenario logs its seed)
+#   FAULT_LEDGER_OUT   where the ledger table goes (default: a temporary file, printed at the end)
+#   FUZZTIME           the long profile's fuzzing time (default 10m)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PROFILE=${1:-}
+case "$PROFILE" in
+  short) TIMEOUT=15m ;;
+  long) TIMEOUT=120m ;;
+  *) echo "usage: $0 short|long [go test flags]" >&2; exit 2 ;;
+esac
+shift
+
+started=""
+ledger=${FAULT_LEDGER_OUT:-$(mktemp -t produktly-faults-ledger.XXXXXX)}
+cleanup() {
+  if [ -n "$started" ]; then scripts/kafka.sh down cluster || true; fi
+}
+trap cleanup EXIT
+
+out=$(scripts/kafka.sh up cluster)
+started=1
+KAFKA_BROKERS=$(sed -n 's/^KAFKA_BROKERS=//p' <<< "$out")
+export KAFKA_BROKERS
+export KAFKA_BROKER_DESC="Apache Kafka ${KAFKA_VERSION:-4.1.2} (scripts/kafka.sh, 3-node cluster, RF 3, min.insync.replicas 2)"
+export FAULT_PROFILE=$PROFILE FAULT_LEDGER_OUT=$ledger
+echo "faults.sh: profile $PROFILE against $KAFKA_BROKERS; ledger in $ledger"
+
+start=$(date +%s)
+status=0
+# -parallel: the scenarios mostly wait on processes and timers; without it
+# go test runs only GOMAXPROCS of them at once.
+go test -count=1 -v -parallel 8 -timeout "$TIMEOUT" -run '^TestFaults$' "$@" ./integration/ || status=$?
+echo "faults.sh: fault suite took $(( $(date +%s) - start )) s, status $status"
+echo "faults.sh: ledger ($PROFILE profile):"
+cat "$ledger" 2>/dev/null || true
+
+# The cluster is not needed for fuzzing; stop it first.
+scripts/kafka.sh down cluster || true
+started=""
+
+if [ "$PROFILE" = long ]; then
+  fstatus=0
+  go test -run '^$' -fuzz '^FuzzMap$' -fuzztime "${FUZZTIME:-10m}" ./mapping/ || fstatus=$?
+  echo "faults.sh: FuzzMap for ${FUZZTIME:-10m}: status $fstatus"
+  [ "$status" != 0 ] || status=$fstatus
+fi
+exit "$status"
