@@ -4,7 +4,7 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/produktly-segment
 
-.PHONY: all build test unit demo bench vet fmt fuzz kafka-up kafka-down clean
+.PHONY: all build test unit demo bench faults faults-long vet fmt fuzz kafka-up kafka-down clean
 
 all: build
 
@@ -14,6 +14,14 @@ build:
 ## test: the whole suite against a real Kafka the script starts (README's test command)
 test:
 	scripts/test.sh
+
+## faults: the short fault profile against a 3-node Kafka cluster it starts and stops (docs/reliability.md)
+faults:
+	scripts/faults.sh short
+
+## faults-long: the profile whose figures docs/reliability.md publishes (~20 min, then FuzzMap for 10 min)
+faults-long:
+	scripts/faults.sh long
 
 ## unit: tests that need no broker
 unit:

@@ -291,6 +291,9 @@ func (c *Consumer) checkTopics(ctx context.Context, client *kafka.Client) error 
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	md, err := client.Metadata(rctx, &kafka.MetadataRequest{Topics: []string{c.opts.Topic, c.opts.DeadLetterTopic}})
+	if errors.Is(err, kafka.SASLAuthenticationFailed) {
+		return fmt.Errorf("brokers %v refused the SASL credentials: %w", c.opts.Brokers, err)
+	}
 	if err != nil {
 		return fmt.Errorf("brokers %v unreachable: %w", c.opts.Brokers, err)
 	}
