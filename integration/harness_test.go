@@ -195,7 +195,9 @@ func committedOffsets(t testing.TB, group, topic string, partitions int) map[int
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := fetchCommitted(group, topic, partitions)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := fetchCommitted(ctx, &kafka.Client{Addr: kafka.TCP(env.brokers...), Timeout: 30 * time.Second}, group, topic, partitions)
+		cancel()
 		if err == nil {
 			return out
 		}
@@ -207,14 +209,12 @@ func committedOffsets(t testing.TB, group, topic string, partitions int) map[int
 	}
 }
 
-func fetchCommitted(group, topic string, partitions int) (map[int]int64, error) {
-	client := &kafka.Client{Addr: kafka.TCP(env.brokers...), Timeout: 30 * time.Second}
+// fetchCommitted asks the group coordinator once for the committed offsets.
+func fetchCommitted(ctx context.Context, client *kafka.Client, group, topic string, partitions int) (map[int]int64, error) {
 	ps := make([]int, partitions)
 	for i := range ps {
 		ps[i] = i
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
 	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
 	if err != nil {
 		return nil, err

@@ -677,26 +677,8 @@ func (kc kconn) listEnd(topic string, partitions int) (map[int]int64, error) {
 // listCommitted returns the group's committed offsets (-1: none).
 func (kc kconn) listCommitted(group, topic string, partitions int) (map[int]int64, error) {
 	client := kc.client()
-	ps := make([]int, partitions)
-	for i := range ps {
-		ps[i] = i
-	}
 	return retrying("committed offsets of "+group, func(ctx context.Context) (map[int]int64, error) {
-		res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-		if err != nil {
-			return nil, err
-		}
-		if res.Error != nil {
-			return nil, res.Error
-		}
-		out := map[int]int64{}
-		for _, p := range res.Topics[topic] {
-			if p.Error != nil {
-				return nil, fmt.Errorf("partition %d: %w", p.Partition, p.Error)
-			}
-			out[p.Partition] = p.CommittedOffset
-		}
-		return out, nil
+		return fetchCommitted(ctx, client, group, topic, partitions)
 	})
 }
 

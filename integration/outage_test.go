@@ -18,7 +18,9 @@ func TestSegmentOutage(t *testing.T) {
 	produce(t, pl.topic, records(unique("outage"), 0, n))
 
 	p := pl.start("member", nil)
-	p.waitReady(60 * time.Second)
+	// Segment is down from the start, so the service is alive but never
+	// ready until it recovers.
+	p.waitAlive(60 * time.Second)
 	// The outage window only means something once the service is trying.
 	waitFor(t, 30*time.Second, "requests to the failing Segment", func() bool { return pl.seg.Requests() >= 3 }, nil)
 	before := pl.seg.Requests()
@@ -41,6 +43,9 @@ func TestSegmentOutage(t *testing.T) {
 		}
 		if code != http.StatusOK {
 			t.Fatalf("/healthz = %d %q during the outage, want 200", code, body)
+		}
+		if code, _ := p.get("/readyz"); code == http.StatusOK {
+			t.Fatal("/readyz = 200 while Segment answers 503 to everything, want not ready")
 		}
 		if p.exited() {
 			t.Fatalf("the service exited during the outage: %v", p.state)

@@ -203,19 +203,31 @@ func (p *proc) get(path string) (int, string) {
 }
 
 // waitReady polls /readyz until it answers 200: the process is a member of
-// the group and fetching.
+// the group, fetching, and Segment takes its requests.
 func (p *proc) waitReady(timeout time.Duration) {
+	p.t.Helper()
+	p.waitFor("/readyz", timeout)
+}
+
+// waitAlive polls /healthz until it answers 200: the process and its group
+// loop run (while Segment is down it is alive but not ready).
+func (p *proc) waitAlive(timeout time.Duration) {
+	p.t.Helper()
+	p.waitFor("/healthz", timeout)
+}
+
+func (p *proc) waitFor(path string, timeout time.Duration) {
 	p.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		if code, _ := p.get("/readyz"); code == http.StatusOK {
+		if code, _ := p.get(path); code == http.StatusOK {
 			return
 		}
 		if p.exited() {
-			p.t.Fatalf("%s exited (%v) before it was ready", p.name, p.state)
+			p.t.Fatalf("%s exited (%v) before %s answered 200", p.name, p.state, path)
 		}
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: /readyz not 200 after %s", p.name, timeout)
+			p.t.Fatalf("%s: %s not 200 after %s", p.name, path, timeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
