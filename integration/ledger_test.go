@@ -746,12 +746,7 @@ func goodRecord(run string, seq int) genRecord {
 		"seq":       seq,
 		"page":      map[string]any{"path": "/reports", "title": "Reports"},
 	}
-	switch ev.typ {
-	case "tour_step":
-		v["metadata"] = map[string]any{"stepIndex": seq % 5, "type": "next"}
-	case "checklist_step_completed":
-		v["metadata"] = map[string]any{"stepId": fmt.Sprintf("step_%d", seq%3)}
-	}
+	addMetadata(v, ev.typ, seq)
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)

@@ -327,12 +327,7 @@ func records(run string, first, n int) []kafka.Message {
 		if seq%2 == 0 {
 			v["id"] = fmt.Sprintf("int_%s_%d", run, seq)
 		}
-		switch ev.typ {
-		case "tour_step":
-			v["metadata"] = map[string]any{"stepIndex": seq % 5, "type": "next"}
-		case "checklist_step_completed":
-			v["metadata"] = map[string]any{"stepId": fmt.Sprintf("step_%d", seq%3)}
-		}
+		addMetadata(v, ev.typ, seq)
 		b, err := json.Marshal(v)
 		if err != nil {
 			panic(err)
@@ -363,4 +358,14 @@ var events = []struct{ typ, event, idField, prop string }{
 	{"announcement_action_clicked", "Announcement Action Clicked", "announcementId", "announcement_id"},
 	{"announcement_closed", "Announcement Closed", "announcementId", "announcement_id"},
 	{"nps_widget_shown", "Nps Widget Shown", "npsWidgetId", "nps_widget_id"},
+}
+
+// addMetadata gives the two events that require metadata a valid one.
+func addMetadata(v map[string]any, typ string, seq int) {
+	switch typ {
+	case "tour_step":
+		v["metadata"] = map[string]any{"stepIndex": seq % 5, "type": "next"}
+	case "checklist_step_completed":
+		v["metadata"] = map[string]any{"stepId": fmt.Sprintf("step_%d", seq%3)}
+	}
 }
