@@ -54,6 +54,9 @@ type Options struct {
 	// DeadLetterTopic receives records that can never be delivered.
 	// Default Topic + ".dlq".
 	DeadLetterTopic string
+	// RetryTopic receives the records of parked accounts (contract v2).
+	// Default Topic + ".retry".
+	RetryTopic string
 	// Dialer carries TLS and SASL settings. Default kafka.DefaultDialer.
 	Dialer *kafka.Dialer
 	// Transport is used by the dead-letter writer and admin requests; it
@@ -107,6 +110,9 @@ func (o *Options) setDefaults() {
 	if o.DeadLetterTopic == "" {
 		o.DeadLetterTopic = o.Topic + ".dlq"
 	}
+	if o.RetryTopic == "" {
+		o.RetryTopic = o.Topic + ".retry"
+	}
 	if o.Dialer == nil {
 		o.Dialer = kafka.DefaultDialer
 	}
@@ -131,24 +137,32 @@ func setDefault[T int | time.Duration](v *T, def T) {
 	}
 }
 
-// Validate reports the first invalid setting, after defaults are applied.
+// Validate reports the first invalid setting, after defaults are applied,
+// as an *OptionError.
 func (o Options) Validate() error {
 	o.setDefaults()
+	bad := func(field, other, rule string) error { return &OptionError{Field: field, Other: other, Rule: rule} }
 	switch {
 	case len(o.Brokers) == 0:
-		return errors.New("consumer: no brokers")
-	case o.Sink == nil:
-		return errors.New("consumer: no sink")
+		return bad("Brokers", "", "required")
 	case o.DeadLetterTopic == o.Topic:
-		return errors.New("consumer: the dead-letter topic must differ from the source topic")
-	case o.MaxInFlight < 1 || o.MaxInFlightPerPartition < 1 || o.MaxInFlightBytes < 1:
-		return errors.New("consumer: in-flight caps must be positive")
+		return bad("DeadLetterTopic", "Topic", "must differ from %s")
+	case o.RetryTopic == o.Topic:
+		return bad("RetryTopic", "Topic", "must differ from %s")
+	case o.RetryTopic == o.DeadLetterTopic:
+		return bad("RetryTopic", "DeadLetterTopic", "must differ from %s")
+	case o.MaxInFlight < 1:
+		return bad("MaxInFlight", "", "must be positive")
+	case o.MaxInFlightPerPartition < 1:
+		return bad("MaxInFlightPerPartition", "", "must be positive")
+	case o.MaxInFlightBytes < 1:
+		return bad("MaxInFlightBytes", "", "must be positive")
 	case o.MaxInFlightPerPartition > o.MaxInFlight:
-		return errors.New("consumer: the per-partition in-flight cap exceeds the total cap")
+		return bad("MaxInFlightPerPartition", "MaxInFlight", "exceeds %s")
 	case o.RevokeTimeout >= o.RebalanceTimeout:
-		return errors.New("consumer: the revoke timeout must be shorter than the rebalance timeout")
+		return bad("RevokeTimeout", "RebalanceTimeout", "must be shorter than %s")
 	case o.HeartbeatInterval >= o.SessionTimeout:
-		return errors.New("consumer: the heartbeat interval must be shorter than the session timeout")
+		return bad("HeartbeatInterval", "SessionTimeout", "must be shorter than %s")
 	}
 	return nil
 }
@@ -171,6 +185,9 @@ type Consumer struct {
 func New(o Options) (*Consumer, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
+	}
+	if o.Sink == nil {
+		return nil, errors.New("consumer: no sink")
 	}
 	o.setDefaults()
 	m, err := newMetrics(o.Registerer)

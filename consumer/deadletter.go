@@ -2,24 +2,27 @@ package consumer
 
 import (
 	"context"
-	"errors"
-	"math/rand/v2"
+	"reflect"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
+	"github.com/produktly/produktly-segment/backoff"
 	"github.com/produktly/produktly-segment/mapping"
 )
 
-// Dead-letter headers, as the data contract names them.
+// maxReasonBytes caps the produktly-error header, so that the headers a
+// dead letter adds stay within copyHeadroom.
+const maxReasonBytes = 512
+
+// How much of a record a dead letter leaves out.
 const (
-	HeaderErrorCode       = "produktly-error-code"
-	HeaderError           = "produktly-error"
-	HeaderSourceTopic     = "produktly-source-topic"
-	HeaderSourcePartition = "produktly-source-partition"
-	HeaderSourceOffset    = "produktly-source-offset"
+	omitNothing = iota
+	omitValue   // the value; key and headers kept
+	omitAll     // value, key and the record's own headers
 )
 
 // dlqItem is one record on its way to the dead-letter topic.
@@ -29,182 +32,259 @@ type dlqItem struct {
 	reason string
 	cancel <-chan struct{} // closed when the partition is abandoned
 	done   func(written bool)
+	omit   int // omitNothing until the topic refuses the whole copy
 }
 
 // deadLetter writes records that can never be delivered to the dead-letter
-// topic, with acknowledgement from all in-sync replicas, retrying for as
-// long as it takes: a record is acknowledged (and so may be committed past)
-// only once its dead-letter copy is durable.
+// topic, with acknowledgement from all in-sync replicas: a record is
+// acknowledged (and so may be committed past) only once its dead-letter
+// copy is durable.
+//
+//   - Each source partition has its own queue and worker: a dead letter
+//     that cannot be written holds up only its own partition.
+//   - A copy the topic refuses as too large is written again without its
+//     value (HeaderOmitted says so, with the original sizes; the source
+//     coordinates say where the whole record is). Nothing is dropped.
+//   - Other failures are retried with backoff (deadLetterRetry) until the
+//     write succeeds, the record's partition is abandoned or run's ctx
+//     ends; the backoff ends early on either.
 type deadLetter struct {
-	w       *kafka.Writer
-	items   chan dlqItem
+	w       *topicWriter
+	lanes   *lanes[topicPartition, *dlqItem]
+	limits  limitCheck
 	log     zerolog.Logger
 	metrics *metrics
 }
 
+// topicPartition names a source partition.
+type topicPartition struct {
+	topic     string
+	partition int
+}
+
+// deadLetterRetry is the wait between attempts of a failed dead letter.
+var deadLetterRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.5}
+
 func newDeadLetter(o Options, log zerolog.Logger, m *metrics) *deadLetter {
+	log = log.With().Str("dlq_topic", o.DeadLetterTopic).Logger()
 	return &deadLetter{
-		w: &kafka.Writer{
-			Addr:         kafka.TCP(o.Brokers...),
-			Topic:        o.DeadLetterTopic,
-			Balancer:     &kafka.Hash{},
-			RequiredAcks: kafka.RequireAll,
-			MaxAttempts:  3,
-			BatchSize:    100,
-			BatchBytes:   4 << 20,
-			BatchTimeout: 5 * time.Millisecond,
-			Transport:    o.Transport,
+		w:     newTopicWriter(writerConfig{Brokers: o.Brokers, Transport: o.Transport, Topic: o.DeadLetterTopic}),
+		lanes: newLanes(func(it *dlqItem) topicPartition { return topicPartition{it.msg.Topic, it.msg.Partition} }, 100),
+		limits: limitCheck{
+			brokers: o.Brokers, transport: o.Transport, source: o.Topic, target: o.DeadLetterTopic,
+			log: log, metrics: m,
 		},
-		// Every item holds an in-flight slot, so a buffer of MaxInFlight
-		// never blocks a sender.
-		items:   make(chan dlqItem, o.MaxInFlight),
-		log:     log.With().Str("dlq_topic", o.DeadLetterTopic).Logger(),
+		log:     log,
 		metrics: m,
 	}
 }
 
-func (d *deadLetter) send(it dlqItem) { d.items <- it }
+// send queues it; it.done is called once, from another goroutine.
+func (d *deadLetter) send(it dlqItem) {
+	if !d.lanes.send(&it) {
+		it.done(false)
+	}
+}
 
-// run writes items until ctx ends; items left then are reported not
-// written.
+// run writes dead letters until ctx ends; those left then are reported not
+// written. It also checks, once, that the dead-letter topic takes records
+// as large as the source topic's (limitCheck).
 func (d *deadLetter) run(ctx context.Context) error {
 	defer d.w.Close()
-	batch := make([]dlqItem, 0, 100)
-	for {
-		batch = batch[:0]
-		select {
-		case <-ctx.Done():
-			d.abandonQueued()
-			return nil
-		case it := <-d.items:
-			batch = append(batch, it)
-		}
-	more:
-		for len(batch) < cap(batch) {
-			select {
-			case it := <-d.items:
-				batch = append(batch, it)
-			default:
-				break more
-			}
-		}
-		d.write(ctx, batch)
-	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.limits.run(ctx)
+	}()
+	d.lanes.run(ctx, d.write, func(it *dlqItem) { it.done(false) })
+	wg.Wait()
+	return nil
 }
 
-func (d *deadLetter) abandonQueued() {
-	for {
-		select {
-		case it := <-d.items:
-			it.done(false)
-		default:
-			return
-		}
-	}
-}
-
-// write writes batch, retrying the records that failed with capped
-// exponential backoff until each is written, abandoned or ctx ends.
-//
-// The broker limits the size of one record batch (message.max.bytes), not
-// of a request: two large records bound for one partition can make a batch
-// it refuses with MESSAGE_TOO_LARGE although each fits alone, and the writer
-// would group them the same way on every retry. Once that happens the
-// records are written one at a time.
-func (d *deadLetter) write(ctx context.Context, batch []dlqItem) {
-	backoff := 100 * time.Millisecond
-	alone := false
-	for attempt := 1; ; attempt++ {
-		live := batch[:0]
-		for _, it := range batch {
-			select {
-			case <-it.cancel:
-				it.done(false)
-			default:
-				live = append(live, it)
-			}
-		}
-		batch = live
+// write writes batch (records of one source partition), retrying those
+// that failed until each is written or abandoned, or ctx ends.
+func (d *deadLetter) write(ctx context.Context, batch []*dlqItem) {
+	for attempt := 0; ; {
+		batch = d.live(batch)
 		if len(batch) == 0 {
 			return
 		}
-		errs := d.attempt(ctx, batch, alone)
-		failed := batch[:0]
-		var err error
-		tooLarge := false
+		msgs := make([]kafka.Message, len(batch))
 		for i, it := range batch {
-			if errs[i] == nil {
+			msgs[i] = dlqMessage(*it)
+		}
+		errs := d.w.write(ctx, msgs)
+		failed := batch[:0]
+		var last error
+		var lastClass writeClass
+		now := true // every failure gets a smaller copy: no need to wait
+		for i, it := range batch {
+			err := errs[i]
+			if err == nil {
 				d.metrics.deadLettered.WithLabelValues(string(it.code)).Inc()
+				if it.omit != omitNothing {
+					d.metrics.deadLetterStubs.Inc()
+				}
 				it.done(true)
 				continue
 			}
 			failed = append(failed, it)
-			err = errs[i]
-			tooLarge = tooLarge || errors.Is(errs[i], kafka.MessageSizeTooLarge)
-		}
-		if len(failed) == 0 {
-			return
+			if ctx.Err() != nil {
+				continue
+			}
+			c := classOf(err)
+			d.metrics.deadLetterErrors.WithLabelValues(c.String()).Inc()
+			if c == classTooLarge && it.omit < omitAll {
+				it.omit++
+				d.log.Error().Err(err).Int("partition", it.msg.Partition).Int64("offset", it.msg.Offset).
+					Int("value_bytes", len(it.msg.Value)).Str("omit", omitted(it.omit)).
+					Msg("the dead-letter topic refuses this record's copy as too large; writing it without its " + omitted(it.omit) +
+						" (raise the dead-letter topic's max.message.bytes)")
+				continue
+			}
+			now = false
+			last, lastClass = err, c
 		}
 		batch = failed
-		d.metrics.deadLetterErrors.Inc()
-		if tooLarge && !alone && len(batch) > 1 {
-			alone = true
-			d.log.Warn().Err(err).Int("records", len(batch)).
-				Msg("dead-letter batch over the broker's size limit; writing its records one at a time")
-			continue
+		if len(batch) == 0 {
+			return
 		}
-		d.log.Error().Err(err).Int("records", len(batch)).Int("attempt", attempt).Dur("backoff", backoff).
-			Msg("dead-letter write failed; nothing is committed past these records until it succeeds")
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			for _, it := range batch {
 				it.done(false)
 			}
 			return
-		case <-time.After(backoff/2 + rand.N(backoff/2+1)):
 		}
-		backoff = min(backoff*2, 30*time.Second)
+		if now {
+			continue
+		}
+		wait := deadLetterRetry.Delay(attempt)
+		attempt++
+		ev := d.log.Warn()
+		msg := "dead-letter write failed; retrying, nothing is committed past these records of their partition until it succeeds"
+		if lastClass == classRefused {
+			ev = d.log.Error()
+			msg = "the dead-letter topic refuses this service's writes (authorization or topic configuration); retrying, " +
+				"nothing is committed past these records of their partition until an operator fixes it"
+		}
+		ev.Err(last).Str("class", lastClass.String()).Int("partition", batch[0].msg.Partition).
+			Int("records", len(batch)).Int("attempt", attempt).Dur("backoff", wait).Msg(msg)
+		if !waitOrCancel(ctx, wait, batch) {
+			for _, it := range batch {
+				it.done(false)
+			}
+			return
+		}
 	}
 }
 
-// attempt writes batch once, in one call or, alone, one call per record,
-// and returns the error of each record (nil: written).
-func (d *deadLetter) attempt(ctx context.Context, batch []dlqItem, alone bool) []error {
-	errs := make([]error, len(batch))
-	if alone {
-		for i, it := range batch {
-			errs[i] = d.w.WriteMessages(ctx, dlqMessage(it))
+// live finishes the items whose partition was abandoned and returns the
+// others.
+func (d *deadLetter) live(batch []*dlqItem) []*dlqItem {
+	out := batch[:0]
+	for _, it := range batch {
+		select {
+		case <-it.cancel:
+			it.done(false)
+		default:
+			out = append(out, it)
 		}
-		return errs
 	}
-	msgs := make([]kafka.Message, len(batch))
-	for i, it := range batch {
-		msgs[i] = dlqMessage(it)
+	return out
+}
+
+// waitOrCancel waits d. It returns false when ctx ends first, and returns
+// early (true) when one of the items' partitions is abandoned, so the
+// caller can finish those at once: their owner may be waiting for them to
+// hand the partition over.
+func waitOrCancel(ctx context.Context, d time.Duration, batch []*dlqItem) bool {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	cases := []reflect.SelectCase{
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
 	}
-	err := d.w.WriteMessages(ctx, msgs...)
-	var werrs kafka.WriteErrors
-	if errors.As(err, &werrs) && len(werrs) == len(batch) {
-		copy(errs, werrs)
-		return errs
+	seen := map[<-chan struct{}]bool{}
+	for _, it := range batch {
+		if it.cancel != nil && !seen[it.cancel] {
+			seen[it.cancel] = true
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(it.cancel)})
+		}
 	}
-	for i := range errs {
-		errs[i] = err
+	i, _, _ := reflect.Select(cases)
+	return i != 0
+}
+
+func omitted(level int) string {
+	switch level {
+	case omitValue:
+		return "value"
+	case omitAll:
+		return "value,key,headers"
 	}
-	return errs
+	return ""
 }
 
 // dlqMessage is the dead-letter copy of a record: its key, value and
-// headers as they were, plus the contract's error and source headers.
+// headers as they were (less what it.omit leaves out), plus the contract's
+// error and source headers. A record that already carries source headers
+// (it came from the retry topic) keeps them.
 func dlqMessage(it dlqItem) kafka.Message {
 	m := it.msg
-	h := make([]kafka.Header, 0, len(m.Headers)+5)
-	h = append(h, m.Headers...)
+	reason := it.reason
+	if len(reason) > maxReasonBytes {
+		reason = reason[:maxReasonBytes-3] + "..."
+	}
+	own := m.Headers
+	key, value := m.Key, m.Value
+	switch it.omit {
+	case omitValue:
+		value = nil
+	case omitAll:
+		key, value = nil, nil
+		own = nil
+		for _, x := range m.Headers {
+			if x.Key == HeaderSourceTopic || x.Key == HeaderSourcePartition || x.Key == HeaderSourceOffset {
+				own = append(own, x)
+			}
+		}
+	}
+	h := make([]kafka.Header, 0, len(own)+8)
+	for _, x := range own {
+		if x.Key != HeaderErrorCode && x.Key != HeaderError && x.Key != HeaderOmitted &&
+			x.Key != HeaderOriginalValueSize && x.Key != HeaderOriginalKeySize {
+			h = append(h, x)
+		}
+	}
 	h = append(h,
 		kafka.Header{Key: HeaderErrorCode, Value: []byte(it.code)},
-		kafka.Header{Key: HeaderError, Value: []byte(it.reason)},
+		kafka.Header{Key: HeaderError, Value: []byte(reason)},
+	)
+	h = appendSource(h, m)
+	if it.omit != omitNothing {
+		h = append(h,
+			kafka.Header{Key: HeaderOmitted, Value: []byte(omitted(it.omit))},
+			kafka.Header{Key: HeaderOriginalValueSize, Value: []byte(strconv.Itoa(len(m.Value)))})
+		if it.omit == omitAll {
+			h = append(h, kafka.Header{Key: HeaderOriginalKeySize, Value: []byte(strconv.Itoa(len(m.Key)))})
+		}
+	}
+	return kafka.Message{Key: key, Value: value, Headers: h, Time: m.Time}
+}
+
+// appendSource appends the source coordinates of m to h, unless m carries
+// them already (a record from the retry topic), in which case those are
+// kept as they are.
+func appendSource(h []kafka.Header, m kafka.Message) []kafka.Header {
+	for _, x := range h {
+		if x.Key == HeaderSourceTopic {
+			return h
+		}
+	}
+	return append(h,
 		kafka.Header{Key: HeaderSourceTopic, Value: []byte(m.Topic)},
 		kafka.Header{Key: HeaderSourcePartition, Value: []byte(strconv.Itoa(m.Partition))},
 		kafka.Header{Key: HeaderSourceOffset, Value: []byte(strconv.FormatInt(m.Offset, 10))},
 	)
-	return kafka.Message{Key: m.Key, Value: m.Value, Headers: h, Time: m.Time}
 }

@@ -1,6 +1,8 @@
 package consumer
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,5 +98,140 @@ func TestReplaySkipsForeignRecords(t *testing.T) {
 	}
 	if _, _, _, ok := replayOrigin(kafka.Message{Headers: []kafka.Header{{Key: HeaderReplayedFrom, Value: []byte("t/x/1")}}}); ok {
 		t.Fatal("a malformed replay origin was accepted")
+	}
+}
+
+func TestDeadLetterWithoutValueSaysSo(t *testing.T) {
+	src := kafka.Message{
+		Topic: "produktly.interactions", Partition: 3, Offset: 42,
+		Key: []byte("user-1"), Value: make([]byte, 1_048_400),
+		Headers: []kafka.Header{{Key: "trace-id", Value: []byte("abc")}},
+	}
+	long := strings.Repeat("x", 5000)
+	got := dlqMessage(dlqItem{msg: src, code: mapping.CodeTooLarge, reason: long, omit: omitValue})
+	if got.Value != nil || string(got.Key) != "user-1" {
+		t.Fatalf("value-omitted copy: key %q, %d value bytes; want key user-1, no value", got.Key, len(got.Value))
+	}
+	h := headerMap(got.Headers)
+	for k, v := range map[string]string{
+		"trace-id": "abc", HeaderErrorCode: "too_large", HeaderOmitted: "value", HeaderOriginalValueSize: "1048400",
+		HeaderSourceTopic: "produktly.interactions", HeaderSourcePartition: "3", HeaderSourceOffset: "42",
+	} {
+		if h[k] != v {
+			t.Errorf("header %s = %q, want %q", k, h[k], v)
+		}
+	}
+	if n := len(h[HeaderError]); n > maxReasonBytes {
+		t.Errorf("%s is %d bytes, want at most %d", HeaderError, n, maxReasonBytes)
+	}
+
+	all := dlqMessage(dlqItem{msg: src, code: mapping.CodeTooLarge, reason: "r", omit: omitAll})
+	h = headerMap(all.Headers)
+	if all.Key != nil || all.Value != nil || h["trace-id"] != "" {
+		t.Fatalf("fully omitted copy keeps key %q, %d value bytes, headers %v", all.Key, len(all.Value), h)
+	}
+	for k, v := range map[string]string{
+		HeaderOmitted: "value,key,headers", HeaderOriginalValueSize: "1048400", HeaderOriginalKeySize: "6",
+		HeaderSourcePartition: "3", HeaderSourceOffset: "42",
+	} {
+		if h[k] != v {
+			t.Errorf("header %s = %q, want %q", k, h[k], v)
+		}
+	}
+}
+
+// A record from the retry topic carries its original coordinates; its
+// dead letter keeps them rather than the retry topic's.
+func TestDeadLetterKeepsOriginalCoordinates(t *testing.T) {
+	src := kafka.Message{
+		Topic: "produktly.interactions.retry", Partition: 0, Offset: 7, Value: []byte("{}"),
+		Headers: []kafka.Header{
+			{Key: HeaderSourceTopic, Value: []byte("produktly.interactions")},
+			{Key: HeaderSourcePartition, Value: []byte("5")},
+			{Key: HeaderSourceOffset, Value: []byte("900")},
+		},
+	}
+	for _, omit := range []int{omitNothing, omitAll} {
+		h := headerMap(dlqMessage(dlqItem{msg: src, code: mapping.CodeRejected, reason: "400", omit: omit}).Headers)
+		if h[HeaderSourceTopic] != "produktly.interactions" || h[HeaderSourcePartition] != "5" || h[HeaderSourceOffset] != "900" {
+			t.Errorf("omit %d: source headers %v, want the original coordinates", omit, h)
+		}
+	}
+}
+
+// TestLanesIsolatePartitions: while one partition's item cannot be
+// written, another partition's items still are.
+func TestLanesIsolatePartitions(t *testing.T) {
+	type item struct {
+		part int
+		done chan bool
+	}
+	l := newLanes(func(it item) int { return it.part }, 10)
+	stuck := make(chan struct{})
+	work := func(ctx context.Context, batch []item) {
+		for _, it := range batch {
+			if it.part == 0 {
+				select { // never written until released or ctx ends
+				case <-stuck:
+				case <-ctx.Done():
+					it.done <- false
+					continue
+				}
+			}
+			it.done <- true
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		l.run(ctx, work, func(it item) { it.done <- false })
+	}()
+	blocked := item{0, make(chan bool, 1)}
+	l.send(blocked)
+	for i := range 3 {
+		it := item{1, make(chan bool, 1)}
+		if !l.send(it) {
+			t.Fatal("send refused while running")
+		}
+		select {
+		case ok := <-it.done:
+			if !ok {
+				t.Fatalf("item %d of partition 1 not written", i)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("item %d of partition 1 waits behind partition 0", i)
+		}
+	}
+	cancel()
+	<-ran
+	if ok := <-blocked.done; ok {
+		t.Error("the stuck item was reported written")
+	}
+	late := item{2, make(chan bool, 1)}
+	if l.send(late) {
+		t.Error("send accepted an item after run ended")
+	}
+}
+
+// The backoff between dead-letter attempts ends at once when the consumer
+// stops or the record's partition is abandoned.
+func TestDeadLetterBackoffEndsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if waitOrCancel(ctx, time.Hour, nil) {
+		t.Error("waitOrCancel on an ended context reported the wait done")
+	}
+	abandoned := make(chan struct{})
+	close(abandoned)
+	done := make(chan bool, 1)
+	go func() { done <- waitOrCancel(context.Background(), time.Hour, []*dlqItem{{cancel: abandoned}}) }()
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Error("waitOrCancel reported the context ended; want an early return for the abandoned item")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("waitOrCancel kept waiting after the item's partition was abandoned")
 	}
 }

@@ -15,7 +15,11 @@ type metrics struct {
 	consumed         prometheus.Counter
 	delivered        prometheus.Counter
 	deadLettered     *prometheus.CounterVec
-	deadLetterErrors prometheus.Counter
+	deadLetterErrors *prometheus.CounterVec
+	deadLetterStubs  prometheus.Counter
+	sizeShortfall    *prometheus.GaugeVec
+	parked           prometheus.Counter
+	parkErrors       *prometheus.CounterVec
 	inFlight         prometheus.Gauge
 	committed        *prometheus.GaugeVec
 	lag              *prometheus.GaugeVec
@@ -39,10 +43,26 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "records_dead_lettered_total",
 			Help: "Records written to the dead-letter topic, by contract error code.",
 		}, []string{"code"}),
-		deadLetterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+		deadLetterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "dead_letter_write_errors_total",
-			Help: "Failed attempts to write to the dead-letter topic (each is retried).",
+			Help: "Failed attempts to write to the dead-letter topic, by class (transient, too_large, refused); a too_large record is written again without its value, the others are retried.",
+		}, []string{"class"}),
+		deadLetterStubs: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "dead_letters_value_omitted_total",
+			Help: "Dead letters written without their value because the dead-letter topic refused the whole copy.",
 		}),
+		sizeShortfall: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "topic_size_shortfall_bytes",
+			Help: "How many bytes a topic that receives copies of source records (dead-letter, retry) lacks in max.message.bytes to take the source topic's largest record with its added headers; 0 when it has enough.",
+		}, []string{"topic"}),
+		parked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "records_parked_total",
+			Help: "Records written to the retry topic and acknowledged.",
+		}),
+		parkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "retry_write_errors_total",
+			Help: "Failed attempts to write to the retry topic, by class (transient, too_large, refused); only too_large records are handed back, the others are retried.",
+		}, []string{"class"}),
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "records_in_flight",
 			Help: "Records fetched and not yet acknowledged.",
@@ -72,8 +92,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, code := range mapping.Codes() {
 		m.deadLettered.WithLabelValues(string(code))
 	}
+	for _, c := range []writeClass{classTransient, classTooLarge, classRefused} {
+		m.deadLetterErrors.WithLabelValues(c.String())
+		m.parkErrors.WithLabelValues(c.String())
+	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.consumed, m.delivered, m.deadLettered, m.deadLetterErrors,
+			m.deadLetterStubs, m.sizeShortfall, m.parked, m.parkErrors,
 			m.inFlight, m.committed, m.lag, m.rebalances, m.commitErrors, m.commitLatency} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("consumer metrics: %w", err)

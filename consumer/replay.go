@@ -11,12 +11,6 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// HeaderReplayedFrom marks a record that `dlq replay` re-produced; its value
-// is the original "topic/partition/offset". The consumer derives the
-// messageId of such a record from those original coordinates, so replaying
-// the same dead-lettered record twice never creates two Segment events.
-const HeaderReplayedFrom = "produktly-replayed-from"
-
 // ReplayOptions selects dead-lettered records to re-produce.
 type ReplayOptions struct {
 	// Brokers are the bootstrap addresses. Required.
@@ -42,10 +36,15 @@ type ReplayOptions struct {
 
 // ReplayStats counts what a replay did.
 type ReplayStats struct {
-	Scanned  int            // records read from the dead-letter topic
-	Matched  int            // records that passed the filters
-	Replayed int            // records written (0 on a dry run)
-	ByCode   map[string]int // matched records by error code
+	Scanned  int // records read from the dead-letter topic
+	Matched  int // records that passed the filters
+	Replayed int // records written (0 on a dry run)
+	// Incomplete counts matched dead letters written without their value
+	// (HeaderOmitted); they cannot be replayed and are skipped. The whole
+	// record is on the source topic at its source coordinates, until
+	// retention removes it.
+	Incomplete int
+	ByCode     map[string]int // matched records by error code
 }
 
 // Replay re-produces dead-lettered records to their source topic with their
@@ -53,6 +52,14 @@ type ReplayStats struct {
 // removed, HeaderReplayedFrom added), each write acknowledged by all in-sync
 // replicas. It reads up to the end offsets seen at its start, so it ends
 // even while records keep arriving.
+//
+// Per-key order: a record goes back to the partition its source headers
+// name, where the other records of its key are; where that partition does
+// not exist (or Topic names another topic) it goes to murmur2 of its key,
+// the partition a Java producer would choose. The dead-letter topic keeps
+// the records of one key in one partition, in order, and Replay writes
+// them in that order. A write that fails ends the replay with an error;
+// running it again is safe (the messageId does not change).
 func Replay(ctx context.Context, o ReplayOptions) (ReplayStats, error) {
 	st := ReplayStats{ByCode: map[string]int{}}
 	if len(o.Brokers) == 0 || o.DeadLetterTopic == "" {
@@ -69,11 +76,17 @@ func Replay(ctx context.Context, o ReplayOptions) (ReplayStats, error) {
 	if err != nil {
 		return st, err
 	}
-	w := &kafka.Writer{
-		Addr: kafka.TCP(o.Brokers...), Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: 5 * time.Millisecond, BatchBytes: 4 << 20, Transport: o.Transport,
-	}
+	w := newTopicWriter(writerConfig{Brokers: o.Brokers, Transport: o.Transport, Pin: true})
 	defer w.Close()
+	write := func(msgs []kafka.Message) error {
+		for i, err := range w.write(ctx, msgs) {
+			if err != nil {
+				return fmt.Errorf("replay: write %s: %w", msgs[i].Topic, err)
+			}
+		}
+		st.Replayed += len(msgs)
+		return nil
+	}
 	codes := map[string]bool{}
 	for _, c := range o.Codes {
 		codes[c] = true
@@ -92,14 +105,17 @@ func Replay(ctx context.Context, o ReplayOptions) (ReplayStats, error) {
 			}
 			st.Matched++
 			st.ByCode[code]++
+			if _, ok := headerValue(m, HeaderOmitted); ok {
+				st.Incomplete++
+				return nil
+			}
 			if !o.DryRun {
 				out = append(out, re)
 			}
 			if len(out) >= 500 {
-				if err := w.WriteMessages(ctx, out...); err != nil {
-					return fmt.Errorf("replay: write: %w", err)
+				if err := write(out); err != nil {
+					return err
 				}
-				st.Replayed += len(out)
 				out = out[:0]
 			}
 			return nil
@@ -108,10 +124,9 @@ func Replay(ctx context.Context, o ReplayOptions) (ReplayStats, error) {
 			return st, err
 		}
 		if len(out) > 0 {
-			if err := w.WriteMessages(ctx, out...); err != nil {
-				return st, fmt.Errorf("replay: write: %w", err)
+			if err := write(out); err != nil {
+				return st, err
 			}
-			st.Replayed += len(out)
 		}
 	}
 	return st, nil
@@ -169,7 +184,9 @@ func readRange(ctx context.Context, o ReplayOptions, p int, from, to int64, fn f
 }
 
 // replayOf turns a dead-letter record back into its original: same key,
-// value, timestamp and headers, without the dead-letter headers.
+// value, timestamp and headers, without the headers this service added.
+// Its Partition is the source partition when it goes back to its source
+// topic, else -1 (murmur2 of the key).
 func replayOf(m kafka.Message, topic string) (kafka.Message, string, bool) {
 	var code, srcTopic, srcPart, srcOffset string
 	headers := make([]kafka.Header, 0, len(m.Headers))
@@ -183,16 +200,21 @@ func replayOf(m kafka.Message, topic string) (kafka.Message, string, bool) {
 			srcPart = string(h.Value)
 		case HeaderSourceOffset:
 			srcOffset = string(h.Value)
-		case HeaderError, HeaderReplayedFrom:
 		default:
-			headers = append(headers, h)
+			if !ownHeader(h.Key) {
+				headers = append(headers, h)
+			}
 		}
 	}
 	if code == "" || srcTopic == "" {
 		return kafka.Message{}, "", false // not written by this service
 	}
-	if topic == "" {
+	partition := -1
+	if topic == "" || topic == srcTopic {
 		topic = srcTopic
+		if p, err := strconv.Atoi(srcPart); err == nil && p >= 0 {
+			partition = p
+		}
 	}
 	from := srcTopic + "/" + srcPart + "/" + srcOffset
 	for _, h := range m.Headers {
@@ -201,7 +223,7 @@ func replayOf(m kafka.Message, topic string) (kafka.Message, string, bool) {
 		}
 	}
 	headers = append(headers, kafka.Header{Key: HeaderReplayedFrom, Value: []byte(from)})
-	return kafka.Message{Topic: topic, Key: m.Key, Value: m.Value, Headers: headers, Time: m.Time}, code, true
+	return kafka.Message{Topic: topic, Partition: partition, Key: m.Key, Value: m.Value, Headers: headers, Time: m.Time}, code, true
 }
 
 // replayOrigin returns the original coordinates of a replayed record.
@@ -223,4 +245,13 @@ func replayOrigin(m kafka.Message) (topic string, partition int, offset int64, o
 		return strings.Join(parts[:n-2], "/"), p, o, true
 	}
 	return "", 0, 0, false
+}
+
+func headerValue(m kafka.Message, key string) (string, bool) {
+	for _, h := range m.Headers {
+		if h.Key == key {
+			return string(h.Value), true
+		}
+	}
+	return "", false
 }

@@ -2,9 +2,12 @@ package integration
 
 import (
 	"fmt"
-	"os"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/produktly/produktly-segment/consumer"
+	"github.com/produktly/produktly-segment/mapping"
 )
 
 // TestBadInputThroughPipeline runs the real binary on good records
@@ -61,23 +64,19 @@ func TestBadInputThroughPipeline(t *testing.T) {
 
 // TestDeadLetterAtBrokerLimit produces a bad record whose value fits the
 // broker's 1 MB limit (message.max.bytes 1048588) but whose dead-letter
-// copy, with the five contract headers added, does not. Known bug (see
-// docs/reliability.md, "Findings"): the dead-letter writer retries the copy
-// for ever, the partition never commits past it, and because one
-// goroutine writes every dead letter, dead-lettering stops for all
-// partitions. It runs only with FAULT_KNOWN_BUGS=1 until that is fixed.
+// copy, with the contract headers added, does not, and a good record after
+// it. The dead-letter topic refuses the whole copy, so the copy is written
+// without its value, with headers that say so and give the value's size
+// and the source coordinates; the partition then commits to its end.
 func TestDeadLetterAtBrokerLimit(t *testing.T) {
-	if os.Getenv("FAULT_KNOWN_BUGS") != "1" {
-		t.Skip("known bug: a record within ~300 bytes of the broker's message size limit can never be dead-lettered " +
-			"and stalls the dead-letter writer (docs/reliability.md); set FAULT_KNOWN_BUGS=1 to run")
-	}
 	t.Parallel()
 	l := newLedger(t, "atlimit", 1)
 	f := newFleet(t, l, nil)
 	tr := newTraffic(l, 0, 0, 0)
 	tr.w.BatchBytes = 2 << 20 // the record alone is over the traffic's batch cap
 	run := unique("limit")
-	tr.produceNow(bigRecord(run, 1, 1_048_400, "k"))
+	big := bigRecord(run, 1, 1_048_400, "k")
+	tr.produceNow(big)
 	tr.w.BatchBytes = 1040000
 	tr.produceNow(goodRecord(run, 2))
 	_ = tr.w.Close()
@@ -86,4 +85,28 @@ func TestDeadLetterAtBrokerLimit(t *testing.T) {
 	recovery := l.waitRecovered(time.Minute)
 	f.shutdown()
 	l.account(f, recovery)
+
+	dead, err := l.kc.readAll(l.dlq, l.dlqParts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(dead) != 1 {
+		t.Fatalf("dead-letter topic holds %d records, want 1", len(dead))
+	}
+	m := dead[0]
+	if len(m.Value) != 0 || string(m.Key) != "k" {
+		t.Errorf("dead letter key %q, %d value bytes; want key k and the value left out", m.Key, len(m.Value))
+	}
+	for name, want := range map[string]string{
+		consumer.HeaderOmitted:           "value",
+		consumer.HeaderOriginalValueSize: strconv.Itoa(len(big.value)),
+		consumer.HeaderErrorCode:         string(mapping.CodeTooLarge),
+		consumer.HeaderSourceTopic:       l.topic,
+		consumer.HeaderSourcePartition:   "0",
+		consumer.HeaderSourceOffset:      "0",
+	} {
+		if got := headerOr(m, name); got != want {
+			t.Errorf("dead letter header %s = %q, want %q", name, got, want)
+		}
+	}
 }

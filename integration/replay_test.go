@@ -2,6 +2,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -149,4 +150,100 @@ func TestDLQReplay(t *testing.T) {
 	if n := pl.dlqCount(); n != 2 {
 		t.Errorf("dead-letter topic holds %d records, want still 2", n)
 	}
+}
+
+// TestDLQReplayKeepsKeyOrder (issue 11, item 6): the source topic is
+// written the way Java producers write it (murmur2 of the key). Some
+// records of each key are rejected by Segment and dead-lettered; after the
+// cause is fixed, `dlq replay` must put every one of them back in the
+// partition that holds the other records of its key, in their original
+// order, so per-key order survives the replay.
+func TestDLQReplayKeepsKeyOrder(t *testing.T) {
+	t.Parallel()
+	const partitions, keys = 3, 12
+	pl := newPipeline(t, partitions)
+	pl.seg.RejectMessages(func(m segmenttest.Received) bool { return m.Event == "Tour Finish" })
+
+	var msgs []kafka.Message
+	for k := range keys {
+		user := fmt.Sprintf("user-order-%d", k)
+		for seq := range 4 {
+			typ := "tour_start"
+			if seq == 1 || seq == 2 {
+				typ = "tour_finish" // rejected until the cause is fixed
+			}
+			msgs = append(msgs, kafka.Message{
+				Key:     []byte(user),
+				Value:   []byte(fmt.Sprintf(`{"type":%q,"userId":%q,"tourId":"t-%d"}`, typ, user, seq)),
+				Headers: []kafka.Header{{Key: "x-seq", Value: []byte(strconv.Itoa(seq))}},
+			})
+		}
+	}
+	w := &kafka.Writer{
+		Addr: kafka.TCP(brokers(t)...), Topic: pl.topic, Balancer: kafka.Murmur2Balancer{},
+		RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond,
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := w.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	bad := int64(2 * keys)
+	pl.start("member", nil)
+	waitFor(t, 60*time.Second, "dead letters", func() bool { return pl.dlqCount() >= bad },
+		func() string { return fmt.Sprintf("%d of %d dead letters", pl.dlqCount(), bad) })
+	waitCommitted(t, pl.group, pl.topic, pl.partitions, 30*time.Second)
+
+	// Where each key's records are before the replay.
+	home := map[string]int{}
+	for _, m := range readTopic(t, pl.topic, partitions) {
+		if p, ok := home[string(m.Key)]; ok && p != m.Partition {
+			t.Fatalf("test setup: key %s in partitions %d and %d", m.Key, p, m.Partition)
+		}
+		home[string(m.Key)] = m.Partition
+	}
+	if len(home) != keys {
+		t.Fatalf("test setup: %d keys on the source topic, want %d", len(home), keys)
+	}
+
+	pl.seg.RejectMessages(nil)
+	env := map[string]string{
+		"KAFKA_BROKERS":   strings.Join(brokers(t), ","),
+		"KAFKA_TOPIC":     pl.topic,
+		"KAFKA_DLQ_TOPIC": pl.dlq,
+		"LOG_FORMAT":      "json",
+	}
+	out, errOut, code := runCmd(t, env, 60*time.Second, "dlq", "replay")
+	if code != 0 {
+		t.Fatalf("dlq replay: exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if want := fmt.Sprintf("replayed %d", bad); !strings.Contains(out, want) {
+		t.Errorf("replay output %q does not say %q", out, want)
+	}
+
+	// Every replayed record is in its key's partition, and the replayed
+	// records of a key follow their original order.
+	replayed := map[string][]string{}
+	n := 0
+	for _, m := range readTopic(t, pl.topic, partitions) {
+		if _, ok := header(m, consumer.HeaderReplayedFrom); !ok {
+			continue
+		}
+		n++
+		if want := home[string(m.Key)]; m.Partition != want {
+			t.Errorf("replayed record of key %s landed in partition %d, the key's records are in %d", m.Key, m.Partition, want)
+		}
+		seq, _ := header(m, "x-seq")
+		replayed[string(m.Key)] = append(replayed[string(m.Key)], seq)
+	}
+	if int64(n) != bad {
+		t.Fatalf("%d replayed records on the source topic, want %d", n, bad)
+	}
+	for key, seqs := range replayed {
+		if !reflect.DeepEqual(seqs, []string{"1", "2"}) {
+			t.Errorf("replayed records of key %s in order %v, want [1 2]", key, seqs)
+		}
+	}
+	pl.waitDistinct(4*keys, 60*time.Second)
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/produktly/produktly-segment/consumer"
 )
 
 // config is every setting of `produktly-segment run`. Each is read from an
@@ -22,6 +24,7 @@ type config struct {
 	Topic         string
 	GroupID       string
 	DLQTopic      string
+	RetryTopic    string
 	SASLMechanism string
 	SASLUsername  string
 	SASLPassword  string
@@ -62,18 +65,23 @@ type setting struct {
 	required bool
 	secret   bool
 	set      func(c *config, v string) error
+	// option is the consumer.Options field the setting feeds, so that the
+	// consumer's checks of its options name the variable.
+	option string
 }
 
 func settings() []setting {
 	return []setting{
-		{env: "KAFKA_BROKERS", required: true, help: "comma-separated Kafka bootstrap addresses (host:port)",
+		{env: "KAFKA_BROKERS", option: "Brokers", required: true, help: "comma-separated Kafka bootstrap addresses (host:port)",
 			set: func(c *config, v string) error { return parseBrokers(&c.Brokers, v) }},
-		{env: "KAFKA_TOPIC", def: "produktly.interactions", help: "source topic of raw Produktly records",
+		{env: "KAFKA_TOPIC", option: "Topic", def: "produktly.interactions", help: "source topic of raw Produktly records",
 			set: str(func(c *config) *string { return &c.Topic })},
-		{env: "KAFKA_GROUP_ID", def: "produktly-segment", help: "consumer group id",
+		{env: "KAFKA_GROUP_ID", option: "GroupID", def: "produktly-segment", help: "consumer group id",
 			set: str(func(c *config) *string { return &c.GroupID })},
-		{env: "KAFKA_DLQ_TOPIC", help: "dead-letter topic (default: the source topic plus .dlq)",
+		{env: "KAFKA_DLQ_TOPIC", option: "DeadLetterTopic", help: "dead-letter topic (default: the source topic plus .dlq)",
 			set: str(func(c *config) *string { return &c.DLQTopic })},
+		{env: "KAFKA_RETRY_TOPIC", option: "RetryTopic", help: "retry topic of parked accounts' records (default: the source topic plus .retry)",
+			set: str(func(c *config) *string { return &c.RetryTopic })},
 		{env: "KAFKA_SASL_MECHANISM", help: "SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (default: none)",
 			set: func(c *config, v string) error {
 				switch strings.ToUpper(v) {
@@ -114,21 +122,21 @@ func settings() []setting {
 			set: intIn(func(c *config) *int { return &c.Concurrency }, 1, 1000)},
 		{env: "SEGMENT_TIMEOUT", def: "10s", help: "timeout of one Segment request",
 			set: dur(func(c *config) *time.Duration { return &c.SegmentTimeout })},
-		{env: "MAX_IN_FLIGHT", def: "50000", help: "records fetched and not yet acknowledged, all partitions",
+		{env: "MAX_IN_FLIGHT", option: "MaxInFlight", def: "50000", help: "records fetched and not yet acknowledged, all partitions",
 			set: intIn(func(c *config) *int { return &c.MaxInFlight }, 1, 10_000_000)},
-		{env: "MAX_IN_FLIGHT_PER_PARTITION", def: "10000", help: "records fetched and not yet acknowledged, per partition",
+		{env: "MAX_IN_FLIGHT_PER_PARTITION", option: "MaxInFlightPerPartition", def: "10000", help: "records fetched and not yet acknowledged, per partition",
 			set: intIn(func(c *config) *int { return &c.MaxInFlightPart }, 1, 10_000_000)},
-		{env: "MAX_IN_FLIGHT_BYTES", def: "32MiB", help: "key and value bytes of the records in flight (e.g. 32MiB, 64MiB)",
+		{env: "MAX_IN_FLIGHT_BYTES", option: "MaxInFlightBytes", def: "32MiB", help: "key and value bytes of the records in flight (e.g. 32MiB, 64MiB)",
 			set: func(c *config, v string) error { return parseBytes(&c.MaxInFlightBytes, v) }},
-		{env: "KAFKA_SESSION_TIMEOUT", def: "30s", help: "group session timeout: how long a silent member keeps its partitions",
+		{env: "KAFKA_SESSION_TIMEOUT", option: "SessionTimeout", def: "30s", help: "group session timeout: how long a silent member keeps its partitions",
 			set: dur(func(c *config) *time.Duration { return &c.SessionTimeout })},
-		{env: "KAFKA_HEARTBEAT_INTERVAL", def: "3s", help: "group heartbeat interval",
+		{env: "KAFKA_HEARTBEAT_INTERVAL", option: "HeartbeatInterval", def: "3s", help: "group heartbeat interval",
 			set: dur(func(c *config) *time.Duration { return &c.HeartbeatInterval })},
-		{env: "KAFKA_REBALANCE_TIMEOUT", def: "30s", help: "how long the group waits for members to rejoin in a rebalance",
+		{env: "KAFKA_REBALANCE_TIMEOUT", option: "RebalanceTimeout", def: "30s", help: "how long the group waits for members to rejoin in a rebalance",
 			set: dur(func(c *config) *time.Duration { return &c.RebalanceTimeout })},
-		{env: "KAFKA_REVOKE_TIMEOUT", def: "10s", help: "time in-flight records of a revoked partition get before they are abandoned (< rebalance timeout)",
+		{env: "KAFKA_REVOKE_TIMEOUT", option: "RevokeTimeout", def: "10s", help: "time in-flight records of a revoked partition get before they are abandoned (< rebalance timeout)",
 			set: dur(func(c *config) *time.Duration { return &c.RevokeTimeout })},
-		{env: "KAFKA_COMMIT_INTERVAL", def: "1s", help: "how often acknowledged offsets are committed",
+		{env: "KAFKA_COMMIT_INTERVAL", option: "CommitInterval", def: "1s", help: "how often acknowledged offsets are committed",
 			set: dur(func(c *config) *time.Duration { return &c.CommitInterval })},
 		{env: "ADMIN_ADDR", def: ":8080", help: "listen address of /healthz, /readyz and /metrics",
 			set: func(c *config, v string) error {
@@ -140,7 +148,7 @@ func settings() []setting {
 			}},
 		{env: "ADMIN_PPROF", def: "false", help: "serve Go runtime profiles under /debug/pprof/ on the admin server",
 			set: func(c *config, v string) error { return parseBool(&c.Pprof, v) }},
-		{env: "SHUTDOWN_TIMEOUT", def: "25s", help: "time in-flight records get to be acknowledged on SIGTERM",
+		{env: "SHUTDOWN_TIMEOUT", option: "ShutdownTimeout", def: "25s", help: "time in-flight records get to be acknowledged on SIGTERM",
 			set: dur(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error",
 			set: oneOf(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
@@ -216,9 +224,6 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 			return nil, &configError{Name: s.env, Err: err}
 		}
 	}
-	if c.DLQTopic == "" {
-		c.DLQTopic = c.Topic + ".dlq"
-	}
 	if c.SASLMechanism != "" && (c.SASLUsername == "" || c.SASLPassword == "") {
 		name := "KAFKA_SASL_USERNAME"
 		if c.SASLUsername != "" {
@@ -229,19 +234,52 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return nil, &configError{Name: "KAFKA_TLS_KEY_FILE", Err: errors.New("KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE go together")}
 	}
-	if c.MaxInFlightPart > c.MaxInFlight {
-		return nil, &configError{Name: "MAX_IN_FLIGHT_PER_PARTITION", Err: errors.New("exceeds MAX_IN_FLIGHT")}
+	// The consumer owns its defaults and the checks across its settings.
+	o := consumerOptions(c)
+	if err := o.Validate(); err != nil {
+		return nil, optionError(ss, err)
 	}
-	if c.HeartbeatInterval >= c.SessionTimeout {
-		return nil, &configError{Name: "KAFKA_HEARTBEAT_INTERVAL", Err: errors.New("must be shorter than KAFKA_SESSION_TIMEOUT")}
-	}
-	if c.RevokeTimeout >= c.RebalanceTimeout {
-		return nil, &configError{Name: "KAFKA_REVOKE_TIMEOUT", Err: errors.New("must be shorter than KAFKA_REBALANCE_TIMEOUT")}
-	}
-	if c.DLQTopic == c.Topic {
-		return nil, &configError{Name: "KAFKA_DLQ_TOPIC", Err: errors.New("must differ from KAFKA_TOPIC")}
-	}
+	o = o.WithDefaults()
+	c.DLQTopic, c.RetryTopic = o.DeadLetterTopic, o.RetryTopic
 	return c, nil
+}
+
+// consumerOptions is the consumer's share of the settings; the caller adds
+// the connections, sink, logger and registry.
+func consumerOptions(c *config) consumer.Options {
+	return consumer.Options{
+		Brokers:                 c.Brokers,
+		Topic:                   c.Topic,
+		GroupID:                 c.GroupID,
+		DeadLetterTopic:         c.DLQTopic,
+		RetryTopic:              c.RetryTopic,
+		MaxInFlight:             c.MaxInFlight,
+		MaxInFlightPerPartition: c.MaxInFlightPart,
+		MaxInFlightBytes:        c.MaxInFlightBytes,
+		ShutdownTimeout:         c.ShutdownTimeout,
+		SessionTimeout:          c.SessionTimeout,
+		HeartbeatInterval:       c.HeartbeatInterval,
+		RebalanceTimeout:        c.RebalanceTimeout,
+		RevokeTimeout:           c.RevokeTimeout,
+		CommitInterval:          c.CommitInterval,
+	}
+}
+
+// optionError names the variables of a consumer option error.
+func optionError(ss []setting, err error) error {
+	var oe *consumer.OptionError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	env := func(field string) string {
+		for _, s := range ss {
+			if s.option == field {
+				return s.env
+			}
+		}
+		return field
+	}
+	return &configError{Name: env(oe.Field), Err: errors.New(oe.Explain(env))}
 }
 
 func printHelp(w io.Writer, name string, ss []setting) {

@@ -110,6 +110,10 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 	for _, k := range keys {
 		fmt.Fprintf(stdout, "  %-18s %d\n", k, st.ByCode[k])
 	}
+	if st.Incomplete > 0 {
+		fmt.Fprintf(stdout, "skipped %d dead letters written without their value (%s); the whole records are on the source topic at their %s/-partition/-offset\n",
+			st.Incomplete, consumer.HeaderOmitted, consumer.HeaderSourceTopic)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "produktly-segment dlq replay: %v\n", err)
 		return 1

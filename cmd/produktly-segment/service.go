@@ -43,26 +43,12 @@ func newService(c *config, log zerolog.Logger) (*service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("segment sink: %w", err)
 	}
-	cons, err := consumer.New(consumer.Options{
-		Brokers:                 c.Brokers,
-		Topic:                   c.Topic,
-		GroupID:                 c.GroupID,
-		DeadLetterTopic:         c.DLQTopic,
-		Dialer:                  dialer,
-		Transport:               transport,
-		MaxInFlight:             c.MaxInFlight,
-		MaxInFlightPerPartition: c.MaxInFlightPart,
-		MaxInFlightBytes:        c.MaxInFlightBytes,
-		ShutdownTimeout:         c.ShutdownTimeout,
-		SessionTimeout:          c.SessionTimeout,
-		HeartbeatInterval:       c.HeartbeatInterval,
-		RebalanceTimeout:        c.RebalanceTimeout,
-		RevokeTimeout:           c.RevokeTimeout,
-		CommitInterval:          c.CommitInterval,
-		Sink:                    seg,
-		Logger:                  log.With().Str("component", "consumer").Logger(),
-		Registerer:              reg,
-	})
+	o := consumerOptions(c)
+	o.Dialer, o.Transport = dialer, transport
+	o.Sink = seg
+	o.Logger = log.With().Str("component", "consumer").Logger()
+	o.Registerer = reg
+	cons, err := consumer.New(o)
 	if err != nil {
 		return nil, err
 	}
