@@ -2,15 +2,12 @@ package consumer
 
 import (
 	"context"
-	"reflect"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
-
-	"github.com/produktly/produktly-segment/backoff"
 	"github.com/produktly/produktly-segment/mapping"
 )
 
@@ -62,9 +59,6 @@ type topicPartition struct {
 	partition int
 }
 
-// deadLetterRetry is the wait between attempts of a failed dead letter.
-var deadLetterRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.5}
-
 func newDeadLetter(o Options, log zerolog.Logger, m *metrics) *deadLetter {
 	log = log.With().Str("dlq_topic", o.DeadLetterTopic).Logger()
 	return &deadLetter{
@@ -105,115 +99,42 @@ func (d *deadLetter) run(ctx context.Context) error {
 // write writes batch (records of one source partition), retrying those
 // that failed until each is written or abandoned, or ctx ends.
 func (d *deadLetter) write(ctx context.Context, batch []*dlqItem) {
-	for attempt := 0; ; {
-		batch = d.live(batch)
-		if len(batch) == 0 {
-			return
-		}
-		msgs := make([]kafka.Message, len(batch))
-		for i, it := range batch {
-			msgs[i] = dlqMessage(*it)
-		}
-		errs := d.w.write(ctx, msgs)
-		failed := batch[:0]
-		var last error
-		var lastClass writeClass
-		now := true // every failure gets a smaller copy: no need to wait
-		for i, it := range batch {
-			err := errs[i]
-			if err == nil {
-				d.metrics.deadLettered.WithLabelValues(string(it.code)).Inc()
-				if it.omit != omitNothing {
-					d.metrics.deadLetterStubs.Inc()
-				}
-				it.done(true)
-				continue
+	deliver(ctx, d.w, batch, delivery[*dlqItem]{
+		message: func(it *dlqItem) kafka.Message { return dlqMessage(*it) },
+		cancel:  func(it *dlqItem) <-chan struct{} { return it.cancel },
+		written: func(it *dlqItem) {
+			d.metrics.deadLettered.WithLabelValues(string(it.code)).Inc()
+			if it.omit != omitNothing {
+				d.metrics.deadLetterStubs.Inc()
 			}
-			failed = append(failed, it)
-			if ctx.Err() != nil {
-				continue
-			}
+			it.done(true)
+		},
+		failed: func(it *dlqItem, err error) verdict {
 			c := classOf(err)
 			d.metrics.deadLetterErrors.WithLabelValues(c.String()).Inc()
-			if c == classTooLarge && it.omit < omitAll {
-				it.omit++
-				d.log.Error().Err(err).Int("partition", it.msg.Partition).Int64("offset", it.msg.Offset).
-					Int("value_bytes", len(it.msg.Value)).Str("omit", omitted(it.omit)).
-					Msg("the dead-letter topic refuses this record's copy as too large; writing it without its " + omitted(it.omit) +
-						" (raise the dead-letter topic's max.message.bytes)")
-				continue
+			if c != classTooLarge || it.omit == omitAll {
+				return retryLater
 			}
-			now = false
-			last, lastClass = err, c
-		}
-		batch = failed
-		if len(batch) == 0 {
-			return
-		}
-		if ctx.Err() != nil {
-			for _, it := range batch {
-				it.done(false)
+			it.omit++
+			d.log.Error().Err(err).Int("partition", it.msg.Partition).Int64("offset", it.msg.Offset).
+				Int("value_bytes", len(it.msg.Value)).Str("omit", omitted(it.omit)).
+				Msg("the dead-letter topic refuses this record's copy as too large; writing it without its " + omitted(it.omit) +
+					" (raise the dead-letter topic's max.message.bytes)")
+			return retryNow
+		},
+		abandon: func(it *dlqItem) { it.done(false) },
+		waiting: func(n, attempt int, wait time.Duration, last error, c writeClass) {
+			ev := d.log.Warn()
+			msg := "dead-letter write failed; retrying, nothing is committed past these records of their partition until it succeeds"
+			if c == classRefused {
+				ev = d.log.Error()
+				msg = "the dead-letter topic refuses this service's writes (authorization or topic configuration); retrying, " +
+					"nothing is committed past these records of their partition until an operator fixes it"
 			}
-			return
-		}
-		if now {
-			continue
-		}
-		wait := deadLetterRetry.Delay(attempt)
-		attempt++
-		ev := d.log.Warn()
-		msg := "dead-letter write failed; retrying, nothing is committed past these records of their partition until it succeeds"
-		if lastClass == classRefused {
-			ev = d.log.Error()
-			msg = "the dead-letter topic refuses this service's writes (authorization or topic configuration); retrying, " +
-				"nothing is committed past these records of their partition until an operator fixes it"
-		}
-		ev.Err(last).Str("class", lastClass.String()).Int("partition", batch[0].msg.Partition).
-			Int("records", len(batch)).Int("attempt", attempt).Dur("backoff", wait).Msg(msg)
-		if !waitOrCancel(ctx, wait, batch) {
-			for _, it := range batch {
-				it.done(false)
-			}
-			return
-		}
-	}
-}
-
-// live finishes the items whose partition was abandoned and returns the
-// others.
-func (d *deadLetter) live(batch []*dlqItem) []*dlqItem {
-	out := batch[:0]
-	for _, it := range batch {
-		select {
-		case <-it.cancel:
-			it.done(false)
-		default:
-			out = append(out, it)
-		}
-	}
-	return out
-}
-
-// waitOrCancel waits d. It returns false when ctx ends first, and returns
-// early (true) when one of the items' partitions is abandoned, so the
-// caller can finish those at once: their owner may be waiting for them to
-// hand the partition over.
-func waitOrCancel(ctx context.Context, d time.Duration, batch []*dlqItem) bool {
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	cases := []reflect.SelectCase{
-		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
-		{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
-	}
-	seen := map[<-chan struct{}]bool{}
-	for _, it := range batch {
-		if it.cancel != nil && !seen[it.cancel] {
-			seen[it.cancel] = true
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(it.cancel)})
-		}
-	}
-	i, _, _ := reflect.Select(cases)
-	return i != 0
+			ev.Err(last).Str("class", c.String()).Int("partition", batch[0].msg.Partition).
+				Int("records", n).Int("attempt", attempt).Dur("backoff", wait).Msg(msg)
+		},
+	})
 }
 
 func omitted(level int) string {

@@ -225,7 +225,7 @@ func TestDeadLetterBackoffEndsOnCancel(t *testing.T) {
 	abandoned := make(chan struct{})
 	close(abandoned)
 	done := make(chan bool, 1)
-	go func() { done <- waitOrCancel(context.Background(), time.Hour, []*dlqItem{{cancel: abandoned}}) }()
+	go func() { done <- waitOrCancel(context.Background(), time.Hour, []<-chan struct{}{abandoned}) }()
 	select {
 	case ok := <-done:
 		if !ok {

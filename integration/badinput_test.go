@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/produktly/produktly-segment/consumer"
 	"github.com/produktly/produktly-segment/mapping"
 )
@@ -109,4 +111,50 @@ func TestDeadLetterAtBrokerLimit(t *testing.T) {
 			t.Errorf("dead letter header %s = %q, want %q", name, got, want)
 		}
 	}
+}
+
+// TestDeadLetterTopicSmallerThanSource: a dead-letter topic whose
+// max.message.bytes (200,000) is below the source topic's (the broker
+// default, 1,048,588) is reported at start (an error log line naming both
+// topics and the size to set, and the shortfall metric), and a bad record
+// that fits the source but not the dead-letter topic is dead-lettered
+// without its value while its partition commits on.
+func TestDeadLetterTopicSmallerThanSource(t *testing.T) {
+	t.Parallel()
+	pl := newPipeline(t, 1)
+	pl.dlq = createTopicWith(t, 1, kafka.ConfigEntry{ConfigName: "max.message.bytes", ConfigValue: "200000"})
+	pl.dlqParts = 1
+	run := unique("small-dlq")
+	big := bigRecord(run, 1, 300_000, "k") // too_large for Segment, too large for this dead-letter topic
+	good := goodRecord(run, 2)
+	produce(t, pl.topic, []kafka.Message{
+		{Key: big.key, Value: big.value},
+		{Key: good.key, Value: good.value},
+	})
+	p := pl.start("member", nil)
+	p.waitAlive(30 * time.Second)
+	series := `produktly_segment_topic_size_shortfall_bytes{topic="` + pl.dlq + `"}`
+	want := float64(1048588 + 2048 - 200000)
+	waitFor(t, 30*time.Second, "the shortfall metric", func() bool { return p.metric(series) == want },
+		func() string { return fmt.Sprintf("%s = %v, want %v", series, p.metric(series), want) })
+	if n := p.countLog(`"level":"error"`, pl.dlq, "max.message.bytes to at least 1050636"); n != 1 {
+		t.Errorf("%d error lines name the dead-letter topic and the size to set, want 1", n)
+	}
+	waitFor(t, 60*time.Second, "the dead letter", func() bool { return pl.dlqCount() >= 1 },
+		func() string { return fmt.Sprintf("%d dead letters", pl.dlqCount()) })
+	waitCommitted(t, pl.group, pl.topic, pl.partitions, 30*time.Second)
+	dead := readTopic(t, pl.dlq, 1)
+	if len(dead) != 1 {
+		t.Fatalf("dead-letter topic holds %d records, want 1", len(dead))
+	}
+	if m := dead[0]; len(m.Value) != 0 || headerOr(m, consumer.HeaderOmitted) != "value" ||
+		headerOr(m, consumer.HeaderOriginalValueSize) != strconv.Itoa(len(big.value)) {
+		t.Errorf("dead letter: %d value bytes, %s=%q, %s=%q; want the value left out and its size given", len(m.Value),
+			consumer.HeaderOmitted, headerOr(m, consumer.HeaderOmitted),
+			consumer.HeaderOriginalValueSize, headerOr(m, consumer.HeaderOriginalValueSize))
+	}
+	if v := p.metric("produktly_segment_dead_letters_value_omitted_total"); v != 1 {
+		t.Errorf("dead_letters_value_omitted_total = %v, want 1", v)
+	}
+	pl.waitDistinct(1, 30*time.Second)
 }

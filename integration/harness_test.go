@@ -107,6 +107,12 @@ func unique(prefix string) string {
 // createTopic creates a fresh topic and deletes it when the test ends.
 func createTopic(t testing.TB, partitions int) string {
 	t.Helper()
+	return createTopicWith(t, partitions)
+}
+
+// createTopicWith creates a topic with the given topic configs.
+func createTopicWith(t testing.TB, partitions int, configs ...kafka.ConfigEntry) string {
+	t.Helper()
 	bs := brokers(t)
 	topic := unique("t-" + strings.ReplaceAll(t.Name(), "/", "-"))
 	if len(topic) > 200 {
@@ -120,7 +126,7 @@ func createTopic(t testing.TB, partitions int) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-		Topic: topic, NumPartitions: partitions, ReplicationFactor: rf,
+		Topic: topic, NumPartitions: partitions, ReplicationFactor: rf, ConfigEntries: configs,
 	}}})
 	if err != nil {
 		t.Fatalf("create topic %s: %v", topic, err)
