@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
+
 	"github.com/produktly/produktly-segment/mapping"
 )
 
