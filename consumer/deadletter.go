@@ -43,7 +43,7 @@ type dlqItem struct {
 //   - A copy the topic refuses as too large is written again without its
 //     value (HeaderOmitted says so, with the original sizes; the source
 //     coordinates say where the whole record is). Nothing is dropped.
-//   - Other failures are retried with backoff (deadLetterRetry) until the
+//   - Other failures are retried with backoff (writeRetry) until the
 //     write succeeds, the record's partition is abandoned or run's ctx
 //     ends; the backoff ends early on either.
 type deadLetter struct {

@@ -235,3 +235,18 @@ func TestDeadLetterBackoffEndsOnCancel(t *testing.T) {
 		t.Fatal("waitOrCancel kept waiting after the item's partition was abandoned")
 	}
 }
+
+// A replayed record goes back to the partition its source headers name;
+// replayed to another topic, it is left to murmur2 of its key.
+func TestReplayTargetsSourcePartition(t *testing.T) {
+	dead := dlqMessage(dlqItem{msg: kafka.Message{Topic: "src", Partition: 7, Offset: 3, Key: []byte("k")}, code: mapping.CodeRejected, reason: "400"})
+	for _, tc := range []struct {
+		to   string
+		want int
+	}{{"", 7}, {"src", 7}, {"elsewhere", -1}} {
+		re, _, ok := replayOf(dead, tc.to)
+		if !ok || re.Partition != tc.want {
+			t.Errorf("replay to %q: partition %d (ok %v), want %d", tc.to, re.Partition, ok, tc.want)
+		}
+	}
+}
