@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 
@@ -24,7 +25,8 @@ func TestDeadLetterPartitionsDoNotWaitForEachOther(t *testing.T) {
 		kafka.TopicConfig{NumPartitions: 2},
 		kafka.TopicConfig{NumPartitions: 1, ConfigEntries: []kafka.ConfigEntry{{ConfigName: "max.message.bytes", ConfigValue: "600"}}},
 	)
-	m, err := newMetrics(nil)
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,9 +71,12 @@ func TestDeadLetterPartitionsDoNotWaitForEachOther(t *testing.T) {
 	}
 	// Let it fail a few times, so it sits in a backoff, then abandon it.
 	deadline := time.Now().Add(time.Minute)
-	for value(m.deadLetterErrors.WithLabelValues(classTooLarge.String())) < 4 {
+	failures := func() float64 {
+		return metricValue(reg, "produktly_segment_dead_letter_write_errors_total", "class", classTooLarge.String())
+	}
+	for failures() < 4 {
 		if time.Now().After(deadline) {
-			t.Fatalf("partition 0's dead letter failed %v times, want retries", value(m.deadLetterErrors.WithLabelValues(classTooLarge.String())))
+			t.Fatalf("partition 0's dead letter failed %v times, want retries", failures())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -84,7 +89,7 @@ func TestDeadLetterPartitionsDoNotWaitForEachOther(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the abandoned dead letter was not finished within 10 s of its partition being abandoned")
 	}
-	if got := value(m.deadLettered.WithLabelValues(string(mapping.CodeInvalidJSON))); got != 3 {
+	if got := metricValue(reg, "produktly_segment_records_dead_lettered_total", "code", string(mapping.CodeInvalidJSON)); got != 3 {
 		t.Errorf("records_dead_lettered_total = %v, want 3", got)
 	}
 }

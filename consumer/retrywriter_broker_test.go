@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
 )
@@ -68,7 +67,8 @@ func TestRetryWriterAgainstBroker(t *testing.T) {
 	)
 	src, retry := topics[0], topics[1]
 	brokers := strings.Split(os.Getenv("KAFKA_BROKERS"), ",")
-	m, err := newMetrics(nil)
+	reg := prometheus.NewRegistry()
+	m, err := newMetrics(reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestRetryWriterAgainstBroker(t *testing.T) {
 			t.Errorf("park of %s completed with %v, want nil", id, err)
 		}
 	}
-	if got := value(m.parked); got != float64(len(want)) {
+	if got := metricValue(reg, "produktly_segment_records_parked_total", "", ""); got != float64(len(want)) {
 		t.Errorf("records_parked_total = %v, want %d", got, len(want))
 	}
 
@@ -232,12 +232,14 @@ func TestRetryWriterAgainstBroker(t *testing.T) {
 	}
 
 	// The start-up check saw the retry topic's 100,000-byte limit.
-	series := m.sizeShortfall.WithLabelValues(retry)
+	short := func() float64 {
+		return metricValue(reg, "produktly_segment_topic_size_shortfall_bytes", "topic", retry)
+	}
 	wantShort := float64(1048588 + copyHeadroom - 100000)
 	deadline := time.Now().Add(30 * time.Second)
-	for value(series) != wantShort {
+	for short() != wantShort {
 		if time.Now().After(deadline) {
-			t.Fatalf("topic_size_shortfall_bytes{topic=%q} = %v, want %v", retry, value(series), wantShort)
+			t.Fatalf("topic_size_shortfall_bytes{topic=%q} = %v, want %v", retry, short(), wantShort)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -245,14 +247,30 @@ func TestRetryWriterAgainstBroker(t *testing.T) {
 
 func must(v string, _ bool) string { return v }
 
-// value reads a counter's or gauge's current value.
-func value(m prometheus.Metric) float64 {
-	var d dto.Metric
-	if err := m.Write(&d); err != nil {
+// metricValue reads the value of the series name{label=value} (label ""
+// for an unlabelled series) from reg, or -1 when reg has no such series.
+func metricValue(reg prometheus.Gatherer, name, label, value string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
 		return -1
 	}
-	if d.Counter != nil {
-		return d.Counter.GetValue()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := label == ""
+			for _, lp := range m.GetLabel() {
+				match = match || (lp.GetName() == label && lp.GetValue() == value)
+			}
+			if !match {
+				continue
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
 	}
-	return d.Gauge.GetValue()
+	return -1
 }
