@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
@@ -156,7 +157,11 @@ func dlqMessage(it dlqItem) kafka.Message {
 	m := it.msg
 	reason := it.reason
 	if len(reason) > maxReasonBytes {
-		reason = reason[:maxReasonBytes-3] + "..."
+		n := maxReasonBytes - 3
+		for n > 0 && !utf8.RuneStart(reason[n]) {
+			n-- // never cut a character in two
+		}
+		reason = reason[:n] + "..."
 	}
 	own := m.Headers
 	key, value := m.Key, m.Value

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/segmentio/kafka-go"
 
@@ -107,7 +108,7 @@ func TestDeadLetterWithoutValueSaysSo(t *testing.T) {
 		Key: []byte("user-1"), Value: make([]byte, 1_048_400),
 		Headers: []kafka.Header{{Key: "trace-id", Value: []byte("abc")}},
 	}
-	long := strings.Repeat("x", 5000)
+	long := strings.Repeat("é", 2500) // two bytes each: the cap falls inside a character
 	got := dlqMessage(dlqItem{msg: src, code: mapping.CodeTooLarge, reason: long, omit: omitValue})
 	if got.Value != nil || string(got.Key) != "user-1" {
 		t.Fatalf("value-omitted copy: key %q, %d value bytes; want key user-1, no value", got.Key, len(got.Value))
@@ -121,8 +122,8 @@ func TestDeadLetterWithoutValueSaysSo(t *testing.T) {
 			t.Errorf("header %s = %q, want %q", k, h[k], v)
 		}
 	}
-	if n := len(h[HeaderError]); n > maxReasonBytes {
-		t.Errorf("%s is %d bytes, want at most %d", HeaderError, n, maxReasonBytes)
+	if n := len(h[HeaderError]); n > maxReasonBytes || !utf8.ValidString(h[HeaderError]) {
+		t.Errorf("%s is %d bytes (valid UTF-8: %v), want at most %d of valid UTF-8", HeaderError, n, utf8.ValidString(h[HeaderError]), maxReasonBytes)
 	}
 
 	all := dlqMessage(dlqItem{msg: src, code: mapping.CodeTooLarge, reason: "r", omit: omitAll})

@@ -58,7 +58,9 @@ type parkItem struct {
 //     holds its partition until its account recovers). The start-up check
 //     reports a retry topic smaller than the source topic.
 //   - A record whose partition is abandoned, or that is still queued when
-//     run ends, completes with ErrParkAbandoned and stays uncommitted.
+//     run ends, completes with ErrParkAbandoned and stays uncommitted (a
+//     write in progress at that moment may still land: the copy then
+//     duplicates a record that is read again, under the same messageId).
 //   - Each source partition has its own queue: records of one partition
 //     are written in the order they were parked, and one partition's
 //     failures never hold up another's.
