@@ -20,8 +20,12 @@ const dlqUsage = `usage: produktly-segment dlq replay [flags]
 Reads the dead-letter topic from its first offset to its end offsets at the
 start, keeps the records that match the filters, and re-produces each to its
 source topic with its original key, value, timestamp and headers (acks from
-all in-sync replicas). A replayed record keeps the messageId of the original,
-so replaying the same record twice never creates two Segment events.
+all in-sync replicas). A record goes back to its source partition, beside the
+other records of its key and in their order (with --to, or where that
+partition no longer exists: murmur2 of the key, as Java producers partition).
+A replayed record keeps the messageId of the original, so replaying the same
+record twice never creates two Segment events. Dead letters written without
+their value (header produktly-omitted) are counted and skipped.
 Connection settings (KAFKA_BROKERS, KAFKA_TOPIC, KAFKA_DLQ_TOPIC, TLS, SASL)
 come from the same environment variables as 'run'.
 
