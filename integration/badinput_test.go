@@ -3,6 +3,7 @@ package integration
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -110,6 +111,19 @@ func TestDeadLetterAtBrokerLimit(t *testing.T) {
 		if got := headerOr(m, name); got != want {
 			t.Errorf("dead letter header %s = %q, want %q", name, got, want)
 		}
+	}
+
+	// `dlq replay` cannot replay a dead letter without its value: it says
+	// so and writes nothing.
+	env := map[string]string{
+		"KAFKA_BROKERS": strings.Join(brokers(t), ","), "KAFKA_TOPIC": l.topic, "KAFKA_DLQ_TOPIC": l.dlq, "LOG_FORMAT": "json",
+	}
+	out, errOut, code := runCmd(t, env, 60*time.Second, "dlq", "replay")
+	if code != 0 || !strings.Contains(out, "replayed 0") || !strings.Contains(out, "skipped 1 dead letters written without their value") {
+		t.Errorf("dlq replay: exit %d, stdout %q, stderr %q; want exit 0, nothing replayed, 1 skipped", code, out, errOut)
+	}
+	if end := endOffsets(t, l.topic, 1); end[0] != 2 {
+		t.Errorf("source topic end offset %d after the replay, want still 2", end[0])
 	}
 }
 
