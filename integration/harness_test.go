@@ -169,7 +169,10 @@ func waitTopic(t testing.TB, client *kafka.Client, topic string, partitions int)
 	}
 }
 
-// endOffsets returns the high watermark of every partition of topic.
+// endOffsets returns the high watermark of every partition of topic. A
+// freshly created topic's partitions may answer NOT_LEADER for a moment
+// after metadata names their leader, so the errors Kafka marks retriable
+// are retried for a while.
 func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 	t.Helper()
 	client := &kafka.Client{Addr: kafka.TCP(brokers(t)...), Timeout: 30 * time.Second}
@@ -177,20 +180,35 @@ func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 	for p := 0; p < partitions; p++ {
 		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
 	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := listEnd(client, req, topic)
+		if err == nil {
+			return out
+		}
+		var ke kafka.Error
+		if !errors.As(err, &ke) || !ke.Temporary() || time.Now().After(deadline) {
+			t.Fatalf("list offsets %s: %v", topic, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func listEnd(client *kafka.Client, req *kafka.ListOffsetsRequest, topic string) (map[int]int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := client.ListOffsets(ctx, req)
 	if err != nil {
-		t.Fatalf("list offsets: %v", err)
+		return nil, err
 	}
 	out := map[int]int64{}
 	for _, po := range res.Topics[topic] {
 		if po.Error != nil {
-			t.Fatalf("list offsets %s/%d: %v", topic, po.Partition, po.Error)
+			return nil, fmt.Errorf("partition %d: %w", po.Partition, po.Error)
 		}
 		out[po.Partition] = po.LastOffset
 	}
-	return out
+	return out, nil
 }
 
 // committedOffsets reads a group's committed offsets with its own client,
