@@ -27,7 +27,8 @@ const (
 	classTooLarge
 	// classRefused: the topic refuses this service's writes
 	// (authorization, a topic or request the broker will not accept).
-	// Only an operator can fix it; the record is kept and retried slowly.
+	// Only an operator can fix it; the record is kept and retried with
+	// backoff (and logged at error level).
 	classRefused
 )
 
