@@ -103,7 +103,7 @@ func runDLQ(args []string, stdout, stderr io.Writer) int {
 	st, err := consumer.Replay(ctx, o)
 	verb, n := "replayed", st.Replayed
 	if *dry {
-		verb, n = "would replay", st.Matched
+		verb, n = "would replay", st.Matched-st.Incomplete
 	}
 	keys := make([]string, 0, len(st.ByCode))
 	for k := range st.ByCode {
