@@ -344,10 +344,14 @@ func (s *fakeSink) complete(id string, r sink.Result) bool {
 	return ok
 }
 
-// waitFor waits until cond holds for the sink's state.
+// waitFor waits until cond holds for the sink's state. It checks on every
+// change of the sink and every 10 ms, for conditions that also read the
+// consumer's state.
 func (s *fakeSink) waitFor(t *testing.T, what string, timeout time.Duration, cond func(s *fakeSink) bool) {
 	t.Helper()
 	deadline := time.After(timeout)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		s.mu.Lock()
 		ok := cond(s)
@@ -358,6 +362,7 @@ func (s *fakeSink) waitFor(t *testing.T, what string, timeout time.Duration, con
 		}
 		select {
 		case <-changed:
+		case <-tick.C:
 		case <-deadline:
 			t.Fatalf("sink: %s not reached within %s", what, timeout)
 		}

@@ -21,6 +21,7 @@ type metrics struct {
 	lag              *prometheus.GaugeVec
 	oldest           *prometheus.GaugeVec
 	span             *prometheus.GaugeVec
+	spanWaits        prometheus.Counter
 	rebalances       prometheus.Counter
 	commitErrors     prometheus.Counter
 	commitLatency    prometheus.Histogram
@@ -65,6 +66,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "uncommitted_span",
 			Help: "Offsets from the commit point to the next offset to fetch, per partition; fetching waits while it is at its cap (MaxUncommitted).",
 		}, []string{"topic", "partition"}),
+		spanWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "uncommitted_span_waits_total",
+			Help: "Times a partition's fetching waited because its uncommitted span reached its cap.",
+		}),
 		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "rebalances_total",
 			Help: "Group generations this member joined.",
@@ -84,7 +89,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.consumed, m.delivered, m.deadLettered, m.deadLetterErrors,
-			m.inFlight, m.committed, m.lag, m.oldest, m.span, m.rebalances, m.commitErrors, m.commitLatency} {
+			m.inFlight, m.committed, m.lag, m.oldest, m.span, m.spanWaits, m.rebalances, m.commitErrors, m.commitLatency} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("consumer metrics: %w", err)
 			}

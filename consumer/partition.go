@@ -123,6 +123,7 @@ func (p *partition) fetch(ctx context.Context) {
 		if p.tr.spanFull(p.next, limit) {
 			p.log.Warn().Int64("next", p.next).Int64("commit_point", p.tr.committable()).Int64("limit", limit).
 				Msg("uncommitted span at its limit: fetching waits for the oldest record to finish")
+			p.c.metrics.spanWaits.Inc()
 			if err := p.tr.waitSpan(ctx, p.next, limit); err != nil {
 				return
 			}
