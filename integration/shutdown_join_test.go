@@ -2,6 +2,9 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -52,4 +55,49 @@ func TestShutdownWhileJoining(t *testing.T) {
 	if b.countLog("left the consumer group") != 1 {
 		t.Error(`b did not log "left the consumer group"`)
 	}
+}
+
+// TestShutdownDoesNotRejoin: a rebalance that ends the generation while a
+// member drains for shutdown must not make it join the group again. The new
+// member's first generation then holds every partition; had the draining
+// member rejoined, it would have been given half of them first.
+func TestShutdownDoesNotRejoin(t *testing.T) {
+	pl := newPipeline(t, 4)
+	// The session outlasts the drain, so the coordinator waits for the
+	// draining member to rejoin rather than expiring it.
+	env := map[string]string{"SHUTDOWN_TIMEOUT": "10s", "KAFKA_SESSION_TIMEOUT": "30s", "KAFKA_REBALANCE_TIMEOUT": "30s", "KAFKA_REVOKE_TIMEOUT": "5s"}
+	run := unique("rejoin")
+	produce(t, pl.topic, records(run, 0, 100))
+	a := pl.start("a", env)
+	a.waitReady(2 * time.Minute)
+	pl.waitDistinct(100, 2*time.Minute)
+	// Segment down: records stay in flight, so a's drain lasts its timeout.
+	pl.seg.SetOutage(http.StatusServiceUnavailable)
+	produce(t, pl.topic, records(run, 100, 100))
+	waitFor(t, time.Minute, "records in flight at a", func() bool { return a.metric("produktly_segment_records_in_flight") > 0 }, nil)
+	a.term()
+	waitFor(t, time.Minute, "a draining", func() bool { return a.countLog("generation ending: draining", `"shutdown":true`) > 0 }, nil)
+	b := pl.start("b", env)
+	a.mustExit(0, time.Minute)
+	pl.seg.ClearOutage()
+	waitFor(t, time.Minute, "b's first generation", func() bool { return b.countLog("generation started") > 0 }, nil)
+	for _, l := range b.logLines() {
+		if !strings.Contains(l, "generation started") {
+			continue
+		}
+		var entry struct {
+			Partitions []int `json:"partitions"`
+		}
+		if err := json.Unmarshal([]byte(l), &entry); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if len(entry.Partitions) != pl.partitions {
+			t.Errorf("b's first generation has partitions %v, want all %d: the draining member rejoined the group", entry.Partitions, pl.partitions)
+		}
+		break
+	}
+	if n := a.countLog("generation started"); n != 1 {
+		t.Errorf("a started %d generations, want 1", n)
+	}
+	pl.waitDistinct(200, 2*time.Minute)
 }
