@@ -3,7 +3,9 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -100,4 +102,119 @@ func TestShutdownDoesNotRejoin(t *testing.T) {
 		t.Errorf("a started %d generations, want 1", n)
 	}
 	pl.waitDistinct(200, 2*time.Minute)
+}
+
+// TestRollingRestartReplaysOnlyMoved restarts 3 replicas one after the
+// other (SIGTERM, wait for the exit, start its replacement) while records
+// arrive and Segment answers more slowly than KAFKA_REVOKE_TIMEOUT, so every
+// rebalance finds records in flight. A partition that stays with its member
+// keeps them (the log's "kept"); duplicates may only come from partitions
+// that changed owner.
+func TestRollingRestartReplaysOnlyMoved(t *testing.T) {
+	pl := newPipeline(t, 6)
+	run := unique("rolling")
+	env := map[string]string{"KAFKA_REVOKE_TIMEOUT": "2s", "SHUTDOWN_TIMEOUT": "10s"}
+	procs := []*proc{pl.start("r1", env), pl.start("r2", env), pl.start("r3", env)}
+	for _, p := range procs {
+		p.waitReady(2 * time.Minute)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	produced := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { produced <- n }()
+		w := &kafka.Writer{Addr: kafka.TCP(brokers(t)...), Topic: pl.topic, Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll, BatchTimeout: 5 * time.Millisecond}
+		defer w.Close()
+		tk := time.NewTicker(100 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			if err := w.WriteMessages(ctx, records(run, n, 30)...); err != nil {
+				return
+			}
+			n += 30
+			select {
+			case <-ctx.Done():
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	// Slower than the revoke timeout, faster than the shutdown timeout:
+	// the leaver drains everything; the others' drains time out.
+	pl.seg.SetLatency(4 * time.Second)
+	all := append([]*proc(nil), procs...)
+	for i := range procs {
+		procs[i].term()
+		procs[i].mustExit(0, time.Minute)
+		procs[i] = pl.start(fmt.Sprintf("r%d'", i+1), env)
+		all = append(all, procs[i])
+		procs[i].waitReady(2 * time.Minute)
+	}
+	cancel()
+	n := <-produced
+	pl.seg.SetLatency(0)
+	good, _ := pl.mapSource()
+	pl.waitDistinct(len(good), 2*time.Minute)
+	waitCommitted(t, pl.group, pl.topic, pl.partitions, time.Minute)
+
+	// Owners per generation, from every process's log.
+	type genLine struct {
+		Generation int32  `json:"generation"`
+		Partitions []int  `json:"partitions"`
+		Kept       []int  `json:"kept"`
+		Message    string `json:"message"`
+	}
+	owner := map[int32]map[int]string{}
+	for _, p := range all {
+		var prev []int
+		for _, l := range p.logLines() {
+			var g genLine
+			if json.Unmarshal([]byte(l), &g) != nil || g.Message != "generation started" {
+				continue
+			}
+			if owner[g.Generation] == nil {
+				owner[g.Generation] = map[int]string{}
+			}
+			for _, id := range g.Partitions {
+				owner[g.Generation][id] = p.name
+			}
+			// A partition that stays with its member keeps its records.
+			for _, id := range g.Partitions {
+				if slices.Contains(prev, id) && !slices.Contains(g.Kept, id) {
+					t.Errorf("%s generation %d: partition %d stayed but was not kept (kept %v)", p.name, g.Generation, id, g.Kept)
+				}
+			}
+			prev = g.Partitions
+		}
+	}
+	gens := make([]int32, 0, len(owner))
+	for g := range owner {
+		gens = append(gens, g)
+	}
+	slices.Sort(gens)
+	moves := map[int]int{}
+	for i := 1; i < len(gens); i++ {
+		for id, o := range owner[gens[i]] {
+			if before, ok := owner[gens[i-1]][id]; ok && before != o {
+				moves[id]++
+			}
+		}
+	}
+	dups := map[int]int{}
+	seen := map[string]bool{}
+	for _, m := range pl.seg.Messages() {
+		if seen[m.MessageID] {
+			dups[good[m.MessageID].msg.Partition]++
+		}
+		seen[m.MessageID] = true
+	}
+	total := 0
+	for id := range pl.partitions {
+		total += dups[id]
+		if dups[id] > 0 && moves[id] == 0 {
+			t.Errorf("partition %d never changed owner but has %d duplicates", id, dups[id])
+		}
+	}
+	t.Logf("%d records, %d duplicates (%.2f%%); per partition: moves %v, duplicates %v; %d generations",
+		n, total, 100*float64(total)/float64(max(n, 1)), moves, dups, len(gens))
 }
