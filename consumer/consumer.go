@@ -96,9 +96,12 @@ type Options struct {
 	SessionTimeout    time.Duration
 	HeartbeatInterval time.Duration
 	RebalanceTimeout  time.Duration
-	// RevokeTimeout is how long in-flight records of a revoked partition
-	// may take to be acknowledged before they are abandoned. It must be
-	// shorter than RebalanceTimeout. Default 10s.
+	// RevokeTimeout is how long, when a rebalance ends a generation,
+	// in-flight records may take to be acknowledged (and committed) before
+	// the member rejoins. Records still in flight then stay with the member:
+	// those of partitions assigned to it again finish and are committed in
+	// the next generation, those of partitions that moved are abandoned.
+	// It must be shorter than RebalanceTimeout. Default 10s.
 	RevokeTimeout time.Duration
 	// ShutdownTimeout is how long in-flight records get to be acknowledged
 	// once Run's context is cancelled. Default 25s.
