@@ -13,13 +13,21 @@
 //   - A record that can never be delivered (mapping error, rejected by
 //     Segment on its own) goes to the dead-letter topic; if that write fails
 //     it is retried and nothing is committed past the record.
-//   - On a rebalance the generation's partitions stop fetching, in-flight
-//     records get RevokeTimeout to finish, what was acknowledged is committed
-//     and the rest is abandoned: the next owner reads it again and the
+//   - Fetching a partition waits while the span from its commit point to its
+//     next fetch offset is MaxUncommitted: one record that never finishes
+//     bounds what a restart replays and what the tracker holds.
+//   - Partitions are assigned sticky: a rebalance keeps each partition with
+//     its member where the balance allows. On a rebalance the generation's
+//     partitions stop fetching, in-flight records get RevokeTimeout to
+//     finish while commits go on, and what was acknowledged is committed.
+//     A partition that comes back to this member keeps its in-flight
+//     records and commits them with the new generation; one that moved is
+//     abandoned: the next owner reads its uncommitted records again and the
 //     deterministic messageId lets Segment drop the copy.
 //   - On shutdown (Run's ctx cancelled) fetching stops, in-flight records get
-//     ShutdownTimeout, acknowledged offsets are committed and the member
-//     leaves the group.
+//     ShutdownTimeout while commits go on, acknowledged offsets are committed
+//     and the member leaves the group. A JoinGroup or SyncGroup in progress
+//     does not hold shutdown up.
 package consumer
 
 import (
@@ -69,10 +77,17 @@ type Options struct {
 	MaxInFlight int
 	// MaxInFlightPerPartition caps them per partition. Default 10000.
 	MaxInFlightPerPartition int
-	// MaxInFlightBytes caps the key and value bytes of those records, so
-	// that large records cannot grow memory past what the record caps
-	// allow for ordinary ones. Default 32 MiB.
+	// MaxInFlightBytes caps the memory those records hold (the fetched
+	// message, its mapped JSON and the copy in a request body), so that
+	// large records cannot grow memory past what the record caps allow for
+	// ordinary ones. Default 32 MiB.
 	MaxInFlightBytes int
+	// MaxUncommitted caps, per partition, the span of offsets from the
+	// commit point (below it everything is acknowledged) to the next offset
+	// to fetch. A record that does not finish holds the commit point, so
+	// fetching on its partition stops once the span reaches the cap. At
+	// least MaxInFlightPerPartition. Default 4 × MaxInFlightPerPartition.
+	MaxUncommitted int
 	// FetchMaxBytes is the most one fetch request returns per partition.
 	// Default 1 MiB.
 	FetchMaxBytes int
@@ -84,9 +99,12 @@ type Options struct {
 	SessionTimeout    time.Duration
 	HeartbeatInterval time.Duration
 	RebalanceTimeout  time.Duration
-	// RevokeTimeout is how long in-flight records of a revoked partition
-	// may take to be acknowledged before they are abandoned. It must be
-	// shorter than RebalanceTimeout. Default 10s.
+	// RevokeTimeout is how long, when a rebalance ends a generation,
+	// in-flight records may take to be acknowledged (and committed) before
+	// the member rejoins. Records still in flight then stay with the member:
+	// those of partitions assigned to it again finish and are committed in
+	// the next generation, those of partitions that moved are abandoned.
+	// It must be shorter than RebalanceTimeout. Default 10s.
 	RevokeTimeout time.Duration
 	// ShutdownTimeout is how long in-flight records get to be acknowledged
 	// once Run's context is cancelled. Default 25s.
@@ -122,6 +140,7 @@ func (o *Options) setDefaults() {
 	setDefault(&o.MaxInFlight, 50000)
 	setDefault(&o.MaxInFlightPerPartition, 10000)
 	setDefault(&o.MaxInFlightBytes, 32<<20)
+	setDefault(&o.MaxUncommitted, 4*o.MaxInFlightPerPartition)
 	setDefault(&o.FetchMaxBytes, 1<<20)
 	setDefault(&o.CommitInterval, time.Second)
 	setDefault(&o.SessionTimeout, 30*time.Second)
@@ -159,6 +178,8 @@ func (o Options) Validate() error {
 		return bad("MaxInFlightBytes", "", "must be positive")
 	case o.MaxInFlightPerPartition > o.MaxInFlight:
 		return bad("MaxInFlightPerPartition", "MaxInFlight", "exceeds %s")
+	case o.MaxUncommitted < o.MaxInFlightPerPartition:
+		return bad("MaxUncommitted", "MaxInFlightPerPartition", "must not be below %s")
 	case o.RevokeTimeout >= o.RebalanceTimeout:
 		return bad("RevokeTimeout", "RebalanceTimeout", "must be shorter than %s")
 	case o.HeartbeatInterval >= o.SessionTimeout:
@@ -175,10 +196,26 @@ type Consumer struct {
 	slots   *semaphore.Weighted // MaxInFlight records, all partitions
 	bytes   *semaphore.Weighted // MaxInFlightBytes
 	dlq     *deadLetter
+	seams   seams
+	// balancer is offered to the group; it learns what this member owns.
+	balancer *stickyBalancer
+	// carried are the partitions kept from the last generation until the
+	// next one says whether they stay (owned by Run's goroutine).
+	carried map[int]*partition
 
-	ready    atomic.Bool // member of a generation and fetching
-	draining atomic.Bool
+	ready    atomic.Bool  // member of a generation and fetching
+	draining atomic.Bool  // shutting down
+	stalled  atomic.Int64 // partitions whose reader cannot be positioned
 	loops    atomic.Int64 // last time (unix ns) the group loop made progress
+}
+
+// seams are the consumer's connections to Kafka; unit tests replace them
+// with fakes.
+type seams struct {
+	waitTopics     func(ctx context.Context) error
+	newGroup       func(ctx context.Context) (group, error)
+	newReader      func(partition int) reader
+	runDeadLetters func(ctx context.Context) error
 }
 
 // New checks the options and builds a consumer; nothing connects until Run.
@@ -202,12 +239,22 @@ func New(o Options) (*Consumer, error) {
 		bytes:   semaphore.NewWeighted(int64(o.MaxInFlightBytes)),
 	}
 	c.dlq = newDeadLetter(o, c.log, c.metrics)
+	c.balancer = &stickyBalancer{}
+	c.seams = seams{
+		waitTopics:     c.waitTopics,
+		newGroup:       c.newKafkaGroup,
+		newReader:      func(id int) reader { return kafka.NewReader(c.readerConfig(id)) },
+		runDeadLetters: c.dlq.run,
+	}
 	return c, nil
 }
 
 // Ready reports whether the consumer is a member of the group and fetching
-// (false while it joins, waits for a missing topic, or drains).
-func (c *Consumer) Ready() bool { return c.ready.Load() && !c.draining.Load() }
+// (false while it joins, waits for a missing topic, drains, or cannot
+// position a partition's reader).
+func (c *Consumer) Ready() bool {
+	return c.ready.Load() && !c.draining.Load() && c.stalled.Load() == 0
+}
 
 // Alive reports whether the group loop made progress recently.
 func (c *Consumer) Alive() bool {
@@ -223,29 +270,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	c.beat()
 	dlqCtx, stopDLQ := context.WithCancel(context.WithoutCancel(ctx))
 	dlqDone := make(chan error, 1)
-	go func() { dlqDone <- c.dlq.run(dlqCtx) }()
+	go func() { dlqDone <- c.seams.runDeadLetters(dlqCtx) }()
 	defer func() {
 		stopDLQ()
 		<-dlqDone
 	}()
 
-	if err := c.waitTopics(ctx); err != nil {
+	if err := c.seams.waitTopics(ctx); err != nil {
 		return nil // cancelled while waiting: nothing consumed, nothing to drain
 	}
-	group, err := kafka.NewConsumerGroup(kafka.ConsumerGroupConfig{
-		ID:                    c.opts.GroupID,
-		Brokers:               c.opts.Brokers,
-		Dialer:                c.opts.Dialer,
-		Topics:                []string{c.opts.Topic},
-		WatchPartitionChanges: true,
-		SessionTimeout:        c.opts.SessionTimeout,
-		HeartbeatInterval:     c.opts.HeartbeatInterval,
-		RebalanceTimeout:      c.opts.RebalanceTimeout,
-		StartOffset:           kafka.FirstOffset,
-		ErrorLogger:           kafka.LoggerFunc(func(f string, a ...any) { c.log.Warn().Msgf("kafka-go: "+f, a...) }),
-	})
+	group, err := c.seams.newGroup(ctx)
 	if err != nil {
-		return fmt.Errorf("consumer group: %w", err)
+		return err
 	}
 	for {
 		c.beat()
@@ -277,6 +313,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 	c.ready.Store(false)
 	c.draining.Store(true)
+	// Shut down between two generations (a JoinGroup or SyncGroup was in
+	// progress): there is no generation to commit with.
+	c.releaseCarried()
 	// Close waits for the generation's functions, then leaves the group.
 	if err := group.Close(); err != nil {
 		c.log.Warn().Err(err).Msg("leaving the consumer group")

@@ -8,17 +8,49 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
+// group is the consumer-group membership the consumer drives: kafka-go's
+// ConsumerGroup in production (kafkaGroup), a fake in unit tests.
+type group interface {
+	// Next waits for the next generation.
+	Next(ctx context.Context) (generation, error)
+	// Close leaves the group. It returns promptly even while a JoinGroup
+	// or SyncGroup is pending.
+	Close() error
+}
+
+// generation is one generation of the group, as kafka-go's Generation.
+type generation interface {
+	ID() int32
+	MemberID() string
+	// Assignments returns this member's partitions of topic with their
+	// committed offsets (kafka.FirstOffset where none is committed).
+	Assignments(topic string) []kafka.PartitionAssignment
+	// Start runs fn on the generation; the generation ends when any such
+	// function returns, and fn's ctx ends when the generation does.
+	Start(fn func(ctx context.Context))
+	CommitOffsets(offsets map[string]map[int]int64) error
+}
+
 // runGeneration consumes the partitions one group generation assigned to
 // this member until the generation ends (a rebalance) or ctx is cancelled
-// (shutdown), then drains, commits and abandons what is left. It reports
-// whether it stopped for shutdown.
+// (shutdown), then drains and commits. It reports whether it stopped for
+// shutdown.
+//
+// Partitions are not given up when a generation ends: they are carried to
+// the next one (c.carried), records in flight and all. A partition the next
+// generation assigns to this member again, at the offset this member last
+// committed, continues where it was and commits its records with the new
+// generation; the others are abandoned then. Nothing is committed between
+// two generations, so a partition that moved is never committed by its old
+// owner after the move.
 //
 // All work runs inside one function started on the generation. kafka-go
 // ends a generation as soon as any of its functions returns, so on shutdown
 // that function holds the generation open (heartbeats keep running) until
-// the group is closed; closing the group then leaves it without a spurious
-// rejoin.
-func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) (shutdown bool) {
+// the group is closed; the group's connections refuse new dials once
+// shutdown has begun, so kafka-go cannot rejoin even when a rebalance ends
+// the generation during the drain.
+func (c *Consumer) runGeneration(ctx context.Context, gen generation) (shutdown bool) {
 	result := make(chan bool, 1)
 	gen.Start(func(gctx context.Context) {
 		s := c.consumeGeneration(ctx, gctx, gen)
@@ -30,16 +62,15 @@ func (c *Consumer) runGeneration(ctx context.Context, gen *kafka.Generation) (sh
 	return <-result
 }
 
-func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen *kafka.Generation) bool {
-	assigned := gen.Assignments[c.opts.Topic]
-	log := c.log.With().Int32("generation", gen.ID).Logger()
-	ps := make([]int, 0, len(assigned))
-	parts := make([]*partition, 0, len(assigned))
-	for _, a := range assigned {
-		parts = append(parts, c.newPartition(a.ID, a.Offset))
-		ps = append(ps, a.ID)
+func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen generation) bool {
+	log := c.log.With().Int32("generation", gen.ID()).Logger()
+	parts, kept := c.takeOver(gen.Assignments(c.opts.Topic))
+	ps := make([]int, 0, len(parts))
+	for _, p := range parts {
+		ps = append(ps, p.id)
 	}
-	log.Info().Ints("partitions", ps).Str("member", gen.MemberID).Msg("generation started")
+	c.balancer.own(gen.ID(), c.opts.Topic, ps)
+	log.Info().Ints("partitions", ps).Ints("kept", kept).Str("member", gen.MemberID()).Msg("generation started")
 	c.ready.Store(true)
 
 	// Fetching stops when the generation ends or shutdown begins.
@@ -56,7 +87,9 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen *kafka.Gener
 			p.fetch(fetchCtx)
 		}()
 	}
-	committed := make(map[int]int64, len(parts))
+	// Commits go on while fetching stops and in-flight records drain, so
+	// what is acknowledged during the drain is committed as it happens.
+	stopCommits := make(chan struct{})
 	commitDone := make(chan struct{})
 	go func() {
 		defer close(commitDone)
@@ -64,20 +97,19 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen *kafka.Gener
 		defer t.Stop()
 		for {
 			select {
-			case <-fetchCtx.Done():
+			case <-stopCommits:
 				return
 			case <-t.C:
 				c.beat()
-				c.commit(gen, parts, committed, false)
+				c.commit(gen, parts, false)
 				for _, p := range parts {
-					c.metrics.observeLag(c.opts.Topic, p)
+					c.metrics.observePartition(c.opts.Topic, p)
 				}
 			}
 		}
 	}()
 	<-fetchCtx.Done()
 	wg.Wait()
-	<-commitDone
 
 	shutdown := ctx.Err() != nil
 	timeout := c.opts.RevokeTimeout
@@ -93,15 +125,72 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen *kafka.Gener
 	}
 	log.Info().Bool("shutdown", shutdown).Int("in_flight", inflight).Dur("timeout", timeout).Msg("generation ending: draining")
 	c.drain(parts, timeout)
-	c.commit(gen, parts, committed, true)
+	close(stopCommits)
+	<-commitDone
+	c.commit(gen, parts, true)
 	left := 0
 	for _, p := range parts {
 		left += p.tr.inFlight()
-		p.abandon()
-		c.metrics.forget(c.opts.Topic, p.id)
 	}
-	log.Info().Int("abandoned", left).Msg("generation ended")
-	return shutdown
+	if shutdown {
+		for _, p := range parts {
+			c.release(p)
+		}
+		log.Info().Int("abandoned", left).Msg("generation ended")
+		return true
+	}
+	// Carried to the next generation; abandoned there if it moves.
+	c.carried = make(map[int]*partition, len(parts))
+	for _, p := range parts {
+		c.carried[p.id] = p
+	}
+	log.Info().Int("in_flight", left).Msg("generation ended; partitions kept until the next assignment")
+	return false
+}
+
+// takeOver builds the partitions of a new generation: a carried partition
+// assigned again at the offset this member last committed for it keeps its
+// tracker and in-flight records; every other carried partition is
+// abandoned. It returns the partitions and the ids of those kept.
+func (c *Consumer) takeOver(assigned []kafka.PartitionAssignment) ([]*partition, []int) {
+	parts := make([]*partition, 0, len(assigned))
+	var kept []int
+	carried := c.carried
+	c.carried = nil
+	for _, a := range assigned {
+		if p, ok := carried[a.ID]; ok {
+			delete(carried, a.ID)
+			if p.resume(a.Offset) {
+				parts = append(parts, p)
+				kept = append(kept, p.id)
+				continue
+			}
+			c.release(p)
+		}
+		parts = append(parts, c.newPartition(a.ID, a.Offset))
+	}
+	for _, p := range carried {
+		c.release(p)
+	}
+	return parts, kept
+}
+
+// release gives a partition up: late acknowledgements no longer count,
+// the sink and the dead-letter writer stop working on its records, and its
+// series are removed so the new owner's values are the only ones exported.
+func (c *Consumer) release(p *partition) {
+	p.tr.revoke()
+	p.abandon()
+	c.metrics.forget(c.opts.Topic, p.id)
+}
+
+// releaseCarried gives up the partitions kept from the last generation
+// (shutdown while no generation is running).
+func (c *Consumer) releaseCarried() {
+	for _, p := range c.carried {
+		c.release(p)
+	}
+	c.carried = nil
 }
 
 // drain waits until no record of parts is in flight, or timeout.
@@ -118,18 +207,11 @@ func (c *Consumer) drain(parts []*partition, timeout time.Duration) {
 }
 
 // commit commits every partition whose commit point moved past what was
-// last committed. final revokes the trackers first, so no later
-// acknowledgement changes what this generation commits.
-func (c *Consumer) commit(gen *kafka.Generation, parts []*partition, committed map[int]int64, final bool) {
+// last committed for it.
+func (c *Consumer) commit(gen generation, parts []*partition, final bool) {
 	offsets := map[int]int64{}
 	for _, p := range parts {
-		var o int64
-		if final {
-			o = p.tr.revoke()
-		} else {
-			o = p.tr.committable()
-		}
-		if prev, ok := committed[p.id]; o >= 0 && (!ok || o > prev) {
+		if o := p.tr.committable(); o >= 0 && o > p.committed.Load() {
 			offsets[p.id] = o
 		}
 	}
@@ -146,9 +228,11 @@ func (c *Consumer) commit(gen *kafka.Generation, parts []*partition, committed m
 		c.log.Warn().Err(err).Bool("final", final).Msg("commit refused")
 		return
 	}
-	for id, o := range offsets {
-		committed[id] = o
-		c.metrics.observeCommit(c.opts.Topic, id, o)
+	for _, p := range parts {
+		if o, ok := offsets[p.id]; ok {
+			p.committed.Store(o)
+			c.metrics.observeCommit(c.opts.Topic, p.id, o)
+		}
 	}
 	if final {
 		c.log.Info().Interface("offsets", offsets).Msg("committed")

@@ -23,6 +23,9 @@ type metrics struct {
 	inFlight         prometheus.Gauge
 	committed        *prometheus.GaugeVec
 	lag              *prometheus.GaugeVec
+	oldest           *prometheus.GaugeVec
+	span             *prometheus.GaugeVec
+	spanWaits        prometheus.Counter
 	rebalances       prometheus.Counter
 	commitErrors     prometheus.Counter
 	commitLatency    prometheus.Histogram
@@ -75,6 +78,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "consumer_lag",
 			Help: "Records behind: the high watermark seen on the last fetch minus the offset that may be committed, per partition.",
 		}, []string{"topic", "partition"}),
+		oldest: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "oldest_unacked_seconds",
+			Help: "Age of the oldest record fetched and not yet acknowledged (0 when none), per partition. It holds the partition's commit point.",
+		}, []string{"topic", "partition"}),
+		span: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "uncommitted_span",
+			Help: "Offsets from the commit point to the next offset to fetch, per partition; fetching waits while it is at its cap (MaxUncommitted).",
+		}, []string{"topic", "partition"}),
+		spanWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "uncommitted_span_waits_total",
+			Help: "Times a partition's fetching waited because its uncommitted span reached its cap.",
+		}),
 		rebalances: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "rebalances_total",
 			Help: "Group generations this member joined.",
@@ -99,7 +114,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.consumed, m.delivered, m.deadLettered, m.deadLetterErrors,
 			m.deadLetterStubs, m.sizeShortfall, m.parked, m.parkErrors,
-			m.inFlight, m.committed, m.lag, m.rebalances, m.commitErrors, m.commitLatency} {
+			m.inFlight, m.committed, m.lag, m.oldest, m.span, m.spanWaits, m.rebalances, m.commitErrors, m.commitLatency} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("consumer metrics: %w", err)
 			}
@@ -113,13 +128,21 @@ func (m *metrics) observeCommit(topic string, id int, offset int64) {
 	m.committed.WithLabelValues(topic, strconv.Itoa(id)).Set(float64(offset))
 }
 
-// observeLag records how far the partition's high watermark, as of its
-// last fetch, is ahead of its commit point. It is refreshed on every commit
-// tick, committed or not, so a stuck partition shows growing lag.
-func (m *metrics) observeLag(topic string, p *partition) {
+// observePartition records how far the partition's high watermark, as of
+// its last fetch, is ahead of its commit point, the age of its oldest
+// unacknowledged record and its uncommitted span. It is refreshed on every
+// commit tick, committed or not, so a stuck partition shows growing lag and
+// age.
+func (m *metrics) observePartition(topic string, p *partition) {
+	label := strconv.Itoa(p.id)
+	commit := p.tr.committable()
 	if hwm := p.hwm.Load(); hwm >= 0 {
-		lag := hwm - max(p.tr.committable(), 0)
-		m.lag.WithLabelValues(topic, strconv.Itoa(p.id)).Set(float64(max(lag, 0)))
+		lag := hwm - max(commit, 0)
+		m.lag.WithLabelValues(topic, label).Set(float64(max(lag, 0)))
+	}
+	m.oldest.WithLabelValues(topic, label).Set(p.tr.oldest().Seconds())
+	if next := p.tr.nextAfter(); next >= 0 && commit >= 0 {
+		m.span.WithLabelValues(topic, label).Set(float64(max(next-commit, 0)))
 	}
 }
 
@@ -129,4 +152,6 @@ func (m *metrics) forget(topic string, id int) {
 	label := strconv.Itoa(id)
 	m.committed.DeleteLabelValues(topic, label)
 	m.lag.DeleteLabelValues(topic, label)
+	m.oldest.DeleteLabelValues(topic, label)
+	m.span.DeleteLabelValues(topic, label)
 }

@@ -3,6 +3,7 @@ package consumer
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -15,15 +16,29 @@ import (
 	"github.com/produktly/produktly-segment/sink"
 )
 
-// partition is one assigned partition within one generation.
+// reader reads one partition: kafka-go's Reader in production, a fake in
+// unit tests.
+type reader interface {
+	SetOffset(offset int64) error
+	FetchMessage(ctx context.Context) (kafka.Message, error)
+	Close() error
+}
+
+// partition is one assigned partition. It lives as long as this member owns
+// the partition, which may span several generations (see runGeneration).
 type partition struct {
 	c     *Consumer
 	id    int
-	start int64
 	tr    *tracker
 	slots *semaphore.Weighted // MaxInFlightPerPartition
 	log   zerolog.Logger
 	hwm   atomic.Int64 // high watermark seen on the last fetch
+	// next is the next offset to fetch. Only the fetch loop changes it;
+	// between generations (no fetch loop) takeOver reads it.
+	next int64
+	// committed is the last offset committed for the partition by this
+	// member, or the offset it was assigned at.
+	committed atomic.Int64
 
 	// work outlives fetching: it ends only when the partition's remaining
 	// records are abandoned, so the sink stops retrying them.
@@ -36,29 +51,47 @@ func (c *Consumer) newPartition(id int, start int64) *partition {
 	p := &partition{
 		c:       c,
 		id:      id,
-		start:   start,
+		next:    start,
 		tr:      newTracker(start),
 		slots:   semaphore.NewWeighted(int64(c.opts.MaxInFlightPerPartition)),
 		log:     c.log.With().Int("partition", id).Logger(),
 		work:    work,
 		abandon: abandon,
 	}
+	p.committed.Store(start)
 	p.hwm.Store(-1)
 	return p
 }
 
-// fetch reads the partition from its start offset until ctx ends, handing
-// every record on. It waits for an in-flight slot before each fetch, which
-// is the back-pressure that keeps memory flat while Segment is down.
-func (p *partition) fetch(ctx context.Context) {
-	o := p.c.opts
-	r := kafka.NewReader(kafka.ReaderConfig{
+// resume continues a partition carried from the last generation in one
+// that assigned it at offset committed. That is only safe when committed is
+// what this member last committed: otherwise another member owned the
+// partition in between and its commit is what counts.
+func (p *partition) resume(committed int64) bool {
+	if committed != p.committed.Load() {
+		return false
+	}
+	next, ok := p.tr.resume(p.next)
+	if !ok {
+		return false
+	}
+	p.next = next
+	return true
+}
+
+// readerConfig is the configuration of a partition's reader.
+func (c *Consumer) readerConfig(id int) kafka.ReaderConfig {
+	o := c.opts
+	return kafka.ReaderConfig{
 		Brokers:   o.Brokers,
 		Dialer:    o.Dialer,
 		Topic:     o.Topic,
-		Partition: p.id,
+		Partition: id,
 		MinBytes:  1,
 		MaxBytes:  o.FetchMaxBytes,
+		// Records of aborted transactions are never delivered, and those
+		// of open ones wait for their commit.
+		IsolationLevel: kafka.ReadCommitted,
 		// kafka-go asks the broker to wait this minus one second (its RTT
 		// allowance, or a quarter of it when shorter) and gives up on the
 		// answer after the whole of it. 1.5 s leaves the broker 0.5 s and
@@ -70,15 +103,31 @@ func (p *partition) fetch(ctx context.Context) {
 		QueueCapacity:  256,
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: time.Second,
-		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { p.log.Warn().Msgf("kafka-go reader: "+f, a...) }),
-	})
+		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { c.log.Warn().Int("partition", id).Msgf("kafka-go reader: "+f, a...) }),
+	}
+}
+
+// fetch reads the partition from p.next until ctx ends, handing every
+// record on. Before each fetch it waits for the span from the commit point
+// to stay below MaxUncommitted and for an in-flight slot: the back-pressure
+// that keeps memory flat while Segment is down or a record never finishes.
+func (p *partition) fetch(ctx context.Context) {
+	r := p.c.seams.newReader(p.id)
 	defer r.Close()
-	if err := r.SetOffset(p.start); err != nil {
-		p.log.Error().Err(err).Int64("offset", p.start).Msg("set offset")
+	if !p.setOffset(ctx, r) {
 		return
 	}
-	p.log.Info().Str("start", humanOffset(p.start)).Msg("partition assigned")
+	p.log.Info().Str("start", humanOffset(p.next)).Msg("partition fetching")
+	limit := int64(p.c.opts.MaxUncommitted)
 	for {
+		if p.tr.spanFull(p.next, limit) {
+			p.log.Warn().Int64("next", p.next).Int64("commit_point", p.tr.committable()).Int64("limit", limit).
+				Msg("uncommitted span at its limit: fetching waits for the oldest record to finish")
+			p.c.metrics.spanWaits.Inc()
+			if err := p.tr.waitSpan(ctx, p.next, limit); err != nil {
+				return
+			}
+		}
 		if err := p.acquire(ctx); err != nil {
 			return
 		}
@@ -97,21 +146,55 @@ func (p *partition) fetch(ctx context.Context) {
 			continue
 		}
 		p.hwm.Store(m.HighWaterMark)
-		// The byte cap is taken once the record's size is known; a record
-		// that was fetched but never tracked is simply read again later.
-		if err := p.c.bytes.Acquire(ctx, p.weight(m)); err != nil {
-			p.release(0)
-			return
-		}
+		p.next = m.Offset + 1
 		p.handle(ctx, m)
 	}
 }
 
-// weight is what a record counts against MaxInFlightBytes: its key and
-// value, or the whole cap for a record larger than it, so it can still
-// pass on its own.
-func (p *partition) weight(m kafka.Message) int64 {
-	return min(int64(len(m.Key)+len(m.Value)), int64(p.c.opts.MaxInFlightBytes))
+// setOffset positions the reader at p.next, retrying while it fails; the
+// consumer reports not ready meanwhile, rather than leaving the partition
+// stopped unseen. It returns false when ctx ends first.
+func (p *partition) setOffset(ctx context.Context, r reader) bool {
+	stalled := false
+	defer func() {
+		if stalled {
+			p.c.stalled.Add(-1)
+		}
+	}()
+	for {
+		err := r.SetOffset(p.next)
+		if err == nil {
+			return true
+		}
+		if !stalled {
+			stalled = true
+			p.c.stalled.Add(1)
+		}
+		p.log.Error().Err(err).Int64("offset", p.next).Msg("set offset: partition stalled, not ready; retrying")
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// messageOverhead is what a captured kafka.Message costs beyond its key,
+// value and headers: the struct, its topic, and the sink.Message and
+// closures that carry it while it is in flight.
+const messageOverhead = 512
+
+// weight is what a record counts against MaxInFlightBytes: everything it
+// holds while in flight (the captured message with its key, value and
+// headers, the mapped JSON and the sink's copy of it in a request body),
+// or the whole cap for a record larger than it, so it can still pass on
+// its own.
+func (p *partition) weight(m kafka.Message, json []byte) int64 {
+	n := int64(len(m.Key) + len(m.Value) + messageOverhead + 2*len(json))
+	for _, h := range m.Headers {
+		n += int64(len(h.Key) + len(h.Value))
+	}
+	return min(n, int64(p.c.opts.MaxInFlightBytes))
 }
 
 func (p *partition) acquire(ctx context.Context) error {
@@ -138,9 +221,9 @@ func (p *partition) release(bytes int64) {
 	p.slots.Release(1)
 }
 
-// handle maps one record and hands it to the sink or the dead-letter topic.
-// ctx ends when fetching stops; a hand-over blocked by a full sink queue
-// then gives up, so a revoke or shutdown never waits on it.
+// handle maps one record and routes it. ctx ends when fetching stops; a
+// hand-over blocked by the byte cap or a full sink queue then gives up, so
+// a revoke or shutdown never waits on it, and the record is read again.
 func (p *partition) handle(ctx context.Context, m kafka.Message) {
 	p.tr.add(m.Offset)
 	p.c.metrics.consumed.Inc()
@@ -157,52 +240,82 @@ func (p *partition) handle(ctx context.Context, m kafka.Message) {
 		if !errors.As(err, &merr) {
 			merr = &mapping.Error{Code: mapping.CodeInvalidJSON, Msg: err.Error()}
 		}
-		p.deadLetter(m, merr.Code, merr.Error())
+		w, ok := p.take(ctx, m, nil)
+		if !ok {
+			return
+		}
+		p.deadLetter(m, w, merr.Code, merr.Error())
 		return
 	}
-	err = p.c.opts.Sink.Enqueue(ctx, sink.Message{
+	p.route(ctx, m, call)
+}
+
+// take acquires a record's bytes of the byte cap; when ctx ends first the
+// record is dropped (read again by whoever reads the partition next).
+func (p *partition) take(ctx context.Context, m kafka.Message, json []byte) (int64, bool) {
+	w := p.weight(m, json)
+	if err := p.c.bytes.Acquire(ctx, w); err != nil {
+		p.tr.drop(m.Offset)
+		p.release(0)
+		return 0, false
+	}
+	return w, true
+}
+
+// route decides what happens to a record that mapped to a call. It is the
+// one place for that decision: today every call is delivered to Segment.
+func (p *partition) route(ctx context.Context, m kafka.Message, call mapping.Call) {
+	w, ok := p.take(ctx, m, call.JSON)
+	if !ok {
+		return
+	}
+	err := p.c.opts.Sink.Enqueue(ctx, sink.Message{
 		ID:     call.MessageID,
 		JSON:   call.JSON,
 		Cancel: p.work.Done(),
-		Done:   func(r sink.Result) { p.finish(m, r) },
+		Done:   func(r sink.Result) { p.finish(m, w, r) },
 	})
 	if err != nil {
 		// Fetching stopped (or the sink did) before the sink took the
-		// record: it stays uncommitted and is read again by the next owner.
+		// record: it stays uncommitted and is read again.
 		p.tr.drop(m.Offset)
-		p.release(p.weight(m))
+		p.release(w)
 	}
 }
 
-// finish takes the sink's outcome for one record.
-func (p *partition) finish(m kafka.Message, r sink.Result) {
+// finish takes the sink's outcome for one record of weight w.
+func (p *partition) finish(m kafka.Message, w int64, r sink.Result) {
 	switch r.Outcome {
 	case sink.Delivered:
 		p.c.metrics.delivered.Inc()
-		p.done(m)
+		p.done(m, w)
 	case sink.Rejected:
 		code := mapping.CodeRejected
-		var merr *mapping.Error
-		if errors.As(r.Err, &merr) {
-			code = merr.Code
+		var rej *sink.RejectedError
+		if errors.As(r.Err, &rej) && rej.Status == http.StatusRequestEntityTooLarge {
+			code = mapping.CodeTooLarge
 		}
 		msg := "segment rejected the call"
 		if r.Err != nil {
 			msg = r.Err.Error()
 		}
-		p.deadLetter(m, code, msg)
+		p.deadLetter(m, w, code, msg)
 	default:
-		p.release(p.weight(m))
+		// Abandoned: the sink gave up on it (the partition was abandoned,
+		// or the sink stopped). It no longer counts as in flight and the
+		// commit point never passes it.
+		p.tr.drop(m.Offset)
+		p.release(w)
 	}
 }
 
 // done acknowledges one record and frees its slot.
-func (p *partition) done(m kafka.Message) {
+func (p *partition) done(m kafka.Message, w int64) {
 	p.tr.ack(m.Offset)
-	p.release(p.weight(m))
+	p.release(w)
 }
 
-func (p *partition) deadLetter(m kafka.Message, code mapping.Code, reason string) {
+func (p *partition) deadLetter(m kafka.Message, w int64, code mapping.Code, reason string) {
 	p.log.Warn().Int64("offset", m.Offset).Str("code", string(code)).Str("reason", reason).Msg("dead-lettering record")
 	p.c.dlq.send(dlqItem{
 		msg:    m,
@@ -211,9 +324,10 @@ func (p *partition) deadLetter(m kafka.Message, code mapping.Code, reason string
 		cancel: p.work.Done(),
 		done: func(written bool) {
 			if written {
-				p.done(m)
+				p.done(m, w)
 			} else {
-				p.release(p.weight(m))
+				p.tr.drop(m.Offset)
+				p.release(w)
 			}
 		},
 	})

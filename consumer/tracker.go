@@ -1,8 +1,10 @@
 package consumer
 
 import (
+	"context"
 	"sort"
 	"sync"
+	"time"
 )
 
 // tracker follows the records of one partition from fetch to
@@ -12,16 +14,24 @@ import (
 // order; the commit point only moves forward and never passes a record that
 // is still in flight.
 //
+// The span between the commit point and the next offset to fetch is what a
+// restart or a rebalance replays, and what the tracker holds in memory; the
+// fetch loop keeps it below a cap with waitSpan, so one record that never
+// finishes stops fetching on its partition instead of growing both without
+// bound (the same rule as Redpanda Connect's ordered checkpointer).
+//
 // Once revoked, a tracker ignores acknowledgements: the partition belongs to
-// another member (or to a later generation of this one) and committing for it
-// would race with the new owner.
+// another member and committing for it would race with the new owner. A
+// tracker whose partition stays with this member across a rebalance is not
+// revoked: it carries its in-flight records into the next generation.
 type tracker struct {
 	mu sync.Mutex
 	// offsets of fetched records not yet popped, ascending; state[i] says
-	// whether offsets[i] is pending, acknowledged or dropped. head indexes
-	// the first live entry.
+	// whether offsets[i] is pending, acknowledged or dropped, and since[i]
+	// when it was fetched (unix ns). head indexes the first live entry.
 	offsets  []int64
 	state    []recordState
+	since    []int64
 	head     int
 	inflight int // records neither acknowledged nor dropped
 	// commit is the offset that may be committed now (the next offset to
@@ -31,6 +41,10 @@ type tracker struct {
 	// idle is closed while no record is pending and replaced when one
 	// is added, so drain can wait for it.
 	idle chan struct{}
+	// moved is closed and replaced whenever the commit point moves, so
+	// waitSpan can wait for it.
+	moved chan struct{}
+	now   func() time.Time
 }
 
 type recordState uint8
@@ -47,7 +61,7 @@ const (
 func newTracker(start int64) *tracker {
 	idle := make(chan struct{})
 	close(idle)
-	return &tracker{commit: start, idle: idle}
+	return &tracker{commit: start, idle: idle, moved: make(chan struct{}), now: time.Now}
 }
 
 // add records that the record at offset was fetched and is now in flight.
@@ -58,14 +72,23 @@ func (t *tracker) add(offset int64) {
 	if t.live() == 0 && offset > t.commit {
 		// Nothing is in flight, so no record exists between the commit
 		// point and this offset: the commit point may move up to it.
-		t.commit = offset
+		t.setCommit(offset)
 	}
 	if t.inflight == 0 {
 		t.idle = make(chan struct{})
 	}
 	t.offsets = append(t.offsets, offset)
 	t.state = append(t.state, pending)
+	t.since = append(t.since, t.now().UnixNano())
 	t.inflight++
+}
+
+func (t *tracker) setCommit(o int64) {
+	if o != t.commit {
+		t.commit = o
+		close(t.moved)
+		t.moved = make(chan struct{})
+	}
 }
 
 // ack records that the record at offset is done. It reports whether the ack
@@ -86,24 +109,32 @@ func (t *tracker) ack(offset int64) bool {
 		return true
 	}
 	// The oldest record is done: pop every acknowledged record at the head.
+	commit := t.commit
 	for t.head < len(t.offsets) && t.state[t.head] == acked {
-		t.commit = t.offsets[t.head] + 1
+		commit = t.offsets[t.head] + 1
 		t.head++
 	}
 	if t.head < len(t.offsets) {
 		// Records in between that Kafka never returned (compaction,
 		// transaction markers) must not be skipped over: the next live
 		// offset is the commit point.
-		t.commit = t.offsets[t.head]
+		commit = t.offsets[t.head]
 	}
+	t.setCommit(commit)
+	t.compact()
+	return true
+}
+
+// compact reclaims the popped entries at the front.
+func (t *tracker) compact() {
 	if t.live() == 0 {
-		t.offsets, t.state, t.head = t.offsets[:0], t.state[:0], 0
+		t.offsets, t.state, t.since, t.head = t.offsets[:0], t.state[:0], t.since[:0], 0
 	} else if t.head > 1024 && t.head*2 > len(t.offsets) {
 		n := copy(t.offsets, t.offsets[t.head:])
 		copy(t.state, t.state[t.head:])
-		t.offsets, t.state, t.head = t.offsets[:n], t.state[:n], 0
+		copy(t.since, t.since[t.head:])
+		t.offsets, t.state, t.since, t.head = t.offsets[:n], t.state[:n], t.since[:n], 0
 	}
-	return true
 }
 
 func (t *tracker) live() int { return len(t.offsets) - t.head }
@@ -128,8 +159,8 @@ func (t *tracker) settle() {
 
 // drop gives up on the record at offset without acknowledging it: it no
 // longer counts as in flight, so drain does not wait for it, but the commit
-// point never passes it. Used when a record could not even be handed over
-// because its partition stopped.
+// point never passes it. Used when a record could not be handed over because
+// its partition stopped, or when the sink gave up on it (Abandoned).
 func (t *tracker) drop(offset int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -137,6 +168,39 @@ func (t *tracker) drop(offset int64) {
 		t.state[i] = dropped
 		t.settle()
 	}
+}
+
+// resume prepares a tracker whose partition stays with this member for the
+// next generation. Records dropped because fetching stopped are the last
+// ones fetched (the fetch loop ends at the first one); they are forgotten so
+// that they are fetched again. It returns the offset to fetch next, and
+// false if the tracker cannot continue (revoked, or a dropped record
+// before a live one), in which case the partition must start afresh from
+// its committed offset.
+func (t *tracker) resume(next int64) (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.revoked {
+		return 0, false
+	}
+	for t.live() > 0 && t.state[len(t.state)-1] == dropped {
+		next = t.offsets[len(t.offsets)-1]
+		t.offsets, t.state, t.since = t.offsets[:len(t.offsets)-1], t.state[:len(t.state)-1], t.since[:len(t.since)-1]
+	}
+	for _, s := range t.state[t.head:] {
+		if s == dropped {
+			return 0, false
+		}
+	}
+	if t.live() == 0 {
+		// Nothing left: the next record fetched sets the commit point, as
+		// add does; it must not move past records never fetched.
+		if next >= 0 && next < t.commit {
+			next = t.commit
+		}
+		t.offsets, t.state, t.since, t.head = t.offsets[:0], t.state[:0], t.since[:0], 0
+	}
+	return next, true
 }
 
 // committable returns the offset that may be committed now.
@@ -153,6 +217,45 @@ func (t *tracker) inFlight() int {
 	return t.inflight
 }
 
+// tracked returns the number of entries the tracker holds (pending,
+// dropped, or acknowledged behind an older unfinished record).
+func (t *tracker) tracked() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.live()
+}
+
+// oldest returns how long ago the oldest unacknowledged record was fetched,
+// or 0 when every fetched record is acknowledged.
+func (t *tracker) oldest() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.live() == 0 {
+		return 0
+	}
+	// The head entry is never acknowledged: acknowledged heads are popped.
+	return t.now().Sub(time.Unix(0, t.since[t.head]))
+}
+
+// waitSpan blocks until fetching the record at offset next keeps the span
+// from the commit point below limit, or ctx ends. A negative commit point
+// (nothing fetched yet from an unknown start) never blocks.
+func (t *tracker) waitSpan(ctx context.Context, next int64, limit int64) error {
+	for {
+		t.mu.Lock()
+		commit, moved := t.commit, t.moved
+		t.mu.Unlock()
+		if commit < 0 || next < 0 || next-commit < limit {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+		}
+	}
+}
+
 // drained returns a channel that is closed when no record is in flight.
 func (t *tracker) drained() <-chan struct{} {
 	t.mu.Lock()
@@ -167,4 +270,23 @@ func (t *tracker) revoke() int64 {
 	defer t.mu.Unlock()
 	t.revoked = true
 	return t.commit
+}
+
+// spanFull reports whether fetching the record at next would make the span
+// from the commit point reach limit.
+func (t *tracker) spanFull(next, limit int64) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.commit >= 0 && next >= 0 && next-t.commit >= limit
+}
+
+// nextAfter returns one past the last offset fetched, or the commit point
+// when the tracker holds nothing.
+func (t *tracker) nextAfter() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.live() == 0 {
+		return t.commit
+	}
+	return t.offsets[len(t.offsets)-1] + 1
 }

@@ -101,48 +101,102 @@ func TestTrackerRevoke(t *testing.T) {
 	}
 }
 
-// TestTrackerModel drives the tracker with random fetch/ack interleavings
-// and compares it after every step with a direct model: the commit point is
-// the smallest fetched, unacknowledged offset, or one past the last fetched.
+// TestTrackerModel drives the tracker with random fetch, ack, drop and
+// revoke interleavings, fetching only while the span cap allows, and
+// compares it after every step with a direct model: the commit point is the
+// smallest fetched offset neither acknowledged nor (if dropped) ever
+// passable, or one past the last fetched; after revoke it stays fixed and
+// acknowledgements do not count; the span from the commit point to the
+// next fetch never exceeds the cap, nor does what the tracker holds.
 func TestTrackerModel(t *testing.T) {
 	for seed := uint64(1); seed <= 50; seed++ {
 		rng := rand.New(rand.NewPCG(seed, seed*7))
 		start := int64(rng.IntN(1000))
+		limit := int64(5 + rng.IntN(60))
 		tr := newTracker(start)
-		next := start - 1
-		acked := map[int64]bool{}
+		next := start // one past the last fetched, as the fetch loop's p.next
+		done := map[int64]recordState{}
 		var fetched []int64
 		lastCommit := start
-		for step := 0; step < 2000; step++ {
-			if rng.IntN(3) > 0 || len(fetched) == len(acked) {
-				next += 1 + int64(rng.IntN(2)*rng.IntN(3)) // sometimes a gap
-				tr.add(next)
-				fetched = append(fetched, next)
-			} else {
-				var pending []int64
-				for _, o := range fetched {
-					if !acked[o] {
-						pending = append(pending, o)
-					}
+		revokedAt := int64(-1)
+		revokeStep := 200 + rng.IntN(1000)
+		for step := 0; step < 3000; step++ {
+			if step == revokeStep {
+				revokedAt = tr.revoke()
+				if revokedAt != lastCommit {
+					t.Fatalf("seed %d step %d: revoke() = %d, want %d", seed, step, revokedAt, lastCommit)
 				}
-				o := pending[rng.IntN(len(pending))]
-				if !tr.ack(o) {
-					t.Fatalf("seed %d: ack(%d) did not count", seed, o)
-				}
-				acked[o] = true
 			}
-			want := next + 1
+			var pending []int64
+			for _, o := range fetched {
+				if _, ok := done[o]; !ok {
+					pending = append(pending, o)
+				}
+			}
+			full := tr.spanFull(next, limit)
+			if full && len(pending) == 0 || revokedAt >= 0 && rng.IntN(20) == 0 {
+				// Stuck behind dropped records, or revoked: the next
+				// generation. The same tracker resumes when it can (only
+				// trailing records were dropped); otherwise the partition
+				// starts afresh from its commit point.
+				resumed := false
+				if revokedAt < 0 {
+					var n int64
+					if n, resumed = tr.resume(next); resumed {
+						for len(fetched) > 0 && done[fetched[len(fetched)-1]] == dropped {
+							delete(done, fetched[len(fetched)-1])
+							fetched = fetched[:len(fetched)-1]
+						}
+						next = n
+					}
+				} else if _, ok := tr.resume(next); ok {
+					t.Fatalf("seed %d step %d: a revoked tracker resumed", seed, step)
+				}
+				if !resumed {
+					start = tr.committable()
+					tr, next, fetched, done = newTracker(start), start, nil, map[int64]recordState{}
+					revokedAt, revokeStep = -1, step+200+rng.IntN(1000)
+				}
+				continue
+			}
+			switch r := rng.IntN(50); {
+			case r < 30 && !full:
+				o := next + int64(rng.IntN(2)*rng.IntN(3)) // sometimes a gap
+				tr.add(o)
+				fetched = append(fetched, o)
+				next = o + 1
+			case len(pending) == 0:
+				continue
+			case r < 49:
+				o := pending[rng.IntN(len(pending))]
+				counted := tr.ack(o)
+				if counted != (revokedAt < 0) {
+					t.Fatalf("seed %d step %d: ack(%d) counted = %v, revoked %v", seed, step, o, counted, revokedAt >= 0)
+				}
+				if counted {
+					done[o] = acked
+				}
+			default:
+				o := pending[rng.IntN(len(pending))]
+				tr.drop(o)
+				done[o] = dropped
+			}
+			want := next
 			if len(fetched) == 0 {
 				want = start
 			}
 			inflight := 0
 			for _, o := range fetched {
-				if !acked[o] {
-					if o < want {
-						want = o
-					}
+				s, ok := done[o]
+				if !ok || s == dropped {
+					want = min(want, o)
+				}
+				if !ok {
 					inflight++
 				}
+			}
+			if revokedAt >= 0 {
+				want = revokedAt
 			}
 			got := tr.committable()
 			if got != want {
@@ -154,6 +208,17 @@ func TestTrackerModel(t *testing.T) {
 			lastCommit = got
 			if tr.inFlight() != inflight {
 				t.Fatalf("seed %d step %d: inFlight = %d, want %d", seed, step, tr.inFlight(), inflight)
+			}
+			if revokedAt < 0 {
+				if span := next - got; span > limit+2 { // a gap may follow the last fetch
+					t.Fatalf("seed %d step %d: span %d past the cap %d", seed, step, span, limit)
+				}
+				if n := tr.tracked(); int64(n) > limit {
+					t.Fatalf("seed %d step %d: tracker holds %d entries, cap %d", seed, step, n, limit)
+				}
+			}
+			if wantFull := got >= 0 && next-got >= limit; tr.spanFull(next, limit) != wantFull {
+				t.Fatalf("seed %d step %d: spanFull = %v, want %v", seed, step, !wantFull, wantFull)
 			}
 		}
 	}

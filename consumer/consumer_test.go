@@ -1,0 +1,344 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/produktly/produktly-segment/mapping"
+	"github.com/produktly/produktly-segment/sink"
+)
+
+func TestConsumerDeliversAndCommits(t *testing.T) {
+	tc := newTestConsumer(t, 2, nil)
+	tc.topic.produce(0, 30)
+	tc.topic.produce(1, 20)
+	stop := tc.run(t)
+	tc.fc.start(t, 1, 0, 1)
+	tc.fc.waitCommitted(t, 0, 30, 10*time.Second)
+	tc.fc.waitCommitted(t, 1, 20, 10*time.Second)
+	stop()
+	tc.sink.mu.Lock()
+	defer tc.sink.mu.Unlock()
+	if len(tc.sink.got) != 50 {
+		t.Errorf("sink got %d messages, want 50", len(tc.sink.got))
+	}
+	for id, n := range tc.sink.byID {
+		if n != 1 {
+			t.Errorf("message %s enqueued %d times, want 1", id, n)
+		}
+	}
+}
+
+// msgOffset returns the offset a fake record's message carries; the fake
+// sink only sees sink.Messages, so the tests find records by messageId.
+func (tc *testConsumer) idOf(t *testing.T, p int, o int64) string {
+	t.Helper()
+	tc.topic.mu.Lock()
+	m := tc.topic.logs[p][o]
+	tc.topic.mu.Unlock()
+	call, err := mapping.Map(mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return call.MessageID
+}
+
+// TestSpanBound: one record that never finishes holds its partition's
+// commit point; fetching must stop once the span from it reaches
+// MaxUncommitted, and go on once it finishes.
+func TestSpanBound(t *testing.T) {
+	const limit = 20
+	tc := newTestConsumer(t, 1, func(o *Options) {
+		o.MaxInFlightPerPartition = 5
+		o.MaxUncommitted = limit
+	})
+	tc.topic.produce(0, 100)
+	stuck := tc.idOf(t, 0, 0)
+	ids := map[string]int64{}
+	for o := int64(0); o < 100; o++ {
+		ids[tc.idOf(t, 0, o)] = o
+	}
+	tc.sink.hold = func(m sink.Message) bool { return m.ID == stuck }
+	tc.run(t)
+	tc.fc.start(t, 1, 0)
+	// Either fetching passes the cap (the defect) or it waits at it.
+	passed := func(s *fakeSink) bool {
+		for _, m := range s.got {
+			if ids[m.ID] >= limit {
+				return true
+			}
+		}
+		return false
+	}
+	tc.sink.waitFor(t, "fetching waits at the span cap or passes it", 10*time.Second, func(s *fakeSink) bool {
+		return passed(s) || (len(s.got) == limit && counterValue(tc.metrics.spanWaits) > 0)
+	})
+	tc.sink.mu.Lock()
+	over := passed(tc.sink)
+	n := len(tc.sink.got)
+	tc.sink.mu.Unlock()
+	if over {
+		t.Fatalf("a record %d or more offsets past the unfinished record was fetched (%d fetched)", limit, n)
+	}
+	tc.fc.mu.Lock()
+	got := tc.fc.committed[0]
+	tc.fc.mu.Unlock()
+	if got != 0 {
+		t.Errorf("committed %d, want 0: the record at 0 is not finished", got)
+	}
+	tc.sink.complete(stuck, sink.Result{Outcome: sink.Delivered})
+	tc.fc.waitCommitted(t, 0, 100, 10*time.Second)
+}
+
+// TestOldestUnacked: the gauge shows the age of the oldest unacknowledged
+// record, and 0 once it is acknowledged.
+func TestOldestUnacked(t *testing.T) {
+	tr := newTracker(0)
+	now := time.Unix(1000, 0)
+	tr.now = func() time.Time { return now }
+	tr.add(0)
+	now = now.Add(time.Second)
+	tr.add(1)
+	now = now.Add(5 * time.Second)
+	if got := tr.oldest(); got != 6*time.Second {
+		t.Errorf("oldest = %s, want 6s (record 0)", got)
+	}
+	tr.ack(1)
+	if got := tr.oldest(); got != 6*time.Second {
+		t.Errorf("after ack(1): oldest = %s, want 6s: record 0 still holds the commit point", got)
+	}
+	tr.ack(0)
+	if got := tr.oldest(); got != 0 {
+		t.Errorf("all acknowledged: oldest = %s, want 0", got)
+	}
+}
+
+// TestPartitionStaysKeepsInFlight: a partition that comes back to its
+// member in the next generation keeps its in-flight records (no replay)
+// and commits them with the new generation; one that moved is abandoned.
+func TestPartitionStaysKeepsInFlight(t *testing.T) {
+	tc := newTestConsumer(t, 2, func(o *Options) { o.RevokeTimeout = 200 * time.Millisecond })
+	tc.topic.produce(0, 10)
+	tc.topic.produce(1, 10)
+	held0, held1 := tc.idOf(t, 0, 5), tc.idOf(t, 1, 3)
+	tc.sink.hold = func(m sink.Message) bool { return m.ID == held0 || m.ID == held1 }
+	tc.run(t)
+	g1 := tc.fc.start(t, 1, 0, 1)
+	tc.fc.waitCommitted(t, 0, 5, 10*time.Second)
+	tc.fc.waitCommitted(t, 1, 3, 10*time.Second)
+	tc.sink.waitFor(t, "all 20 records enqueued", 10*time.Second, func(s *fakeSink) bool { return len(s.got) == 20 })
+
+	g1.end() // a rebalance: the drain times out with the two records held
+	<-g1.ended
+	tc.fc.start(t, 2, 0) // partition 0 stays, 1 moved
+	tc.sink.waitFor(t, "the moved partition's record abandoned", 10*time.Second, func(s *fakeSink) bool { return s.canceled[held1] })
+	if !tc.sink.complete(held0, sink.Result{Outcome: sink.Delivered}) {
+		t.Fatal("the kept partition's in-flight record was abandoned")
+	}
+	tc.fc.waitCommitted(t, 0, 10, 10*time.Second)
+	committedIn2 := false
+	for _, c := range tc.fc.commitsOf(2) {
+		if c[0] == 10 {
+			committedIn2 = true
+		}
+	}
+	if !committedIn2 {
+		t.Errorf("partition 0's offset 10 was not committed with generation 2: %v", tc.fc.commitsOf(2))
+	}
+	tc.sink.mu.Lock()
+	defer tc.sink.mu.Unlock()
+	for id, n := range tc.sink.byID {
+		if n != 1 {
+			t.Errorf("message %s enqueued %d times, want 1 (nothing replayed on the partition that stayed)", id, n)
+		}
+	}
+}
+
+// TestPartitionMovedAndBackStartsAfresh: when another member committed in
+// between, the carried state is dropped and the partition starts from the
+// coordinator's offset.
+func TestPartitionMovedAndBackStartsAfresh(t *testing.T) {
+	tc := newTestConsumer(t, 1, func(o *Options) { o.RevokeTimeout = 200 * time.Millisecond })
+	tc.topic.produce(0, 10)
+	held := tc.idOf(t, 0, 5)
+	tc.sink.hold = func(m sink.Message) bool { return m.ID == held }
+	tc.run(t)
+	g1 := tc.fc.start(t, 1, 0)
+	tc.fc.waitCommitted(t, 0, 5, 10*time.Second)
+	g1.end()
+	<-g1.ended
+	// Another member owned partition 0 and committed up to 8.
+	tc.fc.mu.Lock()
+	tc.fc.committed[0] = 8
+	tc.fc.mu.Unlock()
+	tc.fc.start(t, 3, 0)
+	tc.sink.waitFor(t, "the stale record abandoned", 10*time.Second, func(s *fakeSink) bool { return s.canceled[held] })
+	tc.fc.waitCommitted(t, 0, 10, 10*time.Second)
+	tc.sink.mu.Lock()
+	defer tc.sink.mu.Unlock()
+	if n := tc.sink.byID[tc.idOf(t, 0, 8)]; n != 2 {
+		t.Errorf("record 8 enqueued %d times, want 2 (read again from the new committed offset)", n)
+	}
+}
+
+// TestCommitsDuringDrain: records acknowledged while a revoked
+// generation drains are committed as they finish, not only at the end.
+func TestCommitsDuringDrain(t *testing.T) {
+	tc := newTestConsumer(t, 1, func(o *Options) { o.RevokeTimeout = 20 * time.Second; o.RebalanceTimeout = 30 * time.Second })
+	tc.topic.produce(0, 4)
+	a, b := tc.idOf(t, 0, 1), tc.idOf(t, 0, 2)
+	tc.sink.hold = func(m sink.Message) bool { return m.ID == a || m.ID == b }
+	tc.run(t)
+	g1 := tc.fc.start(t, 1, 0)
+	tc.fc.waitCommitted(t, 0, 1, 10*time.Second)
+	tc.sink.waitFor(t, "all enqueued", 10*time.Second, func(s *fakeSink) bool { return len(s.got) == 4 })
+	g1.end()
+	tc.sink.complete(a, sink.Result{Outcome: sink.Delivered})
+	// b is still held, so the drain goes on; the commit of 2 must not wait
+	// for its end.
+	tc.fc.waitCommitted(t, 0, 2, 10*time.Second)
+	select {
+	case <-g1.ended:
+		t.Fatal("the drain ended although a record was still in flight")
+	default:
+	}
+	tc.sink.complete(b, sink.Result{Outcome: sink.Delivered})
+	tc.fc.waitCommitted(t, 0, 4, 10*time.Second)
+}
+
+// TestAbandonedDropsTrackerEntry: a record the sink abandoned no longer
+// counts as in flight (drain does not wait for it), and the commit point
+// never passes it.
+func TestAbandonedDropsTrackerEntry(t *testing.T) {
+	tc := newTestConsumer(t, 1, nil)
+	p := tc.newPartition(0, 0)
+	m := kafka.Message{Partition: 0, Offset: 0, Value: []byte(`{}`)}
+	if err := p.acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.tr.add(0)
+	w, _ := p.take(context.Background(), m, nil)
+	p.finish(m, w, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
+	if n := p.tr.inFlight(); n != 0 {
+		t.Errorf("in flight after Abandoned = %d, want 0", n)
+	}
+	select {
+	case <-p.tr.drained():
+	default:
+		t.Error("drain would wait for an abandoned record")
+	}
+	if got := p.tr.committable(); got != 0 {
+		t.Errorf("committable = %d, want 0: the abandoned record must be read again", got)
+	}
+}
+
+// TestRejectedCodeFromSinkError: a message Segment refused as too large
+// (413) is dead-lettered as too_large, others as rejected; the sink's error
+// type is what decides (the old errors.As looked for *mapping.Error, which
+// the sink never returns).
+func TestRejectedCodeFromSinkError(t *testing.T) {
+	tests := []struct {
+		err  error
+		want mapping.Code
+	}{
+		{&sink.RejectedError{Status: http.StatusRequestEntityTooLarge, Body: "too big"}, mapping.CodeTooLarge},
+		{&sink.RejectedError{Status: http.StatusBadRequest, Body: "bad"}, mapping.CodeRejected},
+		{fmt.Errorf("batch: %w", &sink.RejectedError{Status: http.StatusRequestEntityTooLarge}), mapping.CodeTooLarge},
+	}
+	for _, tt := range tests {
+		tc := newTestConsumer(t, 1, nil)
+		p := tc.newPartition(0, 0)
+		m := kafka.Message{Offset: 0, Value: []byte(`{}`)}
+		p.tr.add(0)
+		p.finish(m, 0, sink.Result{Outcome: sink.Rejected, Err: tt.err})
+		// The dead-letter writer is not running: the item waits in the
+		// lanes' intake.
+		tc.dlq.lanes.mu.Lock()
+		queued := tc.dlq.lanes.intake
+		tc.dlq.lanes.mu.Unlock()
+		switch {
+		case len(queued) != 1:
+			t.Errorf("%v: %d records dead-lettered, want 1", tt.err, len(queued))
+		case queued[0].code != tt.want:
+			t.Errorf("%v: dead-letter code %q, want %q", tt.err, queued[0].code, tt.want)
+		}
+	}
+}
+
+// TestSetOffsetFailureNotReady: a partition whose reader cannot be
+// positioned makes the consumer not ready, and is retried.
+func TestSetOffsetFailureNotReady(t *testing.T) {
+	tc := newTestConsumer(t, 1, nil)
+	tc.topic.produce(0, 3)
+	var mu sync.Mutex
+	fail := true
+	attempts := 0
+	tried := make(chan struct{}, 100)
+	tc.seams.newReader = func(id int) reader {
+		return &fakeReader{topic: tc.topic, part: id, setOffsetErr: func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			attempts++
+			tried <- struct{}{}
+			if fail {
+				return errors.New("fake: cannot set offset")
+			}
+			return nil
+		}}
+	}
+	tc.run(t)
+	tc.fc.start(t, 1, 0)
+	<-tried
+	// The member is in a generation, but the partition is stalled.
+	deadline := time.Now().Add(10 * time.Second)
+	for tc.stalled.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if tc.Ready() {
+		t.Fatal("Ready() = true while a partition's reader cannot be positioned")
+	}
+	mu.Lock()
+	fail = false
+	mu.Unlock()
+	tc.fc.waitCommitted(t, 0, 3, 10*time.Second)
+	if !tc.Ready() {
+		t.Error("Ready() = false after the partition recovered")
+	}
+}
+
+// TestReaderReadCommitted: records of aborted transactions are never read.
+func TestReaderReadCommitted(t *testing.T) {
+	tc := newTestConsumer(t, 1, nil)
+	if got := tc.readerConfig(0).IsolationLevel; got != kafka.ReadCommitted {
+		t.Errorf("IsolationLevel = %v, want ReadCommitted", got)
+	}
+}
+
+// TestRecordWeightCountsWhatItHolds: the byte cap counts the message with
+// its headers, the mapped JSON and its copy in the request body.
+func TestRecordWeightCountsWhatItHolds(t *testing.T) {
+	tc := newTestConsumer(t, 1, nil)
+	p := tc.newPartition(0, 0)
+	m := kafka.Message{Key: make([]byte, 10), Value: make([]byte, 100), Headers: []kafka.Header{{Key: "k", Value: make([]byte, 20)}}}
+	json := make([]byte, 300)
+	if got, min := p.weight(m, json), int64(10+100+1+20+2*300); got < min {
+		t.Errorf("weight = %d, want at least %d (key, value, headers, JSON and its request copy)", got, min)
+	}
+}
+
+func counterValue(c prometheus.Counter) float64 {
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		return -1
+	}
+	return m.GetCounter().GetValue()
+}
