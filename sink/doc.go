@@ -9,9 +9,12 @@
 // Done function, from a sink goroutine, with one of three outcomes:
 //
 //   - [Delivered]: Segment answered 2xx for a request that carried it.
-//   - [Rejected]: Segment answered 400 (or 413) for a request that carried
-//     this message alone, or the message is over Segment's 32000-byte limit
-//     and was never sent. No retry can succeed; the caller dead-letters it.
+//   - [Rejected]: Segment answered 400 for a request that carried this
+//     message alone, or the message is over Segment's 32000-byte limit and
+//     was never sent. No retry can succeed; the caller dead-letters it.
+//     When Segment answers 400 to every call (Options.SystemicRejects
+//     single-call requests in a row), the sink treats 400 as an outage
+//     instead: it retries, and Healthy reports false.
 //   - [Abandoned]: the sink gave up without an answer, because the message's
 //     Cancel channel was closed (its partition was revoked) or because Run's
 //     context ended. The message may or may not have reached Segment; the
@@ -25,7 +28,9 @@
 // Options.MinBackoff to Options.MaxBackoff with jitter, and is at least what a
 // Retry-After header asks for. When a request carrying several messages gets
 // 400 or 413, the batch is split in halves, recursively, so the good messages
-// are delivered and only the bad ones are rejected.
+// are delivered and only the bad ones are rejected. A 413 for one message is
+// retried: every message is checked against Segment's limits before it is
+// sent, so what refuses it is in between.
 //
 // # Why not analytics-go's client
 //

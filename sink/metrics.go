@@ -16,6 +16,7 @@ import (
 //	produktly_segment_sink_batch_messages                messages per request
 //	produktly_segment_sink_batch_bytes                   body bytes per request
 //	produktly_segment_sink_queue_messages                messages waiting in the queue (full means back-pressure)
+//	produktly_segment_sink_systemic_rejection            1 while every call is answered 400 and 400 is treated as an outage (alert on it)
 type metrics struct {
 	requests   *prometheus.CounterVec
 	latency    prometheus.Histogram
@@ -30,7 +31,13 @@ const (
 	subsystem = "sink"
 )
 
-func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, error) {
+// gauges are read when the metrics are gathered.
+type gauges struct {
+	queue    func() float64
+	systemic func() float64
+}
+
+func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: namespace, Subsystem: subsystem, Name: name, Help: help}
 	}
@@ -60,8 +67,10 @@ func newMetrics(reg prometheus.Registerer, queueLen func() float64) (*metrics, e
 		return m, nil
 	}
 	queue := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("queue_messages",
-		"Messages waiting in the sink's queue.")), queueLen)
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.retries, messages, m.batchSize, m.batchBytes, queue} {
+		"Messages waiting in the sink's queue.")), g.queue)
+	systemic := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("systemic_rejection",
+		"1 while Segment answers 400 to every call and the sink treats it as an outage.")), g.systemic)
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.retries, messages, m.batchSize, m.batchBytes, queue, systemic} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("sink: registering metrics: %w", err)
 		}

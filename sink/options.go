@@ -16,6 +16,11 @@ import (
 // HTTP Tracking API's, as analytics-go enforces them (maxBatchBytes,
 // maxMessageBytes in its message.go). MaxBatchSize caps the messages in one
 // request; segmenttest.Server answers 400 above it, as Segment does.
+//
+// The defaults are the service's: cmd/produktly-segment takes its defaults
+// from these constants, so each is defined here once. They were sized by
+// benchmark (docs/performance.md): 64 requests in flight keep throughput up
+// at 50 ms round trips.
 const (
 	DefaultEndpoint      = "https://api.segment.io"
 	DefaultBatchSize     = 500
@@ -23,10 +28,12 @@ const (
 	MaxBatchBytes        = 500000
 	MaxMessageBytes      = 32000
 	DefaultFlushInterval = 100 * time.Millisecond
-	DefaultConcurrency   = 16
+	DefaultConcurrency   = 64
 	DefaultTimeout       = 10 * time.Second
 	DefaultMinBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff    = 30 * time.Second
+	// DefaultSystemicRejects is Options.SystemicRejects' default.
+	DefaultSystemicRejects = 20
 )
 
 // Options configure a Segment sink. The zero value of every field except
@@ -42,8 +49,8 @@ type Options struct {
 	// auth user name and never logged or put into errors.
 	WriteKey string
 
-	// BatchSize is the most messages one request carries. Default 500,
-	// at most MaxBatchSize (2500).
+	// BatchSize is the most messages one request carries. Default
+	// DefaultBatchSize (500), at most MaxBatchSize (2500).
 	BatchSize int
 
 	// BatchBytes is the most bytes one request body carries, envelope
@@ -52,24 +59,35 @@ type Options struct {
 	BatchBytes int
 
 	// FlushInterval is how long a partial batch waits for more messages
-	// after its first one arrived. Default 100ms. It bounds the latency a
+	// after its first one arrived. Default DefaultFlushInterval (100ms). It bounds the latency a
 	// quiet partition adds before its offsets can be committed.
 	FlushInterval time.Duration
 
 	// Concurrency is how many requests may be in flight at once; each sender
 	// retries its batch itself, so this is also how many batches may be
-	// waiting for a retry. Default 16.
+	// waiting for a retry. Default DefaultConcurrency (64).
 	Concurrency int
 
 	// Timeout bounds one request, from dial to the end of the response
-	// body. Default 10s.
+	// body. Default DefaultTimeout (10s).
 	Timeout time.Duration
 
 	// MinBackoff and MaxBackoff bound the exponential wait between
 	// attempts of one batch (jittered between half and all of
-	// MinBackoff*2^attempt, capped at MaxBackoff). Defaults 100ms and 30s.
+	// MinBackoff*2^attempt, capped at MaxBackoff). Defaults
+	// DefaultMinBackoff (100ms) and DefaultMaxBackoff (30s).
 	// A Retry-After header lengthens the wait, up to five minutes.
 	MinBackoff, MaxBackoff time.Duration
+
+	// SystemicRejects is how many requests in a row that carried one call
+	// each, for distinct calls and with no success in between, Segment
+	// must answer 400 before the sink treats 400 as an outage (a proxy or
+	// envelope bug) rather than as bad calls: it then keeps the calls and
+	// retries them with backoff, Healthy reports false, and the gauge
+	// produktly_segment_sink_systemic_rejection is 1, until a request
+	// succeeds. The calls rejected before that are rejected for good.
+	// Default DefaultSystemicRejects (20).
+	SystemicRejects int
 
 	// Client sends the requests. Default: a client whose transport keeps
 	// Concurrency idle connections to the endpoint (http.DefaultTransport
@@ -138,6 +156,9 @@ func (o Options) Validate() error {
 	if o.Concurrency < 0 {
 		bad("Concurrency %d is negative", o.Concurrency)
 	}
+	if o.SystemicRejects < 0 {
+		bad("SystemicRejects %d is negative", o.SystemicRejects)
+	}
 	if minB := cmp.Or(o.MinBackoff, DefaultMinBackoff); o.MaxBackoff > 0 && minB > o.MaxBackoff {
 		bad("MinBackoff %s is over MaxBackoff %s", minB, o.MaxBackoff)
 	}
@@ -169,6 +190,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
+	}
+	if o.SystemicRejects == 0 {
+		o.SystemicRejects = DefaultSystemicRejects
 	}
 	if o.Client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()

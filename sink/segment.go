@@ -116,6 +116,7 @@ type Segment struct {
 	stopped  bool
 
 	health health
+	sys    systemic
 }
 
 // NewSegment checks o and builds a sink. It registers the sink's metrics on
@@ -136,11 +137,20 @@ func NewSegment(o Options) (*Segment, error) {
 		queue:    make(chan Message, o.BatchSize*o.Concurrency),
 		batches:  make(chan *batch),
 		stopping: make(chan struct{}),
+		sys:      systemic{limit: o.SystemicRejects},
 	}
 	if o.Endpoint[len(o.Endpoint)-1] == '/' {
 		s.url = o.Endpoint + "v1/batch"
 	}
-	m, err := newMetrics(o.Registerer, func() float64 { return float64(len(s.queue)) })
+	m, err := newMetrics(o.Registerer, gauges{
+		queue: func() float64 { return float64(len(s.queue)) },
+		systemic: func() float64 {
+			if s.sys.active() {
+				return 1
+			}
+			return 0
+		},
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -224,9 +234,10 @@ func (s *Segment) Enqueue(ctx context.Context, m Message) error {
 // Healthy reports whether Segment is taking our requests: true when the last
 // request succeeded (a 2xx, or a 400/413 that rejects a message: Segment
 // answered), or when the last failure is over a minute old and no batch is
-// waiting for a retry, or before the first request. Use it for readiness
-// and logging; delivery does not depend on it.
-func (s *Segment) Healthy() bool { return s.health.healthy(time.Now()) }
+// waiting for a retry, or before the first request; false while every call
+// is answered 400 (see Options.SystemicRejects). Use it for readiness and
+// logging; delivery does not depend on it.
+func (s *Segment) Healthy() bool { return !s.sys.active() && s.health.healthy(time.Now()) }
 
 // finish reports m's outcome to its owner and to the metrics.
 func (s *Segment) finish(m Message, r Result) {
@@ -241,18 +252,27 @@ func (s *Segment) abandon(msgs []Message, err error) {
 	}
 }
 
+// outageGap is how long no request may have succeeded before a success
+// counts as Segment coming back, which wakes the batches sleeping in a
+// backoff. Under a partial failure (some batches failing for good while
+// others succeed) successes come far more often than this, so they wake
+// nobody and the failing batches keep to their backoff schedule.
+const outageGap = time.Second
+
 // health remembers the last request and how many batches are failing.
 type health struct {
 	mu      sync.Mutex
-	last    time.Time
-	ok      bool
-	wake    chan struct{} // closed when a request succeeds after failures
+	last    time.Time     // the last answer (or failure) recorded
+	ok      bool          // whether it was a success
+	lastOK  time.Time     // the last success
+	failed  bool          // a failure was recorded since the last success
+	wake    chan struct{} // closed when Segment comes back after an outage
 	failing atomic.Int64  // batches whose last attempt failed and that are still being retried
 }
 
-// recovered returns a channel that is closed when the next request succeeds
-// after a failure: Segment is back, and batches in a long backoff need not
-// sleep it out.
+// recovered returns a channel that is closed when a request succeeds after
+// an outage (no success for outageGap): Segment is back, and batches in a
+// long backoff need not sleep it out.
 func (h *health) recovered() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -265,11 +285,19 @@ func (h *health) recovered() <-chan struct{} {
 func (h *health) record(at time.Time, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	was := h.ok
 	if at.After(h.last) {
 		h.last, h.ok = at, ok
 	}
-	if ok && !was && h.wake != nil {
+	if !ok {
+		h.failed = true
+		return
+	}
+	outage := h.failed && (h.lastOK.IsZero() || at.Sub(h.lastOK) >= outageGap)
+	if at.After(h.lastOK) {
+		h.lastOK = at
+	}
+	h.failed = false
+	if outage && h.wake != nil {
 		close(h.wake)
 		h.wake = nil
 	}

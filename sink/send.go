@@ -69,20 +69,33 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		a := s.post(ctx, b)
 		switch {
 		case a.status >= 200 && a.status < 300:
+			s.health.record(time.Now(), true)
+			s.sys.delivered()
 			for _, m := range b.msgs {
 				s.finish(m, Result{Outcome: Delivered})
 			}
 			return
 
-		case a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge:
-			if len(b.msgs) == 1 {
-				m := b.msgs[0]
-				s.log.Error().Str("message_id", m.ID).Int("status", a.status).Str("answer", a.body).Msg("segment rejected message")
-				s.finish(m, Result{Outcome: Rejected, Err: &RejectedError{Status: a.status, Body: a.body}})
-				return
+		case a.status == http.StatusBadRequest && s.sys.active():
+			// Every call is being refused: an outage, not bad calls.
+
+		case a.status == http.StatusBadRequest && len(b.msgs) == 1:
+			m := b.msgs[0]
+			if s.sys.rejected(m.ID) {
+				s.log.Error().Int("status", a.status).Int("in_a_row", s.o.SystemicRejects).Str("answer", a.body).
+					Msg("segment refuses every call: treating 400 as an outage and retrying instead of rejecting")
+				break
 			}
-			// One bad message fails the whole request: split to find it,
-			// so that the others are delivered.
+			s.health.record(time.Now(), true)
+			s.log.Error().Str("message_id", m.ID).Int("status", a.status).Str("answer", a.body).Msg("segment rejected message")
+			s.finish(m, Result{Outcome: Rejected, Err: &RejectedError{Status: a.status, Body: a.body}})
+			return
+
+		case (a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge) && len(b.msgs) > 1:
+			// One bad message fails the whole request, and a body too
+			// large for something in between fails it too: split, so
+			// that the others are delivered.
+			s.health.record(time.Now(), true)
 			h := len(b.msgs) / 2
 			s.log.Warn().Int("status", a.status).Int("messages", len(b.msgs)).Str("answer", a.body).Msg("segment rejected batch, splitting it to isolate bad messages")
 			left, right := s.encode(b.msgs[:h]), s.encode(b.msgs[h:])
@@ -92,11 +105,15 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			s.deliver(ctx, right)
 			return
 		}
+		// A 413 for one message is retried like an outage: check keeps
+		// every message within Segment's limits, so what refuses it is
+		// in between and may be fixed.
 
 		// Anything else may succeed later. Retry for ever.
 		if a.label == "canceled" {
 			continue // aborted by us: ctx ended or every message was cancelled
 		}
+		s.health.record(time.Now(), false)
 		last = a.err
 		if !failing {
 			failing = true
@@ -121,10 +138,11 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		ev.Err(a.err).Msg("segment request failed, will retry")
 		// After an outage the oldest batches sit in the longest backoffs
 		// (up to MaxBackoff) and hold their partitions' commit points
-		// back; a success of any other batch wakes them. Not when Segment
-		// asked for a pause with Retry-After.
+		// back; the first success after the outage wakes them (see
+		// outageGap). Not when Segment asked for a pause: a 429, or a
+		// Retry-After.
 		var wake <-chan struct{}
-		if a.retryAfter == 0 {
+		if a.retryAfter == 0 && a.status != http.StatusTooManyRequests {
 			wake = s.health.recovered()
 		}
 		s.sleep(ctx, b, wait, last, wake)
@@ -169,10 +187,29 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 
 	body := b.buf
 	stamp(body, time.Now())
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.url, bytes.NewReader(body))
+	rb := newRequestBody(body)
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.url, rb)
 	if err != nil {
 		return answer{label: "error", err: err}
 	}
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) {
+		// The transport wants to send the body again (a retry on a
+		// fresh connection): give it its own copy, so b.buf never has
+		// two readers to wait for.
+		return io.NopCloser(bytes.NewReader(bytes.Clone(body))), nil
+	}
+	defer func() {
+		// The RoundTripper contract lets the transport read the body
+		// after Do returns, until it closes it. If it has not closed it
+		// yet, leave that buffer to it and go on with a copy, so the
+		// next stamp, a rebuild or the pool never write under its reads.
+		// net/http's HTTP/1 transport closes the body before it flushes
+		// the last bytes, so in steady state this copies nothing.
+		if !rb.closed() {
+			b.buf = append(make([]byte, 0, cap(body)), body...)
+		}
+	}()
 	req.Header.Set("Authorization", s.auth)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "produktly-segment/"+libraryVersion)
@@ -197,10 +234,38 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 	s.m.requests.WithLabelValues(a.label).Inc()
 	if a.label != "canceled" {
 		s.m.latency.Observe(elapsed.Seconds())
-		s.health.record(time.Now(), a.status >= 200 && a.status < 300 ||
-			a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge)
 	}
 	return a
+}
+
+// requestBody is a request body over a batch's buffer that reports when the
+// transport has closed it: from then on the transport reads it no more.
+type requestBody struct {
+	r    bytes.Reader
+	once sync.Once
+	done chan struct{}
+}
+
+func newRequestBody(b []byte) *requestBody {
+	rb := &requestBody{done: make(chan struct{})}
+	rb.r.Reset(b)
+	return rb
+}
+
+func (rb *requestBody) Read(p []byte) (int, error) { return rb.r.Read(p) }
+
+func (rb *requestBody) Close() error {
+	rb.once.Do(func() { close(rb.done) })
+	return nil
+}
+
+func (rb *requestBody) closed() bool {
+	select {
+	case <-rb.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // read turns a response into an answer and closes its body. A 2xx body is
