@@ -105,7 +105,7 @@ func TestBody(t *testing.T) {
 		{ID: "a", JSON: []byte(`{"type":"track","messageId":"a"}`)},
 		{ID: "b", JSON: []byte(`{"type":"track","messageId":"b","properties":{"x":"é\u2028"}}`)},
 	}
-	b := s.encode(msgs)
+	b := s.encode(nil, msgs)
 	at := time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
 	stamp(b.buf, at)
 	if len(b.buf) != b.size {
@@ -131,7 +131,7 @@ func TestBody(t *testing.T) {
 		t.Errorf("context.library = %+v", got.Context.Library)
 	}
 	// The empty batch is valid too (never sent, but must not corrupt).
-	e := s.encode(nil)
+	e := s.encode(nil, nil)
 	stamp(e.buf, at)
 	if !json.Valid(e.buf) || len(e.buf) != envelope {
 		t.Errorf("empty body %s: valid=%v len=%d want %d", e.buf, json.Valid(e.buf), len(e.buf), envelope)
@@ -140,7 +140,7 @@ func TestBody(t *testing.T) {
 
 func TestFits(t *testing.T) {
 	s := &Segment{o: Options{BatchSize: 10}}
-	b := s.newBatch()
+	b := s.newBatch(nil)
 	m := Message{JSON: make([]byte, 100)}
 	limit := envelope + 100 + 1 + 100
 	if !b.fits(m, 10) {
@@ -194,5 +194,40 @@ func TestHealthState(t *testing.T) {
 	h.record(now.Add(3*time.Minute), true)
 	if !h.healthy(now.Add(3 * time.Minute)) {
 		t.Error("unhealthy after a success")
+	}
+}
+
+// TestRecoveryWakesOnlyAfterOutage: a success wakes the sleepers only when
+// it ends a time without successes, not when it follows one failure among
+// successes.
+func TestRecoveryWakesOnlyAfterOutage(t *testing.T) {
+	var h health
+	now := time.Now()
+	h.record(now, true)
+	wake := h.recovered()
+	h.record(now.Add(10*time.Millisecond), false)
+	h.record(now.Add(20*time.Millisecond), true)
+	if closed(wake) {
+		t.Fatal("a success 20ms after the last one woke the sleepers")
+	}
+	h.record(now.Add(30*time.Millisecond), false)
+	h.record(now.Add(30*time.Millisecond+outageGap), true)
+	if !closed(wake) {
+		t.Fatal("the first success after an outage did not wake the sleepers")
+	}
+}
+
+func TestWakeupsHeap(t *testing.T) {
+	var h wakeups
+	base := time.Now()
+	for _, ms := range []int{50, 10, 40, 10, 30, 20, 0} {
+		h.push(wakeup{at: base.Add(time.Duration(ms) * time.Millisecond)})
+	}
+	var got []int
+	for len(h) > 0 {
+		got = append(got, int(h.pop().at.Sub(base)/time.Millisecond))
+	}
+	if fmt.Sprint(got) != "[0 10 10 20 30 40 50]" {
+		t.Errorf("popped %v, want ascending", got)
 	}
 }

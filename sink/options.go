@@ -34,6 +34,14 @@ const (
 	DefaultMaxBackoff    = 30 * time.Second
 	// DefaultSystemicRejects is Options.SystemicRejects' default.
 	DefaultSystemicRejects = 20
+
+	// Accounts mode (Options.Accounts). Segment asks partners to stay at
+	// or below 50 requests per second per source.
+	DefaultAccountMaxRPS      = 50
+	DefaultAccountConcurrency = 8
+	// DefaultParkAfter is the service's ACCOUNT_PARK_AFTER default; the
+	// sink parks nothing unless Options.ParkAfter is set.
+	DefaultParkAfter = 30 * time.Second
 )
 
 // Options configure a Segment sink. The zero value of every field except
@@ -45,9 +53,45 @@ type Options struct {
 	// for a workspace in the EU region, or a segmenttest.Server's URL.
 	Endpoint string
 
-	// WriteKey authenticates the source. Required. It is sent as the basic
-	// auth user name and never logged or put into errors.
+	// WriteKey authenticates the source. Required, except in accounts
+	// mode. It is sent as the basic auth user name and never logged or
+	// put into errors. Messages whose Destination is the zero value go to
+	// this source at Endpoint.
 	WriteKey string
+
+	// Accounts selects accounts mode: messages name their Destination
+	// (write key and endpoint), WriteKey may be empty, and MaxRPS and
+	// DestinationConcurrency default to DefaultAccountMaxRPS (50) and
+	// DefaultAccountConcurrency (8).
+	Accounts bool
+
+	// MaxRPS caps the requests per second of each destination. While a
+	// destination is at its cap, its batches fill up to Segment's limits
+	// (MaxBatchSize messages, BatchBytes) instead of queueing more
+	// requests. Default: no cap; DefaultAccountMaxRPS (50) in accounts
+	// mode.
+	MaxRPS float64
+
+	// DestinationConcurrency is how many batches of one destination may be
+	// out at once (in a request, or waiting for a retry); its further
+	// messages wait in the sink. Default Concurrency; in accounts mode
+	// DefaultAccountConcurrency (8), so that one failing destination
+	// cannot take every request slot.
+	DestinationConcurrency int
+
+	// ParkAfter parks a destination whose deliveries have kept failing
+	// (5xx, 429, timeouts, connection errors, and also 401/403 and a
+	// systemic 400) for longer than this: its waiting messages complete
+	// Parked, and so do new messages to it at once and without an attempt
+	// (except messages with Retry set, which are attempted) until a
+	// delivery to it succeeds. Default 0: never.
+	ParkAfter time.Duration
+
+	// ParkAbove parks a failing destination at once when the sink holds
+	// more than this many of its messages, so that one high-volume failing
+	// destination cannot fill the caller's in-flight limits before
+	// ParkAfter has passed. Default 0: never.
+	ParkAbove int
 
 	// BatchSize is the most messages one request carries. Default
 	// DefaultBatchSize (500), at most MaxBatchSize (2500).
@@ -111,8 +155,8 @@ func (o Options) String() string {
 	if o.WriteKey != "" {
 		key = "(set)"
 	}
-	return fmt.Sprintf("{Endpoint:%q WriteKey:%s BatchSize:%d BatchBytes:%d FlushInterval:%s Concurrency:%d Timeout:%s MinBackoff:%s MaxBackoff:%s}",
-		o.Endpoint, key, o.BatchSize, o.BatchBytes, o.FlushInterval, o.Concurrency, o.Timeout, o.MinBackoff, o.MaxBackoff)
+	return fmt.Sprintf("{Endpoint:%q WriteKey:%s Accounts:%t BatchSize:%d BatchBytes:%d FlushInterval:%s Concurrency:%d DestinationConcurrency:%d MaxRPS:%v Timeout:%s MinBackoff:%s MaxBackoff:%s ParkAfter:%s ParkAbove:%d}",
+		o.Endpoint, key, o.Accounts, o.BatchSize, o.BatchBytes, o.FlushInterval, o.Concurrency, o.DestinationConcurrency, o.MaxRPS, o.Timeout, o.MinBackoff, o.MaxBackoff, o.ParkAfter, o.ParkAbove)
 }
 
 // Validate reports every field that is out of range. Zero values are valid
@@ -122,8 +166,20 @@ func (o Options) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("sink: "+format, args...))
 	}
-	if o.WriteKey == "" {
+	if o.WriteKey == "" && !o.Accounts {
 		bad("WriteKey is required")
+	}
+	if o.MaxRPS < 0 {
+		bad("MaxRPS %v is negative", o.MaxRPS)
+	}
+	if o.DestinationConcurrency < 0 {
+		bad("DestinationConcurrency %d is negative", o.DestinationConcurrency)
+	}
+	if o.ParkAfter < 0 {
+		bad("ParkAfter %s is negative", o.ParkAfter)
+	}
+	if o.ParkAbove < 0 {
+		bad("ParkAbove %d is negative", o.ParkAbove)
 	}
 	if o.Endpoint != "" {
 		u, err := url.Parse(o.Endpoint)
@@ -190,6 +246,15 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
+	}
+	if o.Accounts && o.MaxRPS == 0 {
+		o.MaxRPS = DefaultAccountMaxRPS
+	}
+	if o.DestinationConcurrency == 0 {
+		o.DestinationConcurrency = o.Concurrency
+		if o.Accounts {
+			o.DestinationConcurrency = min(DefaultAccountConcurrency, o.Concurrency)
+		}
 	}
 	if o.SystemicRejects == 0 {
 		o.SystemicRejects = DefaultSystemicRejects
