@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -98,11 +99,12 @@ type dest struct {
 	schedAt  time.Time // its entry in the dispatcher's timer heap; zero if none
 	drained  bool      // its waiting messages were parked since it was parked
 
-	live    atomic.Int32 // batches handed to a delivery goroutine, not finished
-	waiting atomic.Int64 // messages held: in cur, pending and live batches
-	attn    atomic.Bool  // queued for the dispatcher's attention
-	parked  atomic.Bool
-	readyNs atomic.Int64 // unix ns before which no request may start (pacing, Retry-After)
+	live      atomic.Int32 // batches handed to a delivery goroutine, not finished
+	waiting   atomic.Int64 // messages held: in cur, pending and live batches
+	attn      atomic.Bool  // queued for the dispatcher's attention
+	parked    atomic.Bool
+	readyNs   atomic.Int64 // unix ns before which no request may start (pacing, Retry-After)
+	failingNs atomic.Int64 // failingSince in unix ns, 0 when not failing: read per message
 
 	health health
 
@@ -119,10 +121,14 @@ type dest struct {
 func (s *Segment) newDest(k Destination) *dest {
 	ep := cmp.Or(k.Endpoint, s.o.Endpoint)
 	key := cmp.Or(k.WriteKey, s.o.WriteKey)
+	shown := ep
+	if u, err := url.Parse(ep); err == nil {
+		shown = u.Redacted() // an endpoint is shown in logs and Status
+	}
 	d := &dest{
 		key:      k,
 		account:  k.Account,
-		endpoint: ep,
+		endpoint: shown,
 		url:      strings.TrimRight(ep, "/") + "/v1/batch",
 		// Segment's basic auth: the write key is the user, the password is empty.
 		auth:   "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":")),
@@ -232,13 +238,6 @@ func (d *dest) publishReady() {
 	d.readyNs.Store(r.UnixNano())
 }
 
-// failing reports whether d's last attempt failed.
-func (d *dest) failing() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return !d.failingSince.IsZero()
-}
-
 // succeeded records a 2xx of d: it is no longer failing, and no longer
 // parked.
 func (s *Segment) succeeded(d *dest) {
@@ -246,6 +245,7 @@ func (s *Segment) succeeded(d *dest) {
 	defer d.mu.Unlock()
 	if !d.failingSince.IsZero() {
 		d.failingSince = time.Time{}
+		d.failingNs.Store(0)
 		s.nFailing.Add(-1)
 	}
 	d.lastErr = ""
@@ -264,6 +264,7 @@ func (s *Segment) failed(d *dest, now time.Time, why string) bool {
 	d.mu.Lock()
 	if d.failingSince.IsZero() {
 		d.failingSince = now
+		d.failingNs.Store(now.UnixNano())
 		s.nFailing.Add(1)
 	}
 	d.lastErr = why
@@ -276,16 +277,14 @@ func (s *Segment) failed(d *dest, now time.Time, why string) bool {
 
 // parkReason says why a failing d must be parked now, or "".
 func (s *Segment) parkReason(d *dest, now time.Time) string {
-	if d.parked.Load() {
+	if s.o.ParkAfter == 0 && s.o.ParkAbove == 0 || d.parked.Load() {
 		return ""
 	}
-	d.mu.Lock()
-	since := d.failingSince
-	d.mu.Unlock()
+	ns := d.failingNs.Load()
 	switch {
-	case since.IsZero():
+	case ns == 0:
 		return ""
-	case s.o.ParkAfter > 0 && now.Sub(since) >= s.o.ParkAfter:
+	case s.o.ParkAfter > 0 && now.Sub(time.Unix(0, ns)) >= s.o.ParkAfter:
 		return "failing for longer than ParkAfter"
 	case s.o.ParkAbove > 0 && d.waiting.Load() > int64(s.o.ParkAbove):
 		return "failing and holding more than ParkAbove messages"

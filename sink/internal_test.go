@@ -1,12 +1,16 @@
 package sink
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/produktly/produktly-segment/sink/segmenttest"
 )
 
 func TestValidate(t *testing.T) {
@@ -229,5 +233,68 @@ func TestWakeupsHeap(t *testing.T) {
 	}
 	if fmt.Sprint(got) != "[0 10 10 20 30 40 50]" {
 		t.Errorf("popped %v, want ascending", got)
+	}
+}
+
+// TestIdleDestinationsForgotten: per-destination state is bounded by the
+// destinations in use; the single source of Options is kept.
+func TestIdleDestinationsForgotten(t *testing.T) {
+	srv := segmenttest.NewServer("wk_0", segmenttest.WithWriteKeys("wk_1", "wk_2"))
+	defer srv.Close()
+	s, err := NewSegment(Options{Endpoint: srv.URL(), WriteKey: "wk_0", FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.idleAfter = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	var run sync.WaitGroup
+	run.Go(func() { _ = s.Run(ctx) })
+	defer func() { cancel(); run.Wait() }()
+
+	var done sync.WaitGroup
+	for i := range 3 {
+		done.Add(1)
+		d := Destination{}
+		if i > 0 {
+			d = Destination{Account: fmt.Sprint(i), WriteKey: fmt.Sprint("wk_", i), Endpoint: srv.URL()}
+		}
+		js := fmt.Appendf(nil, `{"type":"track","event":"E","messageId":"m%d","userId":"u"}`, i)
+		if err := s.Enqueue(ctx, Message{ID: "m", JSON: js, Destination: d, Done: func(r Result) {
+			if r.Outcome != Delivered {
+				t.Errorf("outcome %v: %v", r.Outcome, r.Err)
+			}
+			done.Done()
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done.Wait()
+	count := func() int {
+		s.destMu.RLock()
+		defer s.destMu.RUnlock()
+		return len(s.dests)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("%d destinations known after three were used, want 3", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d destinations still known, want only the single source", count())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if srv.Count() != 3 {
+		t.Errorf("server got %d messages, want 3", srv.Count())
+	}
+}
+
+func TestDestinationHidesWriteKey(t *testing.T) {
+	d := Destination{Account: "42", WriteKey: "wk_secret", Endpoint: "https://api.segment.io"}
+	m := Message{ID: "x", Destination: d}
+	for _, s := range []string{fmt.Sprint(d), fmt.Sprintf("%+v", d), fmt.Sprintf("%#v", d), fmt.Sprintf("%v %+v", m, m)} {
+		if strings.Contains(s, "wk_secret") {
+			t.Errorf("%q shows the write key", s)
+		}
 	}
 }

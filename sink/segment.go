@@ -276,7 +276,7 @@ func (s *Segment) Enqueue(ctx context.Context, m Message) error {
 // Healthy reports whether Segment is taking our requests: true when some
 // destination is healthy, or before the first request; false while every
 // call is answered 400 (see Options.SystemicRejects). A destination is
-// healthy when its last request succeeded (a 2xx, or a 400/413 that
+// healthy when it is not parked and its last request succeeded (a 2xx, or a 400/413 that
 // rejects a message: Segment answered), or when its last failure is over a
 // minute old and none of its batches is waiting for a retry. So one
 // failing destination among healthy ones leaves the sink healthy; in
@@ -293,7 +293,7 @@ func (s *Segment) Healthy() bool {
 		return true
 	}
 	for _, d := range s.dests {
-		if d.health.healthy(now) {
+		if !d.parked.Load() && d.health.healthy(now) {
 			return true
 		}
 	}
