@@ -349,3 +349,39 @@ func TestPacing(t *testing.T) {
 	}
 	t.Logf("40 messages in %d requests over %s (largest %d)", len(reqs), elapsed.Round(time.Millisecond), biggest)
 }
+
+// TestSuccessWakesOnlyItsDestination: after an outage of one account's
+// source, another account's successes must not wake its sleeping batches
+// (nor make it look healthy); the sink is unhealthy only while every
+// destination fails.
+func TestSuccessWakesOnlyItsDestination(t *testing.T) {
+	srv := newServer(t, segmenttest.WithWriteKeys("wk_a", "wk_b"))
+	srv.FailKey("wk_a", 503, 0)
+	srv.FailKey("wk_b", 503, 0)
+	h := accounts(t, srv, func(o *sink.Options) {
+		o.MinBackoff, o.MaxBackoff = 40*time.Second, 40*time.Second // a retry waits at least 20s
+	})
+	a := sink.Destination{Account: "a", WriteKey: "wk_a", Endpoint: srv.URL()}
+	b := sink.Destination{Account: "b", WriteKey: "wk_b", Endpoint: srv.URL()}
+	h.send(a, "a", 1, false)
+	h.send(b, "b", 1, false)
+	eventually(t, 10*time.Second, "both accounts failing", func() bool { return len(h.sink.Status()) == 2 })
+	if h.sink.Healthy() {
+		t.Error("healthy while every destination fails")
+	}
+	srv.ClearKey("wk_b")
+	h.send(b, "b2", 1, false) // a new batch of b succeeds; b's sleeper wakes
+	got := h.res.wait(2, 10*time.Second)
+	if got["b-0"].Outcome != sink.Delivered || got["b2-0"].Outcome != sink.Delivered {
+		t.Fatalf("b: %v, want both delivered after its recovery", got)
+	}
+	if !h.sink.Healthy() {
+		t.Error("unhealthy while one destination delivers")
+	}
+	if n := srv.RequestsFor("wk_a"); n != 1 {
+		t.Errorf("account a made %d requests: another account's success woke its backoff", n)
+	}
+	if st := h.sink.Status(); len(st) != 1 || st[0].Account != "a" {
+		t.Errorf("Status() = %+v, want only a failing", st)
+	}
+}

@@ -6,7 +6,7 @@
 // # Delivery rules
 //
 // Every message handed to [Segment.Enqueue] ends in exactly one call of its
-// Done function, from a sink goroutine, with one of three outcomes:
+// Done function, from a sink goroutine, with one of four outcomes:
 //
 //   - [Delivered]: Segment answered 2xx for a request that carried it.
 //
@@ -28,7 +28,8 @@
 //     transiently. The caller keeps the message elsewhere (a retry topic)
 //     and sends it again later with Message.Retry set.
 //
-// Everything else is retried for ever, with the same messages and messageIds:
+// Everything else is retried for ever (until its destination is parked), with
+// the same messages and messageIds:
 // 5xx, 429, timeouts, connection errors, and also 401/403 (a wrong or revoked
 // write key is an operator error that must not lose data) and any other
 // status. The wait between attempts grows exponentially from

@@ -35,6 +35,15 @@ func TestValidate(t *testing.T) {
 		{"negative timeout", func(o *Options) { o.Timeout = -1 }, "Timeout"},
 		{"negative concurrency", func(o *Options) { o.Concurrency = -1 }, "Concurrency"},
 		{"min over max", func(o *Options) { o.MaxBackoff = time.Millisecond }, "MinBackoff"},
+		{"accounts without a key", func(o *Options) { o.WriteKey, o.Accounts = "", true }, ""},
+		{"accounts all set", func(o *Options) {
+			*o = Options{Accounts: true, MaxRPS: 50, DestinationConcurrency: 8, ParkAfter: time.Second, ParkAbove: 100}
+		}, ""},
+		{"negative rps", func(o *Options) { o.MaxRPS = -1 }, "MaxRPS"},
+		{"negative destination concurrency", func(o *Options) { o.DestinationConcurrency = -1 }, "DestinationConcurrency"},
+		{"negative park after", func(o *Options) { o.ParkAfter = -1 }, "ParkAfter"},
+		{"negative park above", func(o *Options) { o.ParkAbove = -1 }, "ParkAbove"},
+		{"negative systemic rejects", func(o *Options) { o.SystemicRejects = -1 }, "SystemicRejects"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ok
@@ -47,6 +56,19 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error about %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAccountsDefaults(t *testing.T) {
+	o := Options{Accounts: true}.withDefaults()
+	if o.MaxRPS != DefaultAccountMaxRPS || o.DestinationConcurrency != DefaultAccountConcurrency || o.ParkAfter != 0 {
+		t.Errorf("accounts defaults: MaxRPS %v, DestinationConcurrency %d, ParkAfter %s; want %v, %d, 0",
+			o.MaxRPS, o.DestinationConcurrency, o.ParkAfter, DefaultAccountMaxRPS, DefaultAccountConcurrency)
+	}
+	o = Options{WriteKey: "k"}.withDefaults()
+	if o.MaxRPS != 0 || o.DestinationConcurrency != o.Concurrency || o.Concurrency != DefaultConcurrency {
+		t.Errorf("single-source defaults: MaxRPS %v, DestinationConcurrency %d, Concurrency %d; want 0, %d, %d",
+			o.MaxRPS, o.DestinationConcurrency, o.Concurrency, DefaultConcurrency, DefaultConcurrency)
 	}
 }
 

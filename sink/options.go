@@ -107,9 +107,12 @@ type Options struct {
 	// quiet partition adds before its offsets can be committed.
 	FlushInterval time.Duration
 
-	// Concurrency is how many requests may be in flight at once; each sender
-	// retries its batch itself, so this is also how many batches may be
-	// waiting for a retry. Default DefaultConcurrency (64).
+	// Concurrency is how many requests may be in flight at once, over all
+	// destinations. A batch waiting for its retry holds no request slot;
+	// how many batches of one destination may be out (in a request or
+	// waiting for a retry) is DestinationConcurrency, which defaults to
+	// Concurrency in single-source mode, so there it is also how many
+	// batches may be waiting for a retry. Default DefaultConcurrency (64).
 	Concurrency int
 
 	// Timeout bounds one request, from dial to the end of the response
