@@ -1,6 +1,7 @@
 package segmenttest
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
@@ -44,8 +45,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	at := time.Now()
 	user, _, authed := r.BasicAuth()
 	p := s.nextPlan(user)
-	if p.latency > 0 && !s.pause(r, p.latency) {
-		panic(http.ErrAbortHandler)
+	if p.latency > 0 {
+		// net/http watches for the client going away only once the
+		// handler has read the body; read it first, so that a client
+		// that gives up during the pause ends it, and its batch is not
+		// accepted behind its back.
+		data, err := io.ReadAll(io.LimitReader(r.Body, 2*maxBodyBytes))
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		if !s.pause(r, p.latency) {
+			panic(http.ErrAbortHandler)
+		}
 	}
 	switch p.fault {
 	case 0, Cut:

@@ -387,3 +387,27 @@ func TestSideBySide(t *testing.T) {
 		t.Errorf("US has %d, EU %d messages; want 0 and 1", us.Count(), eu.Count())
 	}
 }
+
+// TestLatencyPastClientTimeout: a request whose client gave up during the
+// injected latency is not accepted afterwards. (net/http notices a client
+// going away only once the handler has read the body, so the server reads
+// it before it waits.)
+func TestLatencyPastClientTimeout(t *testing.T) {
+	s := newServer(t)
+	s.SetLatency(time.Second)
+	handled := make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(handled)
+		defer func() { _ = recover() }() // http.ErrAbortHandler
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	c := &http.Client{Timeout: 100 * time.Millisecond}
+	if _, _, _, err := post(t, c, hs.URL, key, body(msg("late"))); err == nil {
+		t.Fatal("request returned before the latency passed")
+	}
+	<-handled
+	if n := s.Count(); n != 0 {
+		t.Errorf("server accepted %d messages of a request its client gave up on", n)
+	}
+}
