@@ -58,26 +58,28 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // owner may be waiting for it to finish handing its partition over. When
 // wake is closed (Segment answered another batch) the rest of the wait
 // shrinks to a short random one, so recovered batches do not all retry in
-// the same instant.
+// the same instant. Parking of the batch's destination ends the wait too.
 func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last error, wake <-chan struct{}) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
+	parked := b.d.parkedCh() // parking ends the wait: the messages complete Parked
 	for {
 		chans, _ := cancelChans(b.msgs)
 		// One case per distinct Cancel channel. There are few of them
 		// (messages of a partition share one), and this runs only
 		// between failed attempts.
-		cases := make([]reflect.SelectCase, 0, 3+len(chans))
+		cases := make([]reflect.SelectCase, 0, 4+len(chans))
 		cases = append(cases,
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
 			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)}) // nil: never ready
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(wake)}, // nil: never ready
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(parked)})
 		for _, c := range chans {
 			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c)})
 		}
 		i, _, _ := reflect.Select(cases)
 		switch i {
-		case 0, 1:
+		case 0, 1, 3:
 			return
 		case 2:
 			wake = nil

@@ -32,17 +32,19 @@ const (
 // Batches are pooled whole, so that in steady state filling one allocates
 // nothing: neither the body nor the message list.
 type batch struct {
+	d    *dest // where it goes
 	msgs []Message
 	buf  []byte // head and messages, and after seal the tail
 	size int    // body length if sealed now
 }
 
 // newBatch takes an empty batch from the pool and writes the body's head.
-func (s *Segment) newBatch() *batch {
+func (s *Segment) newBatch(d *dest) *batch {
 	b, ok := s.pool.Get().(*batch)
 	if !ok {
 		b = &batch{buf: make([]byte, 0, 64<<10), msgs: make([]Message, 0, min(s.o.BatchSize, 64))}
 	}
+	b.d = d
 	b.reset()
 	return b
 }
@@ -53,6 +55,7 @@ func (s *Segment) newBatch() *batch {
 func (s *Segment) release(b *batch) {
 	clear(b.msgs)
 	b.msgs = b.msgs[:0]
+	b.d = nil
 	if cap(b.buf) > 2*MaxBatchBytes {
 		return
 	}
@@ -117,8 +120,8 @@ func stamp(body []byte, t time.Time) {
 
 // encode builds a sealed batch for msgs. The batcher builds bodies message by
 // message; this is for the rare rebuilds after a split or a cancellation.
-func (s *Segment) encode(msgs []Message) *batch {
-	b := s.newBatch()
+func (s *Segment) encode(d *dest, msgs []Message) *batch {
+	b := s.newBatch(d)
 	for _, m := range msgs {
 		b.add(m)
 	}
@@ -140,72 +143,201 @@ func check(m Message) *RejectedError {
 	return nil
 }
 
-// batchLoop takes messages off the queue and hands full or expired batches
-// to the senders. While every sender is busy it blocks in handoff and stops
-// taking messages, so the queue fills and Enqueue blocks: back-pressure.
+// batchLoop is the dispatcher. It takes messages off the queue into their
+// destination's current batch, and hands a batch to a delivery goroutine
+// when it is full or FlushInterval old, if its destination may send: fewer
+// than DestinationConcurrency of its batches are out, and its pacing
+// (MaxRPS) and any Retry-After allow a request now. A destination at its
+// pacing cap keeps filling its batch up to Segment's limits instead of
+// queueing requests. While the sink holds maxHeld messages the dispatcher
+// stops taking messages, so the queue fills and Enqueue blocks:
+// back-pressure.
 func (s *Segment) batchLoop(ctx context.Context) {
-	var cur *batch
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
-	var expired <-chan time.Time // nil while there is no partial batch
-
-	flush := func() bool {
-		b := cur
-		cur, expired = nil, nil
-		timer.Stop()
-		return s.handoff(ctx, b)
-	}
+	var timerAt time.Time // zero while the timer is not armed
+	sweep := time.NewTicker(s.idleAfter / 2)
+	defer sweep.Stop()
+	var attn []*dest
 	for {
+		if len(s.wake) > 0 && (timerAt.IsZero() || s.wake[0].at.Before(timerAt)) {
+			timerAt = s.wake[0].at
+			timer.Reset(time.Until(timerAt))
+		}
+		var queue <-chan Message
+		if s.held.Load() < s.maxHeld {
+			queue = s.queue
+		}
 		select {
 		case <-ctx.Done():
-			if cur != nil {
-				s.abandon(cur.msgs, ErrClosed)
-				s.release(cur)
-			}
+			s.abandonHeld()
 			return
-		case <-expired:
-			if !flush() {
-				return
+		case m := <-queue:
+			s.accept(ctx, m, time.Now())
+		case <-timer.C:
+			timerAt = time.Time{}
+			now := time.Now()
+			for len(s.wake) > 0 && !s.wake[0].at.After(now) {
+				w := s.wake.pop()
+				if w.at.Equal(w.d.schedAt) {
+					w.d.schedAt = time.Time{}
+					s.poll(ctx, w.d, now)
+				}
 			}
-		case m := <-s.queue:
-			if rej := check(m); rej != nil {
-				s.log.Error().Str("message_id", m.ID).Int("bytes", len(m.JSON)).Str("reason", rej.Body).Msg("message rejected without sending")
-				s.finish(m, Result{Outcome: Rejected, Err: rej})
-				continue
+		case <-s.kick:
+			attn = s.takeAttention(attn)
+			now := time.Now()
+			for _, d := range attn {
+				s.poll(ctx, d, now)
 			}
-			if closed(m.Cancel) {
-				s.finish(m, Result{Outcome: Abandoned, Err: ErrCanceled})
-				continue
-			}
-			if cur != nil && !cur.fits(m, s.o.BatchBytes) && !flush() {
-				s.abandon([]Message{m}, ErrClosed)
-				return
-			}
-			if cur == nil {
-				cur = s.newBatch()
-				timer.Reset(s.o.FlushInterval)
-				expired = timer.C
-			}
-			cur.add(m)
-			if len(cur.msgs) >= s.o.BatchSize && !flush() {
-				return
-			}
+			clear(attn)
+		case now := <-sweep.C:
+			s.sweep(now)
 		}
 	}
 }
 
-// handoff seals b and gives it to a sender. It reports false, after
-// abandoning b, if ctx ended first.
-func (s *Segment) handoff(ctx context.Context, b *batch) bool {
-	b.seal()
-	select {
-	case s.batches <- b:
-		return true
-	case <-ctx.Done():
-		s.abandon(b.msgs, ErrClosed)
-		s.release(b)
+// accept takes one message from the queue.
+func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
+	if rej := check(m); rej != nil {
+		s.log.Error().Str("message_id", m.ID).Int("bytes", len(m.JSON)).Str("reason", rej.Body).Msg("message rejected without sending")
+		s.finish(nil, m, Result{Outcome: Rejected, Err: rej})
+		return
+	}
+	if closed(m.Cancel) {
+		s.finish(nil, m, Result{Outcome: Abandoned, Err: ErrCanceled})
+		return
+	}
+	d := s.lookup(m.Destination)
+	d.lastUsed = now
+	if d.parked.Load() && !m.Retry {
+		s.finish(nil, m, Result{Outcome: Parked, Err: s.parkedErr(d)})
+		return
+	}
+	s.held.Add(1)
+	d.waiting.Add(1)
+	limit := s.o.BatchSize
+	if !d.ready(now) {
+		limit = MaxBatchSize // at its pacing cap: fill up instead of queueing requests
+	}
+	if d.cur != nil && (len(d.cur.msgs) >= limit || !d.cur.fits(m, s.o.BatchBytes)) {
+		if len(d.pending) > 0 || !s.send(ctx, d, d.cur, now) {
+			d.pending = append(d.pending, d.cur)
+		}
+		d.cur = nil
+	}
+	if d.cur == nil {
+		d.cur = s.newBatch(d)
+		d.curDue = now.Add(s.o.FlushInterval)
+	}
+	d.cur.add(m)
+	if reason := s.parkReason(d, now); reason != "" {
+		s.park(d, now, reason)
+	}
+	s.poll(ctx, d, now)
+}
+
+// poll hands d's batches that are due to delivery goroutines while d may
+// send, parks what d holds if it was parked, and schedules the next look.
+func (s *Segment) poll(ctx context.Context, d *dest, now time.Time) {
+	if !d.parked.Load() {
+		d.drained = false
+	} else if !d.drained {
+		d.drained = true
+		s.parkHeld(d)
+	}
+	for len(d.pending) > 0 && s.send(ctx, d, d.pending[0], now) {
+		d.pending[0] = nil
+		d.pending = d.pending[1:]
+	}
+	if len(d.pending) == 0 {
+		d.pending = nil // let the array go
+	}
+	due := len(d.pending) > 0
+	if d.cur != nil && (len(d.cur.msgs) >= s.o.BatchSize || !now.Before(d.curDue)) {
+		if !due && s.send(ctx, d, d.cur, now) {
+			d.cur = nil
+		} else {
+			due = true
+		}
+	}
+	// Blocked by DestinationConcurrency: the finishing batch notifies.
+	// Blocked by pacing: look again when it allows.
+	var at time.Time
+	switch {
+	case due && !d.ready(now):
+		at = time.Unix(0, d.readyNs.Load())
+	case !due && d.cur != nil:
+		at = d.curDue
+	}
+	if !at.IsZero() && (d.schedAt.IsZero() || at.Before(d.schedAt)) {
+		d.schedAt = at
+		s.wake.push(wakeup{at: at, d: d})
+	}
+}
+
+// send hands b to a delivery goroutine if d may send now.
+func (s *Segment) send(ctx context.Context, d *dest, b *batch, now time.Time) bool {
+	if int(d.live.Load()) >= s.perDest || !d.reserve(now, s.interval) {
 		return false
+	}
+	b.seal()
+	d.live.Add(1)
+	s.wg.Go(func() {
+		s.deliver(ctx, b)
+		d.live.Add(-1)
+		s.notify(d)
+	})
+	return true
+}
+
+// parkHeld completes the messages the dispatcher holds for a parked d
+// Parked, except those coming back from the retry topic: those get their
+// attempt.
+func (s *Segment) parkHeld(d *dest) {
+	err := s.parkedErr(d)
+	keep := func(b *batch) *batch {
+		var kept *batch
+		for _, m := range b.msgs {
+			if m.Retry {
+				if kept == nil {
+					kept = s.newBatch(d)
+				}
+				kept.add(m)
+				continue
+			}
+			s.finish(d, m, Result{Outcome: Parked, Err: err})
+		}
+		s.release(b)
+		return kept
+	}
+	pending := d.pending[:0]
+	for _, b := range d.pending {
+		if k := keep(b); k != nil {
+			pending = append(pending, k)
+		}
+	}
+	clear(d.pending[len(pending):])
+	d.pending = pending
+	if d.cur != nil {
+		d.cur = keep(d.cur)
+	}
+}
+
+// abandonHeld finishes what the dispatcher holds when Run's context ends.
+func (s *Segment) abandonHeld() {
+	for _, d := range s.dests {
+		for _, b := range d.pending {
+			s.abandon(d, b.msgs, ErrClosed)
+			s.release(b)
+		}
+		d.pending = nil
+		if d.cur != nil {
+			s.abandon(d, d.cur.msgs, ErrClosed)
+			s.release(d.cur)
+			d.cur = nil
+		}
 	}
 }
 

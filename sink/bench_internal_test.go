@@ -18,7 +18,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	var size int
 	b.ReportAllocs()
 	for b.Loop() {
-		bt := s.newBatch()
+		bt := s.newBatch(nil)
 		for _, m := range msgs {
 			if !bt.fits(m, s.o.BatchBytes) {
 				b.Fatal("batch overflow")
@@ -81,4 +81,32 @@ func benchMessages(n int) []Message {
 		msgs[i] = Message{ID: id, JSON: js, Done: func(Result) {}}
 	}
 	return msgs
+}
+
+// BenchmarkLookup is the dispatcher's per-message cost of finding a
+// message's destination among 1000, with messages coming in runs of 20
+// per account (the cached last destination) or each from another account
+// (a map lookup of the three strings).
+func BenchmarkLookup(b *testing.B) {
+	s, err := NewSegment(Options{Accounts: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]Destination, 1000)
+	for i := range keys {
+		keys[i] = Destination{Account: fmt.Sprint(i), WriteKey: fmt.Sprintf("wk_%032d", i), Endpoint: DefaultEndpoint}
+		s.lookup(keys[i])
+	}
+	for _, run := range []int{20, 1} {
+		b.Run(fmt.Sprintf("runs of %d", run), func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if s.lookup(keys[(i/run)%len(keys)]) == nil {
+					b.Fatal("no destination")
+				}
+				i++
+			}
+		})
+	}
 }

@@ -6,26 +6,59 @@
 // # Delivery rules
 //
 // Every message handed to [Segment.Enqueue] ends in exactly one call of its
-// Done function, from a sink goroutine, with one of three outcomes:
+// Done function, from a sink goroutine, with one of four outcomes:
 //
 //   - [Delivered]: Segment answered 2xx for a request that carried it.
-//   - [Rejected]: Segment answered 400 (or 413) for a request that carried
-//     this message alone, or the message is over Segment's 32000-byte limit
-//     and was never sent. No retry can succeed; the caller dead-letters it.
+//
+//   - [Rejected]: Segment answered 400 for a request that carried this
+//     message alone, or the message is over Segment's 32000-byte limit and
+//     was never sent. No retry can succeed; the caller dead-letters it.
+//     When Segment answers 400 to every call (Options.SystemicRejects
+//     single-call requests in a row), the sink treats 400 as an outage
+//     instead: it retries, and Healthy reports false.
+//
 //   - [Abandoned]: the sink gave up without an answer, because the message's
 //     Cancel channel was closed (its partition was revoked) or because Run's
 //     context ended. The message may or may not have reached Segment; the
 //     caller must not commit it. Redelivery is safe because the messageId is
 //     deterministic and Segment de-duplicates on it.
 //
-// Everything else is retried for ever, with the same messages and messageIds:
+//   - [Parked]: not delivered because the message's destination is parked
+//     (Options.ParkAfter, Options.ParkAbove): its deliveries kept failing
+//     transiently. The caller keeps the message elsewhere (a retry topic)
+//     and sends it again later with Message.Retry set.
+//
+// Everything else is retried for ever (until its destination is parked), with
+// the same messages and messageIds:
 // 5xx, 429, timeouts, connection errors, and also 401/403 (a wrong or revoked
 // write key is an operator error that must not lose data) and any other
 // status. The wait between attempts grows exponentially from
 // Options.MinBackoff to Options.MaxBackoff with jitter, and is at least what a
 // Retry-After header asks for. When a request carrying several messages gets
 // 400 or 413, the batch is split in halves, recursively, so the good messages
-// are delivered and only the bad ones are rejected.
+// are delivered and only the bad ones are rejected. A 413 for one message is
+// retried: every message is checked against Segment's limits before it is
+// sent, so what refuses it is in between.
+//
+// # Destinations
+//
+// Every message names its [Destination]: an account label, a write key and
+// an endpoint. The zero Destination is the single source of Options, so a
+// single-source caller never sets it. Requests carry one write key each,
+// so the sink keeps per destination its batches, its pacing (Options.MaxRPS:
+// at the cap its batches fill up to Segment's limits instead of queueing
+// requests), its backoff, its Retry-After pause and its health: a success
+// of one destination never wakes another's sleeping batches, and one
+// failing destination leaves Healthy true while others deliver. At most
+// Options.DestinationConcurrency batches of one destination are out at
+// once, and a batch waiting for its retry holds none of the Concurrency
+// request slots. A destination whose deliveries keep failing is parked
+// (see [Parked]); [Segment.Status] lists the failing and parked ones, and
+// the gauges destinations_failing and destinations_parked count them. A
+// destination that holds nothing is forgotten after a minute idle (a
+// parked one after 15 minutes), so the state stays bounded by the
+// destinations in use. Write keys never appear in logs, metrics, errors or
+// Status.
 //
 // # Why not analytics-go's client
 //

@@ -1,12 +1,16 @@
 package sink
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/produktly/produktly-segment/sink/segmenttest"
 )
 
 func TestValidate(t *testing.T) {
@@ -31,6 +35,15 @@ func TestValidate(t *testing.T) {
 		{"negative timeout", func(o *Options) { o.Timeout = -1 }, "Timeout"},
 		{"negative concurrency", func(o *Options) { o.Concurrency = -1 }, "Concurrency"},
 		{"min over max", func(o *Options) { o.MaxBackoff = time.Millisecond }, "MinBackoff"},
+		{"accounts without a key", func(o *Options) { o.WriteKey, o.Accounts = "", true }, ""},
+		{"accounts all set", func(o *Options) {
+			*o = Options{Accounts: true, MaxRPS: 50, DestinationConcurrency: 8, ParkAfter: time.Second, ParkAbove: 100}
+		}, ""},
+		{"negative rps", func(o *Options) { o.MaxRPS = -1 }, "MaxRPS"},
+		{"negative destination concurrency", func(o *Options) { o.DestinationConcurrency = -1 }, "DestinationConcurrency"},
+		{"negative park after", func(o *Options) { o.ParkAfter = -1 }, "ParkAfter"},
+		{"negative park above", func(o *Options) { o.ParkAbove = -1 }, "ParkAbove"},
+		{"negative systemic rejects", func(o *Options) { o.SystemicRejects = -1 }, "SystemicRejects"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			o := ok
@@ -43,6 +56,19 @@ func TestValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error about %s", err, tc.want)
 			}
 		})
+	}
+}
+
+func TestAccountsDefaults(t *testing.T) {
+	o := Options{Accounts: true}.withDefaults()
+	if o.MaxRPS != DefaultAccountMaxRPS || o.DestinationConcurrency != DefaultAccountConcurrency || o.ParkAfter != 0 {
+		t.Errorf("accounts defaults: MaxRPS %v, DestinationConcurrency %d, ParkAfter %s; want %v, %d, 0",
+			o.MaxRPS, o.DestinationConcurrency, o.ParkAfter, DefaultAccountMaxRPS, DefaultAccountConcurrency)
+	}
+	o = Options{WriteKey: "k"}.withDefaults()
+	if o.MaxRPS != 0 || o.DestinationConcurrency != o.Concurrency || o.Concurrency != DefaultConcurrency {
+		t.Errorf("single-source defaults: MaxRPS %v, DestinationConcurrency %d, Concurrency %d; want 0, %d, %d",
+			o.MaxRPS, o.DestinationConcurrency, o.Concurrency, DefaultConcurrency, DefaultConcurrency)
 	}
 }
 
@@ -105,7 +131,7 @@ func TestBody(t *testing.T) {
 		{ID: "a", JSON: []byte(`{"type":"track","messageId":"a"}`)},
 		{ID: "b", JSON: []byte(`{"type":"track","messageId":"b","properties":{"x":"é\u2028"}}`)},
 	}
-	b := s.encode(msgs)
+	b := s.encode(nil, msgs)
 	at := time.Date(2024, 5, 1, 12, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
 	stamp(b.buf, at)
 	if len(b.buf) != b.size {
@@ -131,7 +157,7 @@ func TestBody(t *testing.T) {
 		t.Errorf("context.library = %+v", got.Context.Library)
 	}
 	// The empty batch is valid too (never sent, but must not corrupt).
-	e := s.encode(nil)
+	e := s.encode(nil, nil)
 	stamp(e.buf, at)
 	if !json.Valid(e.buf) || len(e.buf) != envelope {
 		t.Errorf("empty body %s: valid=%v len=%d want %d", e.buf, json.Valid(e.buf), len(e.buf), envelope)
@@ -140,7 +166,7 @@ func TestBody(t *testing.T) {
 
 func TestFits(t *testing.T) {
 	s := &Segment{o: Options{BatchSize: 10}}
-	b := s.newBatch()
+	b := s.newBatch(nil)
 	m := Message{JSON: make([]byte, 100)}
 	limit := envelope + 100 + 1 + 100
 	if !b.fits(m, 10) {
@@ -194,5 +220,103 @@ func TestHealthState(t *testing.T) {
 	h.record(now.Add(3*time.Minute), true)
 	if !h.healthy(now.Add(3 * time.Minute)) {
 		t.Error("unhealthy after a success")
+	}
+}
+
+// TestRecoveryWakesOnlyAfterOutage: a success wakes the sleepers only when
+// it ends a time without successes, not when it follows one failure among
+// successes.
+func TestRecoveryWakesOnlyAfterOutage(t *testing.T) {
+	var h health
+	now := time.Now()
+	h.record(now, true)
+	wake := h.recovered()
+	h.record(now.Add(10*time.Millisecond), false)
+	h.record(now.Add(20*time.Millisecond), true)
+	if closed(wake) {
+		t.Fatal("a success 20ms after the last one woke the sleepers")
+	}
+	h.record(now.Add(30*time.Millisecond), false)
+	h.record(now.Add(30*time.Millisecond+outageGap), true)
+	if !closed(wake) {
+		t.Fatal("the first success after an outage did not wake the sleepers")
+	}
+}
+
+func TestWakeupsHeap(t *testing.T) {
+	var h wakeups
+	base := time.Now()
+	for _, ms := range []int{50, 10, 40, 10, 30, 20, 0} {
+		h.push(wakeup{at: base.Add(time.Duration(ms) * time.Millisecond)})
+	}
+	var got []int
+	for len(h) > 0 {
+		got = append(got, int(h.pop().at.Sub(base)/time.Millisecond))
+	}
+	if fmt.Sprint(got) != "[0 10 10 20 30 40 50]" {
+		t.Errorf("popped %v, want ascending", got)
+	}
+}
+
+// TestIdleDestinationsForgotten: per-destination state is bounded by the
+// destinations in use; the single source of Options is kept.
+func TestIdleDestinationsForgotten(t *testing.T) {
+	srv := segmenttest.NewServer("wk_0", segmenttest.WithWriteKeys("wk_1", "wk_2"))
+	defer srv.Close()
+	s, err := NewSegment(Options{Endpoint: srv.URL(), WriteKey: "wk_0", FlushInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.idleAfter = 20 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	var run sync.WaitGroup
+	run.Go(func() { _ = s.Run(ctx) })
+	defer func() { cancel(); run.Wait() }()
+
+	var done sync.WaitGroup
+	for i := range 3 {
+		done.Add(1)
+		d := Destination{}
+		if i > 0 {
+			d = Destination{Account: fmt.Sprint(i), WriteKey: fmt.Sprint("wk_", i), Endpoint: srv.URL()}
+		}
+		js := fmt.Appendf(nil, `{"type":"track","event":"E","messageId":"m%d","userId":"u"}`, i)
+		if err := s.Enqueue(ctx, Message{ID: "m", JSON: js, Destination: d, Done: func(r Result) {
+			if r.Outcome != Delivered {
+				t.Errorf("outcome %v: %v", r.Outcome, r.Err)
+			}
+			done.Done()
+		}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done.Wait()
+	count := func() int {
+		s.destMu.RLock()
+		defer s.destMu.RUnlock()
+		return len(s.dests)
+	}
+	if n := count(); n != 3 {
+		t.Fatalf("%d destinations known after three were used, want 3", n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for count() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d destinations still known, want only the single source", count())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if srv.Count() != 3 {
+		t.Errorf("server got %d messages, want 3", srv.Count())
+	}
+}
+
+func TestDestinationHidesWriteKey(t *testing.T) {
+	d := Destination{Account: "42", WriteKey: "wk_secret", Endpoint: "https://api.segment.io"}
+	m := Message{ID: "x", Destination: d}
+	for _, s := range []string{fmt.Sprint(d), fmt.Sprintf("%+v", d), fmt.Sprintf("%#v", d), fmt.Sprintf("%v %+v", m, m)} {
+		if strings.Contains(s, "wk_secret") {
+			t.Errorf("%q shows the write key", s)
+		}
 	}
 }

@@ -16,6 +16,11 @@ import (
 // HTTP Tracking API's, as analytics-go enforces them (maxBatchBytes,
 // maxMessageBytes in its message.go). MaxBatchSize caps the messages in one
 // request; segmenttest.Server answers 400 above it, as Segment does.
+//
+// The defaults are the service's: cmd/produktly-segment takes its defaults
+// from these constants, so each is defined here once. They were sized by
+// benchmark (docs/performance.md): 64 requests in flight keep throughput up
+// at 50 ms round trips.
 const (
 	DefaultEndpoint      = "https://api.segment.io"
 	DefaultBatchSize     = 500
@@ -23,10 +28,20 @@ const (
 	MaxBatchBytes        = 500000
 	MaxMessageBytes      = 32000
 	DefaultFlushInterval = 100 * time.Millisecond
-	DefaultConcurrency   = 16
+	DefaultConcurrency   = 64
 	DefaultTimeout       = 10 * time.Second
 	DefaultMinBackoff    = 100 * time.Millisecond
 	DefaultMaxBackoff    = 30 * time.Second
+	// DefaultSystemicRejects is Options.SystemicRejects' default.
+	DefaultSystemicRejects = 20
+
+	// Accounts mode (Options.Accounts). Segment asks partners to stay at
+	// or below 50 requests per second per source.
+	DefaultAccountMaxRPS      = 50
+	DefaultAccountConcurrency = 8
+	// DefaultParkAfter is the service's ACCOUNT_PARK_AFTER default; the
+	// sink parks nothing unless Options.ParkAfter is set.
+	DefaultParkAfter = 30 * time.Second
 )
 
 // Options configure a Segment sink. The zero value of every field except
@@ -38,12 +53,48 @@ type Options struct {
 	// for a workspace in the EU region, or a segmenttest.Server's URL.
 	Endpoint string
 
-	// WriteKey authenticates the source. Required. It is sent as the basic
-	// auth user name and never logged or put into errors.
+	// WriteKey authenticates the source. Required, except in accounts
+	// mode. It is sent as the basic auth user name and never logged or
+	// put into errors. Messages whose Destination is the zero value go to
+	// this source at Endpoint.
 	WriteKey string
 
-	// BatchSize is the most messages one request carries. Default 500,
-	// at most MaxBatchSize (2500).
+	// Accounts selects accounts mode: messages name their Destination
+	// (write key and endpoint), WriteKey may be empty, and MaxRPS and
+	// DestinationConcurrency default to DefaultAccountMaxRPS (50) and
+	// DefaultAccountConcurrency (8).
+	Accounts bool
+
+	// MaxRPS caps the requests per second of each destination. While a
+	// destination is at its cap, its batches fill up to Segment's limits
+	// (MaxBatchSize messages, BatchBytes) instead of queueing more
+	// requests. Default: no cap; DefaultAccountMaxRPS (50) in accounts
+	// mode.
+	MaxRPS float64
+
+	// DestinationConcurrency is how many batches of one destination may be
+	// out at once (in a request, or waiting for a retry); its further
+	// messages wait in the sink. Default Concurrency; in accounts mode
+	// DefaultAccountConcurrency (8), so that one failing destination
+	// cannot take every request slot.
+	DestinationConcurrency int
+
+	// ParkAfter parks a destination whose deliveries have kept failing
+	// (5xx, 429, timeouts, connection errors, and also 401/403 and a
+	// systemic 400) for longer than this: its waiting messages complete
+	// Parked, and so do new messages to it at once and without an attempt
+	// (except messages with Retry set, which are attempted) until a
+	// delivery to it succeeds. Default 0: never.
+	ParkAfter time.Duration
+
+	// ParkAbove parks a failing destination at once when the sink holds
+	// more than this many of its messages, so that one high-volume failing
+	// destination cannot fill the caller's in-flight limits before
+	// ParkAfter has passed. Default 0: never.
+	ParkAbove int
+
+	// BatchSize is the most messages one request carries. Default
+	// DefaultBatchSize (500), at most MaxBatchSize (2500).
 	BatchSize int
 
 	// BatchBytes is the most bytes one request body carries, envelope
@@ -52,24 +103,38 @@ type Options struct {
 	BatchBytes int
 
 	// FlushInterval is how long a partial batch waits for more messages
-	// after its first one arrived. Default 100ms. It bounds the latency a
+	// after its first one arrived. Default DefaultFlushInterval (100ms). It bounds the latency a
 	// quiet partition adds before its offsets can be committed.
 	FlushInterval time.Duration
 
-	// Concurrency is how many requests may be in flight at once; each sender
-	// retries its batch itself, so this is also how many batches may be
-	// waiting for a retry. Default 16.
+	// Concurrency is how many requests may be in flight at once, over all
+	// destinations. A batch waiting for its retry holds no request slot;
+	// how many batches of one destination may be out (in a request or
+	// waiting for a retry) is DestinationConcurrency, which defaults to
+	// Concurrency in single-source mode, so there it is also how many
+	// batches may be waiting for a retry. Default DefaultConcurrency (64).
 	Concurrency int
 
 	// Timeout bounds one request, from dial to the end of the response
-	// body. Default 10s.
+	// body. Default DefaultTimeout (10s).
 	Timeout time.Duration
 
 	// MinBackoff and MaxBackoff bound the exponential wait between
 	// attempts of one batch (jittered between half and all of
-	// MinBackoff*2^attempt, capped at MaxBackoff). Defaults 100ms and 30s.
+	// MinBackoff*2^attempt, capped at MaxBackoff). Defaults
+	// DefaultMinBackoff (100ms) and DefaultMaxBackoff (30s).
 	// A Retry-After header lengthens the wait, up to five minutes.
 	MinBackoff, MaxBackoff time.Duration
+
+	// SystemicRejects is how many requests in a row that carried one call
+	// each, for distinct calls and with no success in between, Segment
+	// must answer 400 before the sink treats 400 as an outage (a proxy or
+	// envelope bug) rather than as bad calls: it then keeps the calls and
+	// retries them with backoff, Healthy reports false, and the gauge
+	// produktly_segment_sink_systemic_rejection is 1, until a request
+	// succeeds. The calls rejected before that are rejected for good.
+	// Default DefaultSystemicRejects (20).
+	SystemicRejects int
 
 	// Client sends the requests. Default: a client whose transport keeps
 	// Concurrency idle connections to the endpoint (http.DefaultTransport
@@ -93,8 +158,8 @@ func (o Options) String() string {
 	if o.WriteKey != "" {
 		key = "(set)"
 	}
-	return fmt.Sprintf("{Endpoint:%q WriteKey:%s BatchSize:%d BatchBytes:%d FlushInterval:%s Concurrency:%d Timeout:%s MinBackoff:%s MaxBackoff:%s}",
-		o.Endpoint, key, o.BatchSize, o.BatchBytes, o.FlushInterval, o.Concurrency, o.Timeout, o.MinBackoff, o.MaxBackoff)
+	return fmt.Sprintf("{Endpoint:%q WriteKey:%s Accounts:%t BatchSize:%d BatchBytes:%d FlushInterval:%s Concurrency:%d DestinationConcurrency:%d MaxRPS:%v Timeout:%s MinBackoff:%s MaxBackoff:%s ParkAfter:%s ParkAbove:%d}",
+		o.Endpoint, key, o.Accounts, o.BatchSize, o.BatchBytes, o.FlushInterval, o.Concurrency, o.DestinationConcurrency, o.MaxRPS, o.Timeout, o.MinBackoff, o.MaxBackoff, o.ParkAfter, o.ParkAbove)
 }
 
 // Validate reports every field that is out of range. Zero values are valid
@@ -104,8 +169,20 @@ func (o Options) Validate() error {
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("sink: "+format, args...))
 	}
-	if o.WriteKey == "" {
+	if o.WriteKey == "" && !o.Accounts {
 		bad("WriteKey is required")
+	}
+	if o.MaxRPS < 0 {
+		bad("MaxRPS %v is negative", o.MaxRPS)
+	}
+	if o.DestinationConcurrency < 0 {
+		bad("DestinationConcurrency %d is negative", o.DestinationConcurrency)
+	}
+	if o.ParkAfter < 0 {
+		bad("ParkAfter %s is negative", o.ParkAfter)
+	}
+	if o.ParkAbove < 0 {
+		bad("ParkAbove %d is negative", o.ParkAbove)
 	}
 	if o.Endpoint != "" {
 		u, err := url.Parse(o.Endpoint)
@@ -138,6 +215,9 @@ func (o Options) Validate() error {
 	if o.Concurrency < 0 {
 		bad("Concurrency %d is negative", o.Concurrency)
 	}
+	if o.SystemicRejects < 0 {
+		bad("SystemicRejects %d is negative", o.SystemicRejects)
+	}
 	if minB := cmp.Or(o.MinBackoff, DefaultMinBackoff); o.MaxBackoff > 0 && minB > o.MaxBackoff {
 		bad("MinBackoff %s is over MaxBackoff %s", minB, o.MaxBackoff)
 	}
@@ -169,6 +249,18 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = max(DefaultMaxBackoff, o.MinBackoff)
+	}
+	if o.Accounts && o.MaxRPS == 0 {
+		o.MaxRPS = DefaultAccountMaxRPS
+	}
+	if o.DestinationConcurrency == 0 {
+		o.DestinationConcurrency = o.Concurrency
+		if o.Accounts {
+			o.DestinationConcurrency = min(DefaultAccountConcurrency, o.Concurrency)
+		}
+	}
+	if o.SystemicRejects == 0 {
+		o.SystemicRejects = DefaultSystemicRejects
 	}
 	if o.Client == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()

@@ -2,7 +2,6 @@ package sink
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"sync"
@@ -25,6 +24,13 @@ const (
 	// Abandoned: the sink stopped trying (Cancel closed, or Run's context
 	// ended) without an answer. Do not commit; redeliver later.
 	Abandoned
+	// Parked: not delivered, because its destination is parked (see
+	// Options.ParkAfter and Options.ParkAbove): its deliveries kept
+	// failing transiently. The caller writes the message to a retry
+	// topic and sends it again later with Message.Retry set. Result.Err
+	// wraps ErrParked. Never given for a message Segment refused (that is
+	// Rejected) or for a cancellation (Abandoned).
+	Parked
 )
 
 func (o Outcome) String() string {
@@ -35,6 +41,8 @@ func (o Outcome) String() string {
 		return "rejected"
 	case Abandoned:
 		return "abandoned"
+	case Parked:
+		return "parked"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -52,6 +60,14 @@ type Message struct {
 	// reports Abandoned; if it was already acknowledged, Delivered.
 	// Many messages may share one channel.
 	Cancel <-chan struct{}
+	// Destination is where the message goes; the zero value is the single
+	// source of Options. Each destination has its own batches, pacing,
+	// backoff, health and parking.
+	Destination Destination
+	// Retry marks a message coming back from the retry topic: it is
+	// attempted even while its destination is parked, and its delivery
+	// unparks the destination.
+	Retry bool
 	// Done is called exactly once with the message's outcome, from a sink
 	// goroutine (or from Run itself as it returns), in no particular order
 	// across messages. It must return quickly and must not call Enqueue:
@@ -63,9 +79,10 @@ type Message struct {
 // Result is the outcome of one message.
 type Result struct {
 	Outcome Outcome
-	// Err is nil for Delivered, a *RejectedError for Rejected, and for
+	// Err is nil for Delivered, a *RejectedError for Rejected, for
 	// Abandoned an error that wraps ErrCanceled or ErrClosed (and names
-	// the last failure, if there was one).
+	// the last failure, if there was one), and for Parked one that wraps
+	// ErrParked and names the last failure.
 	Err error
 }
 
@@ -95,27 +112,49 @@ var (
 	// ErrCanceled is wrapped by the Err of messages abandoned because
 	// their Cancel channel was closed.
 	ErrCanceled = errors.New("sink: message canceled by its owner")
+	// ErrParked is wrapped by the Err of Parked messages.
+	ErrParked = errors.New("sink: destination parked")
+	// ErrNoDestination is returned by Enqueue for a message that names no
+	// write key when Options has none either.
+	ErrNoDestination = errors.New("sink: message names no write key and Options.WriteKey is empty")
 )
 
 // Segment batches messages and delivers them to Segment's HTTP Tracking API.
 // Create it with NewSegment, start it with Run, feed it with Enqueue.
 type Segment struct {
 	o    Options // with defaults applied
-	url  string
-	auth string // the Authorization header value; it holds the write key
 	log  zerolog.Logger
 	m    *metrics
 	pool sync.Pool // *batch, with their bodies and message lists
 
-	queue   chan Message
-	batches chan *batch // unbuffered: a batch is always owned by exactly one goroutine
+	queue    chan Message
+	held     atomic.Int64  // messages taken off the queue and not finished
+	maxHeld  int64         // the dispatcher takes no more while held reaches it
+	perDest  int           // Options.DestinationConcurrency
+	interval time.Duration // between requests of one destination; 0 without MaxRPS
+	sem      chan struct{} // one token per request in flight (Concurrency)
+	wg       sync.WaitGroup
+
+	// Destinations: the dispatcher owns the map and writes it under
+	// destMu; Status and Healthy read it under destMu.
+	dests           map[Destination]*dest
+	destMu          sync.RWMutex
+	last            *dest // the dispatcher's last lookup
+	wake            wakeups
+	kick            chan struct{} // capacity 1: something in attn
+	attnMu          sync.Mutex
+	attn            []*dest
+	nFailing        atomic.Int64
+	nParked         atomic.Int64
+	idleAfter       time.Duration
+	parkedIdleAfter time.Duration
 
 	started  atomic.Bool
 	stopping chan struct{} // closed when Run begins to return
 	mu       sync.RWMutex  // Enqueue holds it shared; Run takes it to shut the queue
 	stopped  bool
 
-	health health
+	sys systemic
 }
 
 // NewSegment checks o and builds a sink. It registers the sink's metrics on
@@ -127,20 +166,34 @@ func NewSegment(o Options) (*Segment, error) {
 	o = o.withDefaults()
 	s := &Segment{
 		o:   o,
-		url: o.Endpoint + "/v1/batch",
-		// Segment's basic auth: the write key is the user, the password is empty.
-		auth: "Basic " + base64.StdEncoding.EncodeToString([]byte(o.WriteKey+":")),
-		log:  o.Logger, // the caller names the component
-		// The queue plus one batch per sender plus the one being filled make
-		// about 2×BatchSize×Concurrency messages held at most.
-		queue:    make(chan Message, o.BatchSize*o.Concurrency),
-		batches:  make(chan *batch),
-		stopping: make(chan struct{}),
+		log: o.Logger, // the caller names the component
+		// The queue, plus Concurrency batches out and the one being
+		// filled, make about 2×BatchSize×Concurrency messages held at most.
+		queue:           make(chan Message, o.BatchSize*o.Concurrency),
+		maxHeld:         int64(o.BatchSize*o.Concurrency + o.BatchSize),
+		perDest:         o.DestinationConcurrency,
+		sem:             make(chan struct{}, o.Concurrency),
+		dests:           make(map[Destination]*dest),
+		kick:            make(chan struct{}, 1),
+		idleAfter:       idleAfter,
+		parkedIdleAfter: parkedIdleAfter,
+		stopping:        make(chan struct{}),
+		sys:             systemic{limit: o.SystemicRejects},
 	}
-	if o.Endpoint[len(o.Endpoint)-1] == '/' {
-		s.url = o.Endpoint + "v1/batch"
+	if o.MaxRPS > 0 {
+		s.interval = time.Duration(float64(time.Second) / o.MaxRPS)
 	}
-	m, err := newMetrics(o.Registerer, func() float64 { return float64(len(s.queue)) })
+	m, err := newMetrics(o.Registerer, gauges{
+		queue: func() float64 { return float64(len(s.queue)) },
+		systemic: func() float64 {
+			if s.sys.active() {
+				return 1
+			}
+			return 0
+		},
+		failing: func() float64 { return float64(s.nFailing.Load()) },
+		parked:  func() float64 { return float64(s.nParked.Load()) },
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -166,13 +219,9 @@ func (s *Segment) Run(ctx context.Context) error {
 		s.batchLoop(ctx)
 		return nil
 	})
-	for range s.o.Concurrency {
-		g.Go(func() error {
-			s.sendLoop(ctx)
-			return nil
-		})
-	}
-	return g.Wait()
+	err := g.Wait()
+	s.wg.Wait() // the delivery goroutines; only the batcher starts them
+	return err
 }
 
 // shut closes the queue to Enqueue and abandons what is still in it. Run
@@ -185,7 +234,7 @@ func (s *Segment) shut() {
 	for {
 		select {
 		case m := <-s.queue:
-			s.finish(m, Result{Outcome: Abandoned, Err: ErrClosed})
+			s.finish(nil, m, Result{Outcome: Abandoned, Err: ErrClosed})
 		default:
 			return
 		}
@@ -202,6 +251,9 @@ func (s *Segment) shut() {
 func (s *Segment) Enqueue(ctx context.Context, m Message) error {
 	if m.Done == nil {
 		return errors.New("sink: Message.Done is nil")
+	}
+	if m.Destination.WriteKey == "" && s.o.WriteKey == "" {
+		return ErrNoDestination
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -221,38 +273,84 @@ func (s *Segment) Enqueue(ctx context.Context, m Message) error {
 	}
 }
 
-// Healthy reports whether Segment is taking our requests: true when the last
-// request succeeded (a 2xx, or a 400/413 that rejects a message: Segment
-// answered), or when the last failure is over a minute old and no batch is
-// waiting for a retry, or before the first request. Use it for readiness
-// and logging; delivery does not depend on it.
-func (s *Segment) Healthy() bool { return s.health.healthy(time.Now()) }
+// Healthy reports whether Segment is taking our requests: true when some
+// destination is healthy, or before the first request; false while every
+// call is answered 400 (see Options.SystemicRejects). A destination is
+// healthy when it is not parked and its last request succeeded (a 2xx, or a 400/413 that
+// rejects a message: Segment answered), or when its last failure is over a
+// minute old and none of its batches is waiting for a retry. So one
+// failing destination among healthy ones leaves the sink healthy; in
+// single-source mode the one destination decides. Use it for readiness and
+// logging; delivery does not depend on it.
+func (s *Segment) Healthy() bool {
+	if s.sys.active() {
+		return false
+	}
+	now := time.Now()
+	s.destMu.RLock()
+	defer s.destMu.RUnlock()
+	if len(s.dests) == 0 {
+		return true
+	}
+	for _, d := range s.dests {
+		if !d.parked.Load() && d.health.healthy(now) {
+			return true
+		}
+	}
+	return false
+}
 
-// finish reports m's outcome to its owner and to the metrics.
-func (s *Segment) finish(m Message, r Result) {
+// finish reports m's outcome to its owner and to the metrics. d is the
+// destination that held m, or nil for a message finished as it was taken
+// off the queue.
+func (s *Segment) finish(d *dest, m Message, r Result) {
+	if d != nil {
+		d.waiting.Add(-1)
+		s.held.Add(-1)
+	}
 	s.m.outcome(r.Outcome)
 	m.Done(r)
 }
 
-// abandon finishes every message of msgs as Abandoned with err.
-func (s *Segment) abandon(msgs []Message, err error) {
+// abandon finishes every message of msgs, held for d, as Abandoned with err.
+func (s *Segment) abandon(d *dest, msgs []Message, err error) {
 	for _, m := range msgs {
-		s.finish(m, Result{Outcome: Abandoned, Err: err})
+		s.finish(d, m, Result{Outcome: Abandoned, Err: err})
 	}
 }
+
+// parkedErr is the Err of d's Parked messages.
+func (s *Segment) parkedErr(d *dest) error {
+	d.mu.Lock()
+	last := d.lastErr
+	d.mu.Unlock()
+	if last == "" {
+		return ErrParked
+	}
+	return fmt.Errorf("%w (last attempt: %s)", ErrParked, last)
+}
+
+// outageGap is how long no request may have succeeded before a success
+// counts as Segment coming back, which wakes the batches sleeping in a
+// backoff. Under a partial failure (some batches failing for good while
+// others succeed) successes come far more often than this, so they wake
+// nobody and the failing batches keep to their backoff schedule.
+const outageGap = time.Second
 
 // health remembers the last request and how many batches are failing.
 type health struct {
 	mu      sync.Mutex
-	last    time.Time
-	ok      bool
-	wake    chan struct{} // closed when a request succeeds after failures
+	last    time.Time     // the last answer (or failure) recorded
+	ok      bool          // whether it was a success
+	lastOK  time.Time     // the last success
+	failed  bool          // a failure was recorded since the last success
+	wake    chan struct{} // closed when Segment comes back after an outage
 	failing atomic.Int64  // batches whose last attempt failed and that are still being retried
 }
 
-// recovered returns a channel that is closed when the next request succeeds
-// after a failure: Segment is back, and batches in a long backoff need not
-// sleep it out.
+// recovered returns a channel that is closed when a request succeeds after
+// an outage (no success for outageGap): Segment is back, and batches in a
+// long backoff need not sleep it out.
 func (h *health) recovered() <-chan struct{} {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -265,11 +363,19 @@ func (h *health) recovered() <-chan struct{} {
 func (h *health) record(at time.Time, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	was := h.ok
 	if at.After(h.last) {
 		h.last, h.ok = at, ok
 	}
-	if ok && !was && h.wake != nil {
+	if !ok {
+		h.failed = true
+		return
+	}
+	outage := h.failed && (h.lastOK.IsZero() || at.Sub(h.lastOK) >= outageGap)
+	if at.After(h.lastOK) {
+		h.lastOK = at
+	}
+	h.failed = false
+	if outage && h.wake != nil {
 		close(h.wake)
 		h.wake = nil
 	}

@@ -24,19 +24,19 @@ func TestBatchesBySize(t *testing.T) {
 		o.Concurrency = 1
 	})
 	h.enqueue("m", 35, 0, nil)
-	got := h.res.wait(30, 5*time.Second)
-	time.Sleep(50 * time.Millisecond) // a fourth, partial batch must not go
+	if c := outcomes(h.res.wait(30, 5*time.Second)); c[sink.Delivered] != 30 {
+		t.Errorf("outcomes %v, want 30 delivered", c)
+	}
+	// Once Run has returned nothing more can be sent: a fourth, partial
+	// batch must not have gone.
+	h.stop()
 	if n := srv.Requests(); n != 3 {
 		t.Errorf("requests = %d, want 3", n)
 	}
 	if n := srv.Count(); n != 30 {
 		t.Errorf("server accepted %d messages, want 30", n)
 	}
-	if c := outcomes(got); c[sink.Delivered] != 30 {
-		t.Errorf("outcomes %v, want 30 delivered", c)
-	}
-	h.stop()
-	got = h.res.wait(35, time.Second)
+	got := h.res.wait(35, time.Second)
 	for i := 30; i < 35; i++ {
 		r := got[fmt.Sprintf("m-%d", i)]
 		if r.Outcome != sink.Abandoned || !errors.Is(r.Err, sink.ErrClosed) {
@@ -209,16 +209,24 @@ func TestEnqueueBlocksWhenFull(t *testing.T) {
 		t.Errorf("accepted %d messages before blocking, want 3", accepted)
 	}
 	srv.ClearOutage()
-	got := h.res.wait(accepted, 5*time.Second)
-	time.Sleep(20 * time.Millisecond)
-	if _, ok := got[fmt.Sprintf("m-%d", accepted)]; ok || h.res.count() != accepted {
-		t.Errorf("Done was called for the message whose Enqueue timed out")
-	}
+	h.res.wait(accepted, 5*time.Second)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := h.sink.Enqueue(ctx, h.res.message("x", track("x", 0), nil)); !errors.Is(err, context.Canceled) {
 		t.Errorf("Enqueue with a cancelled ctx: %v, want context.Canceled", err)
+	}
+	// Run finishes every message it holds before it returns; after that,
+	// the messages whose Enqueue failed must not have been finished.
+	h.stop()
+	got := h.res.wait(accepted, time.Second)
+	for _, id := range []string{fmt.Sprintf("m-%d", accepted), "x"} {
+		if _, ok := got[id]; ok {
+			t.Errorf("Done was called for %s, whose Enqueue failed", id)
+		}
+	}
+	if n := h.res.count(); n != accepted {
+		t.Errorf("%d messages finished, want the %d accepted", n, accepted)
 	}
 }
 

@@ -17,18 +17,6 @@ import (
 // RejectedError.
 const maxErrorBody = 512
 
-// sendLoop delivers one batch at a time until ctx ends.
-func (s *Segment) sendLoop(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case b := <-s.batches:
-			s.deliver(ctx, b)
-		}
-	}
-}
-
 // answer is what one attempt produced.
 type answer struct {
 	status     int    // HTTP status, 0 when there was no answer
@@ -39,9 +27,12 @@ type answer struct {
 }
 
 // deliver sends b until each of its messages is finished: delivered,
-// rejected, or abandoned because it was cancelled or ctx ended. It owns b
-// and returns it to the pool.
+// rejected, parked, or abandoned because it was cancelled or ctx ended. It
+// owns b and returns it to the pool. The dispatcher reserved the first
+// attempt's request slot; the retries take theirs from the destination's
+// pacing. Between attempts it holds no request slot.
 func (s *Segment) deliver(ctx context.Context, b *batch) {
+	d := b.d
 	defer func() {
 		if b != nil {
 			s.release(b)
@@ -51,7 +42,7 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 	failing := false
 	defer func() {
 		if failing {
-			s.health.failing.Add(-1)
+			d.health.failing.Add(-1)
 		}
 	}()
 	for attempt := 0; ; attempt++ {
@@ -62,46 +53,101 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			return
 		}
 		if ctx.Err() != nil {
-			s.abandon(b.msgs, withLast(ErrClosed, last))
+			s.abandon(d, b.msgs, withLast(ErrClosed, last))
 			return
 		}
-
+		if attempt > 0 {
+			if d.parked.Load() {
+				s.parkAll(b)
+				return
+			}
+			if w := d.reserveRetry(time.Now(), s.interval); w > 0 {
+				s.sleep(ctx, b, w, last, nil)
+				s.dropCanceled(b, last)
+				switch {
+				case len(b.msgs) == 0:
+					return
+				case ctx.Err() != nil:
+					s.abandon(d, b.msgs, withLast(ErrClosed, last))
+					return
+				case d.parked.Load():
+					s.parkAll(b)
+					return
+				}
+			}
+		}
+		select {
+		case s.sem <- struct{}{}:
+		case <-ctx.Done():
+			continue
+		}
 		a := s.post(ctx, b)
+		<-s.sem
 		switch {
 		case a.status >= 200 && a.status < 300:
+			d.health.record(time.Now(), true)
+			s.sys.delivered()
+			s.succeeded(d)
 			for _, m := range b.msgs {
-				s.finish(m, Result{Outcome: Delivered})
+				s.finish(d, m, Result{Outcome: Delivered})
 			}
 			return
 
-		case a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge:
-			if len(b.msgs) == 1 {
-				m := b.msgs[0]
-				s.log.Error().Str("message_id", m.ID).Int("status", a.status).Str("answer", a.body).Msg("segment rejected message")
-				s.finish(m, Result{Outcome: Rejected, Err: &RejectedError{Status: a.status, Body: a.body}})
-				return
+		case a.status == http.StatusBadRequest && s.sys.active():
+			// Every call is being refused: an outage, not bad calls.
+
+		case a.status == http.StatusBadRequest && len(b.msgs) == 1:
+			m := b.msgs[0]
+			if s.sys.rejected(m.ID) {
+				s.log.Error().Int("status", a.status).Int("in_a_row", s.o.SystemicRejects).Str("answer", a.body).
+					Msg("segment refuses every call: treating 400 as an outage and retrying instead of rejecting")
+				break
 			}
-			// One bad message fails the whole request: split to find it,
-			// so that the others are delivered.
+			d.health.record(time.Now(), true)
+			s.log.Error().Str("account", d.account).Str("message_id", m.ID).Int("status", a.status).Str("answer", a.body).Msg("segment rejected message")
+			s.finish(d, m, Result{Outcome: Rejected, Err: &RejectedError{Status: a.status, Body: a.body}})
+			return
+
+		case (a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge) && len(b.msgs) > 1:
+			// One bad message fails the whole request, and a body too
+			// large for something in between fails it too: split, so
+			// that the others are delivered.
+			d.health.record(time.Now(), true)
 			h := len(b.msgs) / 2
-			s.log.Warn().Int("status", a.status).Int("messages", len(b.msgs)).Str("answer", a.body).Msg("segment rejected batch, splitting it to isolate bad messages")
-			left, right := s.encode(b.msgs[:h]), s.encode(b.msgs[h:])
+			s.log.Warn().Str("account", d.account).Int("status", a.status).Int("messages", len(b.msgs)).Str("answer", a.body).Msg("segment rejected batch, splitting it to isolate bad messages")
+			left, right := s.encode(d, b.msgs[:h]), s.encode(d, b.msgs[h:])
 			s.release(b)
 			b = nil
 			s.deliver(ctx, left)
 			s.deliver(ctx, right)
 			return
 		}
+		// A 413 for one message is retried like an outage: check keeps
+		// every message within Segment's limits, so what refuses it is
+		// in between and may be fixed.
 
 		// Anything else may succeed later. Retry for ever.
 		if a.label == "canceled" {
 			continue // aborted by us: ctx ended or every message was cancelled
 		}
+		now := time.Now()
+		d.health.record(now, false)
 		last = a.err
 		if !failing {
 			failing = true
-			s.health.failing.Add(1)
+			d.health.failing.Add(1)
 		}
+		if a.retryAfter > 0 {
+			// Segment asked this source (only this one) for a pause.
+			d.pause(now.Add(min(a.retryAfter, maxRetryAfter)))
+		}
+		why := a.label
+		if a.body != "" {
+			why += ": " + a.body
+		} else if a.err != nil && a.status == 0 {
+			why += ": " + a.err.Error()
+		}
+		parked := s.failed(d, now, why)
 		wait := s.backoff(attempt, a.retryAfter)
 		s.m.retries.Inc()
 		// Every failed attempt is counted in the metrics; the log gets the
@@ -111,6 +157,9 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		if n := attempt + 1; n&(n-1) == 0 {
 			ev = s.log.Warn()
 		}
+		if d.account != "" {
+			ev = ev.Str("account", d.account)
+		}
 		ev = ev.Int("attempt", attempt+1).Int("messages", len(b.msgs)).Dur("backoff", wait).Str("status", a.label)
 		if a.body != "" {
 			ev = ev.Str("answer", a.body)
@@ -118,17 +167,32 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		if a.retryAfter > 0 {
 			ev = ev.Dur("retry_after", a.retryAfter)
 		}
-		ev.Err(a.err).Msg("segment request failed, will retry")
+		ev.Err(a.err).Bool("parked", parked).Msg("segment request failed, will retry")
+		if parked {
+			continue // completes Parked at the top of the loop
+		}
 		// After an outage the oldest batches sit in the longest backoffs
 		// (up to MaxBackoff) and hold their partitions' commit points
-		// back; a success of any other batch wakes them. Not when Segment
-		// asked for a pause with Retry-After.
+		// back; the first success of their destination after the outage
+		// wakes them (see outageGap). Not when Segment asked for a pause:
+		// a 429, or a Retry-After.
 		var wake <-chan struct{}
-		if a.retryAfter == 0 {
-			wake = s.health.recovered()
+		if a.retryAfter == 0 && a.status != http.StatusTooManyRequests {
+			wake = d.health.recovered()
 		}
 		s.sleep(ctx, b, wait, last, wake)
 	}
+}
+
+// parkAll completes every message of b Parked. Each had its attempt: it is
+// called only after a failed one.
+func (s *Segment) parkAll(b *batch) {
+	err := s.parkedErr(b.d)
+	for _, m := range b.msgs {
+		s.finish(b.d, m, Result{Outcome: Parked, Err: err})
+	}
+	clear(b.msgs)
+	b.msgs = b.msgs[:0]
 }
 
 // dropCanceled finishes the messages of b whose Cancel is closed and removes
@@ -137,7 +201,7 @@ func (s *Segment) dropCanceled(b *batch, last error) bool {
 	kept := b.msgs[:0]
 	for _, m := range b.msgs {
 		if closed(m.Cancel) {
-			s.finish(m, Result{Outcome: Abandoned, Err: withLast(ErrCanceled, last)})
+			s.finish(b.d, m, Result{Outcome: Abandoned, Err: withLast(ErrCanceled, last)})
 			continue
 		}
 		kept = append(kept, m)
@@ -169,11 +233,30 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 
 	body := b.buf
 	stamp(body, time.Now())
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, s.url, bytes.NewReader(body))
+	rb := newRequestBody(body)
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, b.d.url, rb)
 	if err != nil {
 		return answer{label: "error", err: err}
 	}
-	req.Header.Set("Authorization", s.auth)
+	req.ContentLength = int64(len(body))
+	req.GetBody = func() (io.ReadCloser, error) {
+		// The transport wants to send the body again (a retry on a
+		// fresh connection): give it its own copy, so b.buf never has
+		// two readers to wait for.
+		return io.NopCloser(bytes.NewReader(bytes.Clone(body))), nil
+	}
+	defer func() {
+		// The RoundTripper contract lets the transport read the body
+		// after Do returns, until it closes it. If it has not closed it
+		// yet, leave that buffer to it and go on with a copy, so the
+		// next stamp, a rebuild or the pool never write under its reads.
+		// net/http's HTTP/1 transport closes the body before it flushes
+		// the last bytes, so in steady state this copies nothing.
+		if !rb.closed() {
+			b.buf = append(make([]byte, 0, cap(body)), body...)
+		}
+	}()
+	req.Header.Set("Authorization", b.d.auth)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "produktly-segment/"+libraryVersion)
 
@@ -197,10 +280,38 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 	s.m.requests.WithLabelValues(a.label).Inc()
 	if a.label != "canceled" {
 		s.m.latency.Observe(elapsed.Seconds())
-		s.health.record(time.Now(), a.status >= 200 && a.status < 300 ||
-			a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge)
 	}
 	return a
+}
+
+// requestBody is a request body over a batch's buffer that reports when the
+// transport has closed it: from then on the transport reads it no more.
+type requestBody struct {
+	r    bytes.Reader
+	once sync.Once
+	done chan struct{}
+}
+
+func newRequestBody(b []byte) *requestBody {
+	rb := &requestBody{done: make(chan struct{})}
+	rb.r.Reset(b)
+	return rb
+}
+
+func (rb *requestBody) Read(p []byte) (int, error) { return rb.r.Read(p) }
+
+func (rb *requestBody) Close() error {
+	rb.once.Do(func() { close(rb.done) })
+	return nil
+}
+
+func (rb *requestBody) closed() bool {
+	select {
+	case <-rb.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // read turns a response into an answer and closes its body. A 2xx body is

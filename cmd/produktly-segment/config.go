@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/produktly/produktly-segment/consumer"
+	"github.com/produktly/produktly-segment/sink"
 )
 
 // config is every setting of `produktly-segment run`. Each is read from an
@@ -105,7 +106,7 @@ func settings() []setting {
 			set: str(func(c *config) *string { return &c.TLSKeyFile })},
 		{env: "SEGMENT_WRITE_KEY", required: true, secret: true, help: "Segment source write key",
 			set: str(func(c *config) *string { return &c.WriteKey })},
-		{env: "SEGMENT_ENDPOINT", def: "https://api.segment.io", help: "Segment HTTP Tracking API base URL",
+		{env: "SEGMENT_ENDPOINT", def: sink.DefaultEndpoint, help: "Segment HTTP Tracking API base URL",
 			set: func(c *config, v string) error {
 				u, err := url.Parse(v)
 				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -114,13 +115,13 @@ func settings() []setting {
 				c.Endpoint = strings.TrimRight(v, "/")
 				return nil
 			}},
-		{env: "SEGMENT_BATCH_SIZE", def: "500", help: "messages per Segment request (1-2500)",
-			set: intIn(func(c *config) *int { return &c.BatchSize }, 1, 2500)},
-		{env: "SEGMENT_FLUSH_INTERVAL", def: "100ms", help: "longest wait before a partial batch is sent",
+		{env: "SEGMENT_BATCH_SIZE", def: strconv.Itoa(sink.DefaultBatchSize), help: fmt.Sprintf("messages per Segment request (1-%d)", sink.MaxBatchSize),
+			set: intIn(func(c *config) *int { return &c.BatchSize }, 1, sink.MaxBatchSize)},
+		{env: "SEGMENT_FLUSH_INTERVAL", def: sink.DefaultFlushInterval.String(), help: "longest wait before a partial batch is sent",
 			set: dur(func(c *config) *time.Duration { return &c.FlushInterval })},
-		{env: "SEGMENT_CONCURRENCY", def: "64", help: "Segment requests in flight at once",
+		{env: "SEGMENT_CONCURRENCY", def: strconv.Itoa(sink.DefaultConcurrency), help: "Segment requests in flight at once",
 			set: intIn(func(c *config) *int { return &c.Concurrency }, 1, 1000)},
-		{env: "SEGMENT_TIMEOUT", def: "10s", help: "timeout of one Segment request",
+		{env: "SEGMENT_TIMEOUT", def: sink.DefaultTimeout.String(), help: "timeout of one Segment request",
 			set: dur(func(c *config) *time.Duration { return &c.SegmentTimeout })},
 		{env: "MAX_IN_FLIGHT", option: "MaxInFlight", def: "50000", help: "records fetched and not yet acknowledged, all partitions",
 			set: intIn(func(c *config) *int { return &c.MaxInFlight }, 1, 10_000_000)},

@@ -29,6 +29,13 @@ type faults struct {
 	rng        *rand.Rand
 	drop       int
 	reject     func(Received) bool
+	byKey      map[string]keyFault
+}
+
+// keyFault is a persistent fault of one write key.
+type keyFault struct {
+	status     int
+	retryAfter time.Duration
 }
 
 // randomFaults are what SetFaultRate draws from, evenly.
@@ -101,6 +108,27 @@ func (s *Server) RejectMessages(bad func(Received) bool) {
 	s.f.reject = bad
 }
 
+// FailKey makes every request with write key key answer status (or Hang,
+// Drop, Cut) until ClearKey, with Retry-After rounded up to whole seconds
+// when retryAfter > 0, while requests with other keys are served: one
+// account's source fails, the others do not. Scripted statuses, outages
+// and random faults take precedence.
+func (s *Server) FailKey(key string, status int, retryAfter time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.f.byKey == nil {
+		s.f.byKey = map[string]keyFault{}
+	}
+	s.f.byKey[key] = keyFault{status: status, retryAfter: retryAfter}
+}
+
+// ClearKey ends FailKey's fault of key.
+func (s *Server) ClearKey(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.f.byKey, key)
+}
+
 // plan is what the handler must do with one request.
 type plan struct {
 	fault      int // 0, an HTTP status, Hang, Drop or Cut
@@ -111,10 +139,11 @@ type plan struct {
 
 // nextPlan counts the request and draws its fault, in order of precedence:
 // dropped connections, scripted statuses, outage, random faults.
-func (s *Server) nextPlan() plan {
+func (s *Server) nextPlan(key string) plan {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.requests++
+	s.byKey[key]++
 	p := plan{latency: s.f.latency, retryAfter: s.f.retryAfter, reject: s.f.reject}
 	switch {
 	case s.f.drop > 0:
@@ -129,6 +158,10 @@ func (s *Server) nextPlan() plan {
 		p.fault = randomFaults[s.f.rng.IntN(len(randomFaults))]
 		if p.fault == http.StatusTooManyRequests && p.retryAfter <= 0 {
 			p.retryAfter = time.Second
+		}
+	default:
+		if kf, ok := s.f.byKey[key]; ok {
+			p.fault, p.retryAfter = kf.status, kf.retryAfter
 		}
 	}
 	return p

@@ -1,6 +1,7 @@
 package segmenttest
 
 import (
+	"bytes"
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
@@ -42,9 +43,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	at := time.Now()
-	p := s.nextPlan()
-	if p.latency > 0 && !s.pause(r, p.latency) {
-		panic(http.ErrAbortHandler)
+	user, _, authed := r.BasicAuth()
+	p := s.nextPlan(user)
+	if p.latency > 0 {
+		// net/http watches for the client going away only once the
+		// handler has read the body; read it first, so that a client
+		// that gives up during the pause ends it, and its batch is not
+		// accepted behind its back.
+		data, err := io.ReadAll(io.LimitReader(r.Body, 2*maxBodyBytes))
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(data))
+		if !s.pause(r, p.latency) {
+			panic(http.ErrAbortHandler)
+		}
 	}
 	switch p.fault {
 	case 0, Cut:
@@ -68,12 +81,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	if user, _, ok := r.BasicAuth(); !ok || user != s.writeKey {
+	if !authed || !s.accepts(user) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="Segment"`)
 		answer(w, http.StatusUnauthorized, "invalid write key")
 		return
 	}
-	msgs, problem := s.parse(r, at)
+	msgs, problem := s.parse(r, at, user)
 	if problem != "" {
 		answer(w, http.StatusBadRequest, problem)
 		return
@@ -93,6 +106,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"success":true}`)
+}
+
+func (s *Server) accepts(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.keys[key]
+	return ok
 }
 
 func (s *Server) count() {
@@ -145,7 +165,7 @@ func cut(w http.ResponseWriter, partial string) {
 
 // parse reads and checks a batch body. It returns the messages, or why the
 // whole batch is refused.
-func (s *Server) parse(r *http.Request, at time.Time) ([]Received, string) {
+func (s *Server) parse(r *http.Request, at time.Time, key string) ([]Received, string) {
 	var body io.Reader = r.Body
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
@@ -169,7 +189,7 @@ func (s *Server) parse(r *http.Request, at time.Time) ([]Received, string) {
 
 	if s.noBodies {
 		// Benchmarks: one typed pass, no copies of the messages.
-		return s.parseFields(data, at)
+		return s.parseFields(data, at, key)
 	}
 	var env struct {
 		Batch []json.RawMessage `json:"batch"`
@@ -189,7 +209,7 @@ func (s *Server) parse(r *http.Request, at time.Time) ([]Received, string) {
 		if problem != "" {
 			return nil, fmt.Sprintf("batch[%d]: %s", i, problem)
 		}
-		m.At = at
+		m.At, m.WriteKey = at, key
 		msgs = append(msgs, m)
 	}
 	return msgs, ""
@@ -207,7 +227,7 @@ type fields struct {
 // parseFields is parse for a server without bodies: the same field checks
 // on a lighter reading of the body (scanBatch). The 32 KB message limit is
 // not checked here; the sink enforces it before sending.
-func (s *Server) parseFields(data []byte, at time.Time) ([]Received, string) {
+func (s *Server) parseFields(data []byte, at time.Time, key string) ([]Received, string) {
 	batch, err := scanBatch(data)
 	switch {
 	case err != nil:
@@ -220,7 +240,7 @@ func (s *Server) parseFields(data []byte, at time.Time) ([]Received, string) {
 		if problem := f.check(); problem != "" {
 			return nil, fmt.Sprintf("batch[%d]: %s", i, problem)
 		}
-		msgs = append(msgs, Received{MessageID: f.MessageID, Event: f.Event, At: at})
+		msgs = append(msgs, Received{WriteKey: key, MessageID: f.MessageID, Event: f.Event, At: at})
 	}
 	return msgs, ""
 }

@@ -9,11 +9,17 @@
 // refused as a whole with 400, as Segment does, which is what the sink's
 // batch splitting must cope with.
 //
+// A Server serves one write key or many (WithWriteKeys, AddWriteKey), and
+// records the write key of every message it accepts, so that a test can
+// check that each account's calls reached the right source. Several
+// Servers (say a US and an EU one) run side by side on their own ports.
+//
 // Faults can be injected while it serves: scripted statuses (FailNext), an
 // outage (SetOutage), Retry-After headers, latency, dropped connections,
 // requests that hang past the client's timeout, responses cut off after the
-// batch was accepted (the client cannot know it was), and a seeded random mix
-// of all of these (SetFaultRate). Injected faults take effect before
+// batch was accepted (the client cannot know it was), a seeded random mix
+// of all of these (SetFaultRate), and a persistent fault for one write key
+// while the others are served (FailKey). Injected faults take effect before
 // authentication, like failures of a load balancer in front of the API.
 package segmenttest
 
@@ -32,6 +38,8 @@ import (
 
 // Received is one accepted message.
 type Received struct {
+	// WriteKey is the basic auth user of the request that carried it.
+	WriteKey    string
 	MessageID   string
 	Event       string
 	UserID      string
@@ -49,6 +57,15 @@ type Option func(*Server)
 // message, for benchmarks that send millions.
 func WithoutBodies() Option { return func(s *Server) { s.noBodies = true } }
 
+// WithWriteKeys accepts these write keys too.
+func WithWriteKeys(keys ...string) Option {
+	return func(s *Server) {
+		for _, k := range keys {
+			s.keys[k] = struct{}{}
+		}
+	}
+}
+
 // WithAddr listens on addr (for example ":8080" for the demo) instead of a
 // random loopback port.
 func WithAddr(addr string) Option { return func(s *Server) { s.addr = addr } }
@@ -56,7 +73,6 @@ func WithAddr(addr string) Option { return func(s *Server) { s.addr = addr } }
 // Server is a Segment-compatible batch endpoint. Its methods are safe for
 // concurrent use, also while it serves.
 type Server struct {
-	writeKey string
 	noBodies bool
 	addr     string
 
@@ -69,6 +85,8 @@ type Server struct {
 	closed   bool
 	inflight sync.WaitGroup // handlers; Close waits for them
 	requests int
+	keys     map[string]struct{} // accepted write keys
+	byKey    map[string]int      // requests by basic auth user
 	msgs     []Received
 	distinct map[string]struct{}
 	// Without bodies, messages whose messageId is a UUID are kept in a
@@ -78,6 +96,8 @@ type Server struct {
 	ids        map[uuid.UUID]struct{}
 	events     []string
 	eventIndex map[string]uint16
+	keyNames   []string
+	keyIndex   map[string]uint32
 	f          faults
 }
 
@@ -85,6 +105,7 @@ type compactMsg struct {
 	id    uuid.UUID
 	at    int64 // unix nanoseconds
 	event uint16
+	key   uint32 // index into keyNames
 }
 
 // NewServer starts a Server on 127.0.0.1 at a random port (or WithAddr's
@@ -117,11 +138,13 @@ func Listen(writeKey string, opts ...Option) (*Server, error) {
 
 func newServer(writeKey string, opts ...Option) *Server {
 	s := &Server{
-		writeKey:   writeKey,
+		keys:       map[string]struct{}{writeKey: {}},
+		byKey:      make(map[string]int),
 		closing:    make(chan struct{}),
 		distinct:   make(map[string]struct{}),
 		ids:        make(map[uuid.UUID]struct{}),
 		eventIndex: make(map[string]uint16),
+		keyIndex:   make(map[string]uint32),
 	}
 	for _, o := range opts {
 		o(s)
@@ -168,7 +191,7 @@ func (s *Server) Messages() []Received {
 	out := make([]Received, 0, len(s.msgs)+len(s.compact))
 	out = append(out, s.msgs...)
 	for _, c := range s.compact {
-		out = append(out, Received{MessageID: c.id.String(), Event: s.events[c.event], At: time.Unix(0, c.at)})
+		out = append(out, Received{WriteKey: s.keyNames[c.key], MessageID: c.id.String(), Event: s.events[c.event], At: time.Unix(0, c.at)})
 	}
 	if len(s.msgs) > 0 && len(s.compact) > 0 {
 		sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
@@ -191,6 +214,32 @@ func (s *Server) Distinct() int {
 	return len(s.distinct) + len(s.ids)
 }
 
+// AddWriteKey accepts key from now on.
+func (s *Server) AddWriteKey(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.keys[key] = struct{}{}
+}
+
+// RequestsFor is how many requests arrived with key as their basic auth
+// user, faulted and refused ones included.
+func (s *Server) RequestsFor(key string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.byKey[key]
+}
+
+// MessagesFor returns the accepted messages sent with key, in arrival order.
+func (s *Server) MessagesFor(key string) []Received {
+	var out []Received
+	for _, m := range s.Messages() {
+		if m.WriteKey == key {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // Requests is how many requests arrived, faulted and refused ones included.
 func (s *Server) Requests() int {
 	s.mu.Lock()
@@ -207,13 +256,23 @@ func (s *Server) record(msgs []Received) {
 			// Only the canonical lower-case form, so String gives it back.
 			if id, err := uuid.Parse(m.MessageID); err == nil && len(m.MessageID) == 36 && strings.ToLower(m.MessageID) == m.MessageID {
 				s.ids[id] = struct{}{}
-				s.compact = append(s.compact, compactMsg{id: id, at: m.At.UnixNano(), event: s.eventID(m.Event)})
+				s.compact = append(s.compact, compactMsg{id: id, at: m.At.UnixNano(), event: s.eventID(m.Event), key: s.keyID(m.WriteKey)})
 				continue
 			}
 		}
 		s.distinct[m.MessageID] = struct{}{}
 		s.msgs = append(s.msgs, m)
 	}
+}
+
+// keyID interns a write key for the compact form.
+func (s *Server) keyID(key string) uint32 {
+	if i, ok := s.keyIndex[key]; ok {
+		return i
+	}
+	s.keyNames = append(s.keyNames, key)
+	s.keyIndex[key] = uint32(len(s.keyNames) - 1)
+	return uint32(len(s.keyNames) - 1)
 }
 
 // eventID interns an event name for the compact form.

@@ -327,3 +327,87 @@ func TestHandlerAndListen(t *testing.T) {
 		t.Errorf("Listen on a port in use (%s): want an error", addr)
 	}
 }
+
+// TestManyWriteKeys: one server serves several sources and records the key
+// of every message; FailKey breaks one key and leaves the others alone.
+func TestManyWriteKeys(t *testing.T) {
+	for _, opts := range [][]segmenttest.Option{nil, {segmenttest.WithoutBodies()}} {
+		s := newServer(t, append(opts, segmenttest.WithWriteKeys("wk_b"))...)
+		s.AddWriteKey("wk_c")
+		ids := map[string]string{"wk_test": "0b0e5d43-6f29-4c0e-9a55-000000000001", "wk_b": "0b0e5d43-6f29-4c0e-9a55-000000000002", "wk_c": "0b0e5d43-6f29-4c0e-9a55-000000000003"}
+		for k, id := range ids {
+			if status, answer, _, err := post(t, nil, s.URL(), k, body(msg(id))); err != nil || status != 200 {
+				t.Fatalf("key %s: %d %s %v, want 200", k, status, answer, err)
+			}
+		}
+		if status, _, _, _ := post(t, nil, s.URL(), "wk_unknown", body(msg("x"))); status != 401 {
+			t.Errorf("unknown key: %d, want 401", status)
+		}
+		for k, id := range ids {
+			got := s.MessagesFor(k)
+			if len(got) != 1 || got[0].MessageID != id || got[0].WriteKey != k {
+				t.Errorf("MessagesFor(%s) = %+v, want the one message %s", k, got, id)
+			}
+		}
+
+		s.FailKey("wk_b", 429, 3*time.Second)
+		status, _, hdr, _ := post(t, nil, s.URL(), "wk_b", body(msg("y")))
+		if status != 429 || hdr.Get("Retry-After") != "3" {
+			t.Errorf("failed key: %d Retry-After %q, want 429 and 3", status, hdr.Get("Retry-After"))
+		}
+		if status, _, _, _ := post(t, nil, s.URL(), "wk_c", body(msg("z"))); status != 200 {
+			t.Errorf("other key while wk_b fails: %d, want 200", status)
+		}
+		s.ClearKey("wk_b")
+		if status, _, _, _ := post(t, nil, s.URL(), "wk_b", body(msg("y"))); status != 200 {
+			t.Errorf("wk_b after ClearKey: %d, want 200", status)
+		}
+		if n := s.RequestsFor("wk_b"); n != 3 {
+			t.Errorf("RequestsFor(wk_b) = %d, want 3", n)
+		}
+	}
+}
+
+// TestSideBySide: a US and an EU server run at once, each with its own
+// keys and messages.
+func TestSideBySide(t *testing.T) {
+	us := newServer(t)
+	eu := segmenttest.NewServer("wk_eu")
+	t.Cleanup(eu.Close)
+	if us.URL() == eu.URL() {
+		t.Fatal("both servers on one address")
+	}
+	if status, _, _, _ := post(t, nil, eu.URL(), "wk_eu", body(msg("e"))); status != 200 {
+		t.Errorf("EU: %d", status)
+	}
+	if status, _, _, _ := post(t, nil, us.URL(), "wk_eu", body(msg("e"))); status != 401 {
+		t.Errorf("EU key at the US server: %d, want 401", status)
+	}
+	if us.Count() != 0 || eu.Count() != 1 {
+		t.Errorf("US has %d, EU %d messages; want 0 and 1", us.Count(), eu.Count())
+	}
+}
+
+// TestLatencyPastClientTimeout: a request whose client gave up during the
+// injected latency is not accepted afterwards. (net/http notices a client
+// going away only once the handler has read the body, so the server reads
+// it before it waits.)
+func TestLatencyPastClientTimeout(t *testing.T) {
+	s := newServer(t)
+	s.SetLatency(time.Second)
+	handled := make(chan struct{})
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer close(handled)
+		defer func() { _ = recover() }() // http.ErrAbortHandler
+		s.Handler().ServeHTTP(w, r)
+	}))
+	t.Cleanup(hs.Close)
+	c := &http.Client{Timeout: 100 * time.Millisecond}
+	if _, _, _, err := post(t, c, hs.URL, key, body(msg("late"))); err == nil {
+		t.Fatal("request returned before the latency passed")
+	}
+	<-handled
+	if n := s.Count(); n != 0 {
+		t.Errorf("server accepted %d messages of a request its client gave up on", n)
+	}
+}
