@@ -1,0 +1,191 @@
+package integrations
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/rs/zerolog"
+)
+
+// redacted is what a write key prints as, wherever it is printed.
+const redacted = "[redacted]"
+
+// WriteKey is a Segment source's write key: a secret. Every way of printing
+// or encoding it (fmt verbs, JSON, text, zerolog) gives "[redacted]"; only
+// Reveal returns the key itself.
+type WriteKey struct {
+	// A struct, not a string kind: string(k) does not compile, so nothing
+	// turns a key into text by accident.
+	s string
+}
+
+// NewWriteKey wraps a key.
+func NewWriteKey(key string) WriteKey { return WriteKey{s: key} }
+
+// Reveal returns the key, for the Authorization header of a request to
+// Segment. Never log or wrap its result.
+func (k WriteKey) Reveal() string { return k.s }
+
+// IsZero reports whether the key is empty.
+func (k WriteKey) IsZero() bool { return k.s == "" }
+
+// Equal reports whether two keys are the same key, without revealing them.
+func (k WriteKey) Equal(o WriteKey) bool { return k.s == o.s }
+
+func (WriteKey) String() string   { return redacted }
+func (WriteKey) GoString() string { return redacted }
+
+// Format prints "[redacted]" for every verb, %x and %q included.
+func (WriteKey) Format(f fmt.State, _ rune) { io.WriteString(f, redacted) }
+
+func (WriteKey) MarshalJSON() ([]byte, error) { return []byte(`"` + redacted + `"`), nil }
+func (WriteKey) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Region is the Segment region an integration's source lives in.
+type Region string
+
+// The regions. The contract maps us to SEGMENT_ENDPOINT and eu to
+// SEGMENT_EU_ENDPOINT; the region is never guessed.
+const (
+	RegionUS Region = "us"
+	RegionEU Region = "eu"
+)
+
+// ParseRegion reads "us" or "eu".
+func ParseRegion(s string) (Region, error) {
+	switch Region(s) {
+	case RegionUS, RegionEU:
+		return Region(s), nil
+	}
+	return "", fmt.Errorf(`region must be "us" or "eu"`)
+}
+
+// Integration is one account's Segment integration.
+type Integration struct {
+	WriteKey WriteKey
+	Region   Region // RegionUS or RegionEU
+	// Active is false for a deactivated integration: its records are
+	// skipped.
+	Active bool
+}
+
+// MarshalZerologObject logs an integration without its key.
+func (it Integration) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("region", string(it.Region)).Bool("active", it.Active).Str("write_key", redacted)
+}
+
+// MarshalJSON encodes the integration as the contract's object. The key is
+// redacted like everywhere else; Publisher writes the real one.
+func (it Integration) MarshalJSON() ([]byte, error) {
+	return it.appendJSON(nil, redacted), nil
+}
+
+// appendJSON appends the contract's object with key as the writeKey.
+func (it Integration) appendJSON(dst []byte, key string) []byte {
+	k, _ := json.Marshal(key)
+	dst = append(dst, `{"writeKey":`...)
+	dst = append(dst, k...)
+	dst = append(dst, `,"region":"`...)
+	dst = append(dst, it.Region...)
+	dst = append(dst, `","active":`...)
+	return append(strconv.AppendBool(dst, it.Active), '}')
+}
+
+// State is what the table knows of an account, for the loaded metric.
+type State string
+
+// The states of a loaded integration.
+const (
+	StateActive   State = "active"
+	StateInactive State = "inactive" // active: false
+	StateInvalid  State = "invalid"  // the value breaks the contract: the account is inactive
+)
+
+func (it Integration) state() State {
+	switch {
+	case it.WriteKey.IsZero():
+		return StateInvalid
+	case !it.Active:
+		return StateInactive
+	}
+	return StateActive
+}
+
+// InvalidError reports an integration value that breaks the contract. It
+// names the account and the problem, never the key or any other value.
+type InvalidError struct {
+	Account string
+	Problem string // e.g. "writeKey is missing"
+}
+
+func (e *InvalidError) Error() string {
+	return "integration of account " + quoteAccount(e.Account) + ": " + e.Problem
+}
+
+// quoteAccount quotes an account id for a message, cut to 128 bytes.
+func quoteAccount(a string) string {
+	if len(a) > 128 {
+		n := 128
+		for n > 0 && !utf8.RuneStart(a[n]) {
+			n--
+		}
+		return strconv.Quote(a[:n]) + "…"
+	}
+	return strconv.Quote(a)
+}
+
+// Parse reads one integration value as the contract defines it:
+// {"writeKey": non-empty string, "region": "us" (also when absent or null)
+// or "eu", "active": boolean (absent or null: true)}; other members are
+// ignored. A value that breaks these rules is an *InvalidError; the caller
+// treats the account as inactive.
+func Parse(account string, value []byte) (Integration, error) {
+	bad := func(problem string) (Integration, error) {
+		return Integration{}, &InvalidError{Account: account, Problem: problem}
+	}
+	var members map[string]json.RawMessage
+	if v := bytes.TrimSpace(value); len(v) == 0 || v[0] != '{' {
+		return bad("not a JSON object")
+	}
+	if err := json.Unmarshal(value, &members); err != nil {
+		// encoding/json's messages quote input characters: not repeated.
+		return bad("not a valid JSON object")
+	}
+	it := Integration{Region: RegionUS, Active: true}
+	raw, ok := members["writeKey"]
+	if !ok || isNull(raw) {
+		return bad("writeKey is missing")
+	}
+	var key string
+	if json.Unmarshal(raw, &key) != nil {
+		return bad("writeKey must be a string")
+	}
+	if key = strings.TrimSpace(key); key == "" {
+		return bad("writeKey is empty")
+	}
+	it.WriteKey = NewWriteKey(key)
+	if raw, ok := members["region"]; ok && !isNull(raw) {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return bad(`region must be "us" or "eu"`)
+		}
+		r, err := ParseRegion(s)
+		if err != nil {
+			return bad(err.Error())
+		}
+		it.Region = r
+	}
+	if raw, ok := members["active"]; ok && !isNull(raw) {
+		if json.Unmarshal(raw, &it.Active) != nil {
+			return bad("active must be true or false")
+		}
+	}
+	return it, nil
+}
+
+func isNull(raw json.RawMessage) bool { return string(bytes.TrimSpace(raw)) == "null" }
