@@ -39,7 +39,7 @@ func debugLogger() (zerolog.Logger, *logBuffer) {
 
 // waitFor polls cond until it holds or the deadline passes, and returns how
 // long it took.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) time.Duration {
+func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for !cond() {
@@ -70,7 +70,7 @@ func loadedGauge(tb *Table, st State) float64 {
 }
 
 // noSecrets fails if any of the keys is in any of the texts.
-func noSecrets(t *testing.T, keys []string, texts ...string) {
+func noSecrets(t testing.TB, keys []string, texts ...string) {
 	t.Helper()
 	for _, k := range keys {
 		for _, s := range texts {
@@ -82,7 +82,7 @@ func noSecrets(t *testing.T, keys []string, texts ...string) {
 }
 
 // gatherText renders every metric of reg in the text format.
-func gatherText(t *testing.T, reg *prometheus.Registry) string {
+func gatherText(t testing.TB, reg *prometheus.Registry) string {
 	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {

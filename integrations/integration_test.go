@@ -137,3 +137,34 @@ func TestParseRegion(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParse: any value parses or is an *InvalidError naming the account,
+// whose text repeats nothing of the value.
+func FuzzParse(f *testing.F) {
+	for _, v := range []string{`{"writeKey":"k","region":"eu","active":false}`, `{"WriteKey":"k"}`, `{"writeKey":"\u006b"}`,
+		`{"writeKey":"k","region":"EU"}`, `{"writeKey":1}`, `null`, `{"writeKey":"k","x":[1,{"y":2}]}`, `{"writeKey":"k","writeKey":""}`} {
+		f.Add([]byte(v))
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		it, err := Parse("acct", value)
+		if err != nil {
+			var ie *InvalidError
+			if !errors.As(err, &ie) || ie.Account != "acct" {
+				t.Fatalf("error %v is not an *InvalidError of acct", err)
+			}
+			if len(value) >= 8 && strings.Contains(err.Error(), string(value)) {
+				t.Fatalf("the error %q repeats the value", err)
+			}
+			if it.Active || !it.WriteKey.IsZero() {
+				t.Fatalf("an invalid value gave %+v", it)
+			}
+			return
+		}
+		if it.WriteKey.IsZero() || (it.Region != RegionUS && it.Region != RegionEU) {
+			t.Fatalf("Parse(%q) = %+v without error", value, it)
+		}
+		if !json.Valid(value) {
+			t.Fatalf("Parse accepted invalid JSON %q", value)
+		}
+	})
+}

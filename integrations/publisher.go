@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -74,7 +75,7 @@ func (p *Publisher) Deactivate(ctx context.Context, account string) error {
 		return err
 	}
 	if cur == nil {
-		return &InvalidError{Account: account, Problem: ErrUnknownAccount.Error()}
+		return fmt.Errorf("account %s: %w", quoteAccount(account), ErrUnknownAccount)
 	}
 	var members map[string]json.RawMessage
 	if json.Unmarshal(cur, &members) != nil || members == nil {

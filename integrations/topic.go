@@ -137,6 +137,7 @@ func (s *topicSource) run(ctx context.Context) error {
 			return nil
 		}
 		// Log a failure once, not once per retry.
+		log.Debug().Err(err).Msg("integrations topic: looking again")
 		if msg := err.Error(); msg != lastErr {
 			lastErr = msg
 			ev := log.Error()
