@@ -57,7 +57,8 @@ func createTopic(t testing.TB, bs []string, n int) string {
 				return false
 			}
 		}
-		return true
+		_, err = partitionBounds(ctx, client, name)
+		return err == nil
 	})
 	return name
 }

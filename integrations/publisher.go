@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 )
@@ -137,7 +138,18 @@ func (p *Publisher) write(ctx context.Context, account string, value []byte) err
 // readAll calls fn for every record of the topic up to the end offsets it
 // has now, in one goroutine.
 func (p *Publisher) readAll(ctx context.Context, fn func(kafka.Message)) error {
-	bounds, err := partitionBounds(ctx, p.o.client(), p.o.Topic)
+	client := p.o.client()
+	bounds, err := partitionBounds(ctx, client, p.o.Topic)
+	// A leader election (a new topic, a broker restart) passes: retry
+	// what Kafka calls temporary for a few seconds.
+	for try := 0; err != nil && isTemporary(err) && try < 20; try++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		bounds, err = partitionBounds(ctx, client, p.o.Topic)
+	}
 	if err != nil {
 		return err
 	}
@@ -167,6 +179,11 @@ func (h *funcHandler) record(m kafka.Message) {
 }
 func (h *funcHandler) caughtUp() { h.caught = true; h.done() }
 func (h *funcHandler) publish()  {}
+
+func isTemporary(err error) bool {
+	var ke kafka.Error
+	return errors.As(err, &ke) && ke.Temporary()
+}
 
 func checkAccount(account string) error {
 	if account == "" || strings.TrimSpace(account) != account {

@@ -24,8 +24,8 @@ func TestTopicLoadAndFollow(t *testing.T) {
 		rec("d", `not json`),
 		rec("e", integ("wk-e-1", "us", true)),
 		rec("f", integ("wk-f-1", "us", true)),
-		rec("", integ("wk-g-1", "us", true)), // no key: ignored
-		rec("e", ""),                         // tombstone
+		rec("", integ("wk-g-1", "us", true)),  // no key: ignored
+		rec("e", ""),                          // tombstone
 		rec("f", integ("wk-f-2", "eu", true)), // last wins
 		rec("a", integ("wk-a-2", "us", true)),
 	)
