@@ -19,23 +19,35 @@ const redacted = "[redacted]"
 // or encoding it (fmt verbs, JSON, text, zerolog) gives "[redacted]"; only
 // Reveal returns the key itself.
 type WriteKey struct {
-	// A struct, not a string kind: string(k) does not compile, so nothing
-	// turns a key into text by accident.
-	s string
+	// A struct, not a string kind: string(k) does not compile. And the key
+	// is held by a closure: fmt prints a func as its address whatever the
+	// verb and however deep, so even a value holding an Integration in an
+	// unexported field (where fmt cannot call Format) prints no key.
+	reveal func() string
 }
 
 // NewWriteKey wraps a key.
-func NewWriteKey(key string) WriteKey { return WriteKey{s: key} }
+func NewWriteKey(key string) WriteKey {
+	if key == "" {
+		return WriteKey{}
+	}
+	return WriteKey{reveal: func() string { return key }}
+}
 
 // Reveal returns the key, for the Authorization header of a request to
 // Segment. Never log or wrap its result.
-func (k WriteKey) Reveal() string { return k.s }
+func (k WriteKey) Reveal() string {
+	if k.reveal == nil {
+		return ""
+	}
+	return k.reveal()
+}
 
 // IsZero reports whether the key is empty.
-func (k WriteKey) IsZero() bool { return k.s == "" }
+func (k WriteKey) IsZero() bool { return k.reveal == nil }
 
 // Equal reports whether two keys are the same key, without revealing them.
-func (k WriteKey) Equal(o WriteKey) bool { return k.s == o.s }
+func (k WriteKey) Equal(o WriteKey) bool { return k.Reveal() == o.Reveal() }
 
 func (WriteKey) String() string   { return redacted }
 func (WriteKey) GoString() string { return redacted }

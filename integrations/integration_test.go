@@ -87,16 +87,25 @@ func TestWriteKeyRedacted(t *testing.T) {
 	const secret = "wk_live_5ecret"
 	k := NewWriteKey(secret)
 	it := Integration{WriteKey: k, Region: RegionEU, Active: true}
-	var out []string
-	for _, v := range []any{k, &k, it, &it, []Integration{it}, map[string]Integration{"a": it}, struct{ I Integration }{it}} {
+	var out, opaque []string // opaque: printed without its methods, so without the marker either
+	type hidden struct {
+		it  Integration // unexported: fmt cannot call its methods
+		key WriteKey
+	}
+	for _, v := range []any{k, &k, it, &it, []Integration{it}, map[string]Integration{"a": it}, struct{ I Integration }{it}, hidden{it, k}, &hidden{it, k}} {
+		dst := &out
+		switch v.(type) {
+		case hidden, *hidden:
+			dst = &opaque
+		}
 		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x", "%X", "%d", "%10.3s"} {
-			out = append(out, fmt.Sprintf(verb, v))
+			*dst = append(*dst, fmt.Sprintf(verb, v))
 		}
 		b, err := json.Marshal(v)
 		if err != nil {
 			t.Fatalf("json.Marshal(%T): %v", v, err)
 		}
-		out = append(out, string(b))
+		*dst = append(*dst, string(b))
 	}
 	out = append(out, k.String(), k.GoString(), fmt.Sprint(k), fmt.Errorf("wrapped: %v", it).Error())
 	if b, err := k.MarshalText(); err == nil {
@@ -116,6 +125,7 @@ func TestWriteKeyRedacted(t *testing.T) {
 			t.Errorf("%q does not say the key is redacted", s)
 		}
 	}
+	noSecrets(t, []string{secret, fmt.Sprintf("%x", secret), fmt.Sprintf("%X", secret)}, opaque...)
 	if k.Reveal() != secret {
 		t.Errorf("Reveal: got %q, want the key", k.Reveal())
 	}

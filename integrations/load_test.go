@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,6 +28,16 @@ func scaleValue(i int) []byte {
 	}
 	return []byte(`{"writeKey":"` + strconv.FormatInt(int64(1e15)+int64(i)*7919, 36) + `0123456789abcdefghijkl","region":"` +
 		region + `","active":` + strconv.FormatBool(i%10 != 0) + `}`)
+}
+
+// cpuTime returns the CPU time this process has used: on a busy machine a
+// truer measure of the work than the wall clock.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // heapInUse returns the live heap after a collection.
@@ -59,9 +70,9 @@ func TestLoadFileAtScale(t *testing.T) {
 	size := b.Len()
 	b = bytes.Buffer{}
 	before := heapInUse()
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	tb, err := NewFile(FileOptions{Path: path, Logger: zerolog.Nop()})
-	took := time.Since(start)
+	took, cpu := time.Since(start), cpuTime()-cpu
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,8 +83,8 @@ func TestLoadFileAtScale(t *testing.T) {
 	if _, ok := tb.Lookup(strconv.Itoa(1_000_001)); !ok {
 		t.Error("an active account is not active")
 	}
-	t.Logf("file of %d accounts (%.1f MB): loaded in %v, holding %.1f MB (targets: 2 s, 50 MB)",
-		accountsAtScale, float64(size)/1e6, took.Round(time.Millisecond), float64(held)/1e6)
+	t.Logf("file of %d accounts (%.1f MB): loaded in %v (%v of CPU), holding %.1f MB (targets: 2 s, 50 MB)",
+		accountsAtScale, float64(size)/1e6, took.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(held)/1e6)
 	runtime.KeepAlive(tb)
 }
 
@@ -95,18 +106,18 @@ func TestLoadTopicAtScale(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	runTable(t, tb)
 	select {
 	case <-tb.Loaded():
 	case <-time.After(60 * time.Second):
 		t.Fatal("not loaded within 60 s")
 	}
-	took := time.Since(start)
+	took, cpu := time.Since(start), cpuTime()-cpu
 	held := int64(heapInUse()) - int64(before)
 	if n := tb.Snapshot().Len(); n != accountsAtScale {
 		t.Fatalf("loaded %d accounts, want %d", n, accountsAtScale)
 	}
-	t.Logf("topic of %d accounts (6 partitions): read to its end in %v; heap while following it %.1f MB (targets: 2 s, 50 MB)",
-		accountsAtScale, took.Round(time.Millisecond), float64(held)/1e6)
+	t.Logf("topic of %d accounts (6 partitions): read to its end in %v (%v of CPU); heap while following it %.1f MB (targets: 2 s, 50 MB)",
+		accountsAtScale, took.Round(time.Millisecond), cpu.Round(time.Millisecond), float64(held)/1e6)
 }
