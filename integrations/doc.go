@@ -11,6 +11,12 @@
 //     all of it. The table is Ready once every partition has been read up
 //     to the end offsets it had when reading started; later records take
 //     effect within a second.
+//     Partitions added later, or a topic deleted, are noticed within
+//     MetadataInterval: the topic is read again from the start while the
+//     current snapshot stays in force. Producers of the topic must key by
+//     account id with Kafka's default (murmur2) partitioner, as Publisher
+//     does, so that all records of an account share a partition and the
+//     last one wins.
 //   - NewFile: a JSON file mapping account id → integration object (a
 //     Kubernetes Secret mounted as a file), polled for changes, including
 //     the Secret's ..data symlink swap. It is loaded before NewFile returns.

@@ -156,7 +156,7 @@ func (p *Publisher) readAll(ctx context.Context, fn func(kafka.Message)) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	h := &funcHandler{fn: fn, done: cancel}
-	err = follow(ctx, &p.o, bounds, h)
+	err = follow(ctx, &p.o, client, bounds, h)
 	if h.caught {
 		return nil
 	}

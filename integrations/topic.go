@@ -16,7 +16,8 @@ import (
 
 // Defaults of TopicOptions.
 const (
-	DefaultRetryInterval = 5 * time.Second
+	DefaultRetryInterval    = 5 * time.Second
+	DefaultMetadataInterval = 30 * time.Second
 	// publishDelay bounds how long applied records wait before they are
 	// published in a new snapshot: records that arrive together share one
 	// copy of the table, and a change is in force well within the
@@ -44,6 +45,11 @@ type TopicOptions struct {
 	// topic that does not exist or a broker that cannot be reached.
 	// Default DefaultRetryInterval.
 	RetryInterval time.Duration
+	// MetadataInterval is how often a running table checks the topic's
+	// partitions: when partitions were added (or the topic was deleted) it
+	// reads the topic again from the start, keeping the current snapshot
+	// until it has caught up. Default DefaultMetadataInterval.
+	MetadataInterval time.Duration
 	// Logger for the topic's state and invalid integrations. Default: none.
 	Logger zerolog.Logger
 	// Registerer for the table's metrics. Default nil: not registered.
@@ -58,8 +64,8 @@ func (o *TopicOptions) Validate() error {
 		return errors.New("integrations: TopicOptions.Brokers is required")
 	case o.Topic == "":
 		return errors.New("integrations: TopicOptions.Topic is required")
-	case o.RetryInterval < 0:
-		return errors.New("integrations: TopicOptions.RetryInterval must not be negative")
+	case o.RetryInterval < 0 || o.MetadataInterval < 0:
+		return errors.New("integrations: TopicOptions.RetryInterval and MetadataInterval must not be negative")
 	}
 	return nil
 }
@@ -74,7 +80,13 @@ func (o *TopicOptions) defaults() {
 	if o.RetryInterval == 0 {
 		o.RetryInterval = DefaultRetryInterval
 	}
+	if o.MetadataInterval == 0 {
+		o.MetadataInterval = DefaultMetadataInterval
+	}
 }
+
+// errPartitionsChanged ends follow when the topic's partitions changed.
+var errPartitionsChanged = errors.New("the topic's partitions changed")
 
 func (o *TopicOptions) client() *kafka.Client {
 	return &kafka.Client{Addr: kafka.TCP(o.Brokers...), Transport: o.Transport, Timeout: 10 * time.Second}
@@ -131,10 +143,14 @@ func (s *topicSource) run(ctx context.Context) error {
 		if err == nil {
 			lastErr = ""
 			s.work = map[string]Integration{}
-			err = follow(ctx, &s.o, bounds, s)
+			err = follow(ctx, &s.o, client, bounds, s)
 		}
 		if ctx.Err() != nil {
 			return nil
+		}
+		if errors.Is(err, errPartitionsChanged) {
+			log.Info().Msg("integrations topic partitions changed: reading it again from the start, the current integrations stay in force meanwhile")
+			continue
 		}
 		// Log a failure once, not once per retry.
 		log.Debug().Err(err).Msg("integrations topic: looking again")
@@ -247,8 +263,29 @@ func partitionBounds(ctx context.Context, client *kafka.Client, topic string) (m
 // partition has reached its end offset in bounds, then h.publish at most
 // publishDelay after records were applied. It returns when ctx is done or
 // a reader fails.
-func follow(ctx context.Context, o *TopicOptions, bounds map[int][2]int64, h handler) error {
+func follow(ctx context.Context, o *TopicOptions, client *kafka.Client, bounds map[int][2]int64, h handler) error {
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// New partitions would go unread, a deleted topic unnoticed.
+		tick := time.NewTicker(o.MetadataInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-tick.C:
+			}
+			md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{o.Topic}})
+			switch {
+			case err != nil || len(md.Topics) != 1:
+				continue // the readers retry too; a passing failure is no reason to start over
+			case errors.Is(md.Topics[0].Error, kafka.UnknownTopicOrPartition):
+				return &TopicError{Topic: o.Topic, Err: kafka.UnknownTopicOrPartition}
+			case md.Topics[0].Error == nil && len(md.Topics[0].Partitions) != len(bounds):
+				return errPartitionsChanged
+			}
+		}
+	})
 	msgs := make(chan kafka.Message, 1024)
 	for p := range bounds {
 		g.Go(func() error {

@@ -157,3 +157,38 @@ func TestTopicCreatedLater(t *testing.T) {
 	produce(t, bs, topic, rec("x", integ("wk-x", "eu", true)))
 	waitFor(t, 30*time.Second, "a record of the new topic", func() bool { _, ok := tb.Lookup("x"); return ok })
 }
+
+// TestTopicPartitionsAdded: records in a partition added while the table
+// runs are read too.
+func TestTopicPartitionsAdded(t *testing.T) {
+	bs := brokers(t)
+	topic := createTopic(t, bs, 1)
+	produce(t, bs, topic, rec("a", integ("wk-a", "us", true)))
+	log, logs := debugLogger()
+	tb, err := NewTopic(TopicOptions{Brokers: bs, Topic: topic, Logger: log, MetadataInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTable(t, tb)
+	waitFor(t, 30*time.Second, "loaded", tb.Ready)
+	client := &kafka.Client{Addr: kafka.TCP(bs...), Timeout: 30 * time.Second}
+	res, err := client.CreatePartitions(t.Context(), &kafka.CreatePartitionsRequest{Topics: []kafka.TopicPartitionsConfig{{Name: topic, Count: 3}}})
+	if err != nil || res.Errors[topic] != nil {
+		t.Fatalf("add partitions: %v %v", err, res.Errors[topic])
+	}
+	waitFor(t, 30*time.Second, "the new partitions seen", func() bool { return strings.Contains(logs.String(), "partitions changed") })
+	// Write straight to partition 2.
+	w := &kafka.Writer{Addr: kafka.TCP(bs...), Topic: topic, Balancer: balancerFunc(func() int { return 2 }), RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	if err := w.WriteMessages(t.Context(), rec("z", integ("wk-z", "eu", true))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "a record of a new partition", func() bool { _, ok := tb.Lookup("z"); return ok })
+	if _, ok := tb.Lookup("a"); !ok {
+		t.Error("the first partition's account was lost")
+	}
+}
+
+type balancerFunc func() int
+
+func (f balancerFunc) Balance(kafka.Message, ...int) int { return f() }
