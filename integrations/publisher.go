@@ -180,9 +180,11 @@ func (h *funcHandler) record(m kafka.Message) {
 func (h *funcHandler) caughtUp() { h.caught = true; h.done() }
 func (h *funcHandler) publish()  {}
 
+// isTemporary reports a Kafka error worth retrying; a missing topic is not
+// (Kafka calls it retriable, but an operator wants to hear of it at once).
 func isTemporary(err error) bool {
 	var ke kafka.Error
-	return errors.As(err, &ke) && ke.Temporary()
+	return errors.As(err, &ke) && ke.Temporary() && ke != kafka.UnknownTopicOrPartition
 }
 
 func checkAccount(account string) error {

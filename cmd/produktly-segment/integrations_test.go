@@ -143,6 +143,14 @@ func TestIntegrationsCommand(t *testing.T) {
 		t.Errorf("list:\n got %q\nwant %q", rows, want)
 	}
 
+	// A topic that does not exist: a clear error, exit 1.
+	env["INTEGRATIONS_TOPIC"] = topic + "-absent"
+	for _, args := range [][]string{{"list"}, {"deactivate", "acct-us"}, {"put", "acct-us", "--write-key-file", filepath.Join(dir, "acct-us")}} {
+		if out := run(1, args...); !strings.Contains(out, "integrations topic "+topic+"-absent: [3] Unknown Topic Or Partition") {
+			t.Errorf("%v on a missing topic: %s", args, out)
+		}
+	}
+
 	// The service's reading of what the command wrote.
 	tb, err := integrations.NewTopic(integrations.TopicOptions{Brokers: bs, Topic: topic, Logger: zerolog.Nop()})
 	if err != nil {
