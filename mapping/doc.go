@@ -21,7 +21,7 @@
 //   - properties hold the required id, the metadata where required and
 //     every extra field under its snake_case name, values forwarded
 //     unchanged; the envelope fields (type, id, userId, anonymousId,
-//     timestamp) are not repeated there.
+//     timestamp, accountId) are not repeated there.
 //   - userId and anonymousId are strings and at least one is present.
 //     timestamp is RFC 3339 or integer epoch milliseconds; without it the
 //     Kafka record timestamp is used, never the time of sending.
