@@ -291,7 +291,7 @@ func follow(ctx context.Context, o *TopicOptions, client *kafka.Client, bounds m
 		g.Go(func() error {
 			r := kafka.NewReader(kafka.ReaderConfig{
 				Brokers: o.Brokers, Dialer: o.Dialer, Topic: o.Topic, Partition: p,
-				MinBytes: 1, MaxBytes: 8 << 20, MaxWait: fetchWait,
+				MinBytes: 1, MaxBytes: 1 << 20, MaxWait: fetchWait, ReadLagInterval: -1,
 				ErrorLogger: kafka.LoggerFunc(func(msg string, args ...any) {
 					o.Logger.Debug().Str("topic", o.Topic).Int("partition", p).Msgf(msg, args...)
 				}),
