@@ -96,6 +96,25 @@ func TestTopicLoadAndFollow(t *testing.T) {
 	if errorsCounted(tb, reasonInvalid) != 2 {
 		t.Errorf("errors: invalid %v, want 2", errorsCounted(tb, reasonInvalid))
 	}
+
+	// A second replica reads all of it too: no consumer group shares the
+	// partitions out.
+	tb2, err := NewTopic(TopicOptions{Brokers: bs, Topic: topic, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runTable(t, tb2)
+	waitFor(t, 30*time.Second, "the second replica loaded", tb2.Ready)
+	if a, b := tb.Snapshot(), tb2.Snapshot(); a.Len() != b.Len() || a.Count(StateActive) != b.Count(StateActive) {
+		t.Errorf("two replicas of one topic: %v and %v", a, b)
+	}
+	for _, account := range []string{"b", "c", "d", "f", "g"} {
+		x, _ := tb.Lookup(account)
+		y, _ := tb2.Lookup(account)
+		if !x.WriteKey.Equal(y.WriteKey) || x.Region != y.Region || x.Active != y.Active {
+			t.Errorf("account %s differs between two replicas", account)
+		}
+	}
 	noSecrets(t, keys, logs.String(), gatherText(t, reg))
 }
 
