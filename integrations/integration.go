@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unique"
 
 	"github.com/rs/zerolog"
 )
@@ -20,10 +21,12 @@ const redacted = "[redacted]"
 // Reveal returns the key itself.
 type WriteKey struct {
 	// A struct, not a string kind: string(k) does not compile. And the key
-	// is held by a closure: fmt prints a func as its address whatever the
-	// verb and however deep, so even a value holding an Integration in an
-	// unexported field (where fmt cannot call Format) prints no key.
-	reveal func() string
+	// is held by a unique.Handle, a pointer fmt prints as an address
+	// whatever the verb and however deep, so even a value holding an
+	// Integration in an unexported field (where fmt cannot call Format)
+	// prints no key. Handles of equal strings are equal, so WriteKey and
+	// Integration stay comparable with ==, and usable as map keys.
+	h unique.Handle[string]
 }
 
 // NewWriteKey wraps a key.
@@ -31,23 +34,24 @@ func NewWriteKey(key string) WriteKey {
 	if key == "" {
 		return WriteKey{}
 	}
-	return WriteKey{reveal: func() string { return key }}
+	return WriteKey{h: unique.Make(key)}
 }
 
 // Reveal returns the key, for the Authorization header of a request to
 // Segment. Never log or wrap its result.
 func (k WriteKey) Reveal() string {
-	if k.reveal == nil {
+	if k.IsZero() {
 		return ""
 	}
-	return k.reveal()
+	return k.h.Value()
 }
 
 // IsZero reports whether the key is empty.
-func (k WriteKey) IsZero() bool { return k.reveal == nil }
+func (k WriteKey) IsZero() bool { return k == WriteKey{} }
 
-// Equal reports whether two keys are the same key, without revealing them.
-func (k WriteKey) Equal(o WriteKey) bool { return k.Reveal() == o.Reveal() }
+// Equal reports whether two keys are the same key (k == o), without
+// revealing them.
+func (k WriteKey) Equal(o WriteKey) bool { return k == o }
 
 func (WriteKey) String() string   { return redacted }
 func (WriteKey) GoString() string { return redacted }

@@ -129,6 +129,13 @@ func TestWriteKeyRedacted(t *testing.T) {
 	if k.Reveal() != secret {
 		t.Errorf("Reveal: got %q, want the key", k.Reveal())
 	}
+	// Comparable: equal keys and integrations compare equal.
+	if NewWriteKey(secret) != k || it != (Integration{WriteKey: NewWriteKey(secret), Region: RegionEU, Active: true}) || NewWriteKey("other") == k {
+		t.Error("== does not compare keys by content")
+	}
+	if !NewWriteKey("").IsZero() || NewWriteKey("").Reveal() != "" || k.IsZero() {
+		t.Error("IsZero / Reveal of the empty key")
+	}
 	var back struct{ WriteKey WriteKey }
 	if err := json.Unmarshal([]byte(`{"WriteKey":"x"}`), &back); err == nil && back.WriteKey.Reveal() == "x" {
 		t.Errorf("a WriteKey must only come from NewWriteKey or Parse")
