@@ -29,3 +29,27 @@ func BenchmarkMap(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkMapAccount is BenchmarkMap in accounts mode: the same records,
+// each with an accountId (a string or an integer).
+func BenchmarkMapAccount(b *testing.B) {
+	var recs []Record
+	var size int
+	for i, ev := range catalogue {
+		v, err := os.ReadFile(filepath.Join("testdata", "records", ev.Type+".json"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		v = accountValue(i, v)
+		size += len(v)
+		recs = append(recs, Record{Topic: "produktly.interactions", Partition: 3, Offset: int64(1000 + i), Time: time.UnixMilli(1795950000000), Value: v})
+	}
+	b.SetBytes(int64(size / len(recs)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := MapAccount(recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,5 +1,5 @@
 // Package mapping turns one raw Produktly interaction record into one Segment
-// track call, following the data contract (docs/contract.md, contract v1).
+// track call, following the data contract (docs/contract.md, contract v2).
 //
 // The package is pure: Map takes the record's value and the Kafka facts the
 // contract needs (topic, partition, offset, record timestamp) and returns
@@ -21,12 +21,17 @@
 //   - properties hold the required id, the metadata where required and
 //     every extra field under its snake_case name, values forwarded
 //     unchanged; the envelope fields (type, id, userId, anonymousId,
-//     timestamp) are not repeated there.
+//     timestamp, accountId) are not repeated there.
 //   - userId and anonymousId are strings and at least one is present.
 //     timestamp is RFC 3339 or integer epoch milliseconds; without it the
 //     Kafka record timestamp is used, never the time of sending.
 //   - messageId is a version 5 UUID of the record's id, or of its topic,
 //     partition and offset when it has none, so redeliveries de-duplicate.
+//   - accountId (contract v2) is an envelope field: a string or an integer,
+//     read as text into Call.AccountID, never a property. Map (single-source
+//     mode) does not require it; MapAccount (accounts mode) does
+//     (missing_account) and names a record's id with its account in the
+//     messageId.
 //   - context.integration is {"name":"Produktly","version":"1.0.0"}, and the
 //     encoded call fits Segment's 32000-byte message limit.
 //

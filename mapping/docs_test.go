@@ -153,3 +153,46 @@ func TestPure(t *testing.T) {
 		}
 	}
 }
+
+// TestDocsAccounts holds the accounts sections of docs/contract.md to the
+// code: the accountId row, the accounts-mode example (the golden call),
+// the messageId names and missing_account's place in the precedence list.
+func TestDocsAccounts(t *testing.T) {
+	doc, err := os.ReadFile(contractDoc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row := "\n| `accountId` (`account_id`) | string, or integer (read as its decimal digits) | in accounts mode |"; !bytes.Contains(doc, []byte(row)) {
+		t.Errorf("%s lacks the accounts field row%s", contractDoc, row)
+	}
+	if roleOf([]byte("account_id")) != roleAccountID {
+		t.Errorf("account_id is not an envelope field in the code")
+	}
+	golden, err := os.ReadFile(filepath.Join("testdata", "golden-accounts", "tour_start.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(doc, append(append([]byte("```json\n"), golden...), "```"...)) {
+		t.Errorf("%s: the accounts-mode example is not testdata/golden-accounts/tour_start.json:\n%s", contractDoc, golden)
+	}
+	// The example's stated name is the one the code hashes.
+	c, err := MapAccount(goldenRecord(1, accountValue(1, readRecords(t)[1])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const name = "account:1001/id:int_01JDX3K9B1C3D5E7F9G1H3J5K7"
+	if got := newSHA1([]byte(name)); c.MessageID != got.String() || !bytes.Contains(doc, []byte("`"+name+"`")) {
+		t.Errorf("%s: the example's messageId %s is not documented as the UUID of `%s` (%s)", contractDoc, c.MessageID, name, got)
+	}
+	for _, s := range []string{"`account:<accountId>/id:<id>`", "`kafka:<topic>/<partition>/<offset>`"} {
+		if !bytes.Contains(doc, []byte(s)) {
+			t.Errorf("%s does not give the messageId name %s", contractDoc, s)
+		}
+	}
+	// missing_account comes right after missing_identity.
+	i := bytes.Index(doc, []byte("then `missing_identity`;\n"))
+	j := bytes.Index(doc, []byte("`missing_account` (accounts mode)"))
+	if i < 0 || j < 0 || bytes.Count(doc[i:j], []byte("\n")) != 1 {
+		t.Errorf("%s: the precedence list must put `missing_account` right after `missing_identity`", contractDoc)
+	}
+}

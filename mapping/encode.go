@@ -34,11 +34,17 @@ var namespace = uuid.MustParse("3cb87268-174b-5295-bc79-ee14a9373ac5")
 // "kafka:<topic>/<partition>/<offset>". The prefixes keep the two name
 // spaces apart, and partition and offset are integers, so a name reads back
 // unambiguously from the right whatever the topic holds: distinct records
-// never share a name.
-func appendMessageID(dst, id []byte, r *Record) []byte {
+// never share a name. In accounts mode (account non-nil) a record's id is
+// named "account:<account>/id:<id>" instead.
+func appendMessageID(dst, account, id []byte, r *Record) []byte {
 	var buf [128]byte
 	name := buf[:0]
 	if id != nil {
+		if account != nil {
+			name = append(name, "account:"...)
+			name = append(name, account...)
+			name = append(name, '/')
+		}
 		name = append(name, "id:"...)
 		name = append(name, id...)
 	} else {
@@ -80,7 +86,7 @@ type draft struct {
 	ev *event
 	ts time.Time
 	// Spans in the call's strings (see encode).
-	msgID, userID, anonID span
+	msgID, userID, anonID, accountID span
 	// user and anon are the raw JSON strings of userId and anonymousId,
 	// nil when absent; they are copied into the message as given.
 	user, anon []byte
@@ -167,6 +173,7 @@ func encode(d draft, fields []field, strs string) (Call, error) {
 		Event:       d.ev.Name,
 		UserID:      strs[d.userID.start:d.userID.end],
 		AnonymousID: strs[d.anonID.start:d.anonID.end],
+		AccountID:   strs[d.accountID.start:d.accountID.end],
 		Timestamp:   d.ts,
 		Properties:  props,
 		JSON:        out,

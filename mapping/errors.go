@@ -27,10 +27,14 @@ const (
 	// CodeRejected: Segment answered 400 for the call itself. Map never
 	// returns it; the sink does. It lives here so all codes are in one list.
 	CodeRejected Code = "rejected"
+	// CodeMissingAccount (contract v2): in accounts mode, the record has no
+	// accountId (absent, null or ""). Only MapAccount returns it.
+	CodeMissingAccount Code = "missing_account"
 )
 
-// Codes returns every contract error code, in contract order. The slice is
-// the caller's to keep.
+// Codes returns every contract error code, in contract order: the v1 codes,
+// then missing_account, which contract v2 adds. The slice is the caller's
+// to keep.
 func Codes() []Code {
 	return []Code{
 		CodeInvalidJSON,
@@ -41,6 +45,7 @@ func Codes() []Code {
 		CodeInvalidTimestamp,
 		CodeTooLarge,
 		CodeRejected,
+		CodeMissingAccount,
 	}
 }
 

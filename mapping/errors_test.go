@@ -8,7 +8,7 @@ import (
 
 func TestCodes(t *testing.T) {
 	want := []Code{"invalid_json", "unknown_event", "missing_property", "invalid_property",
-		"missing_identity", "invalid_timestamp", "too_large", "rejected"}
+		"missing_identity", "invalid_timestamp", "too_large", "rejected", "missing_account"}
 	got := Codes()
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Codes():\n got %v\nwant %v", got, want)
@@ -61,7 +61,7 @@ func TestErrorsIsAndAs(t *testing.T) {
 func TestEveryMappingCodeIsTested(t *testing.T) {
 	seen := map[Code]bool{CodeTooLarge: true} // TestTooLarge
 	for _, table := range [][]bad{invalidJSONCases, unknownEventCases, conflictCases, idErrorCases,
-		metadataErrorCases, identityErrorCases, timestampErrorCases} {
+		metadataErrorCases, identityErrorCases, timestampErrorCases, accountErrorCases, accountsModeErrorCases} {
 		for _, tc := range table {
 			seen[tc.code] = true
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -43,6 +44,11 @@ func FuzzMap(f *testing.F) {
 		`{"type":"tour_start","userId":"u","tourId":1,"\u0000\"\\":"\u2028"}`,
 		`{"type":"tour_start","userId":"u","tourId":1,"ÀÉÎ":1,"àéî":2}`,
 		`{"type":"tour_start","id":"kafka:produktly.interactions/3/1000","userId":"u","tourId":1}`,
+		`{"type":"tour_start","id":"i","accountId":"42","account_id":42,"userId":"u","tourId":1}`,
+		`{"type":"tour_start","accountId":"","account_id":null,"userId":"u","tourId":1}`,
+		`{"type":"tour_start","accountId":1.5,"userId":"u","tourId":1}`,
+		`{"type":"tour_start","accountId":"\u0034\u0032","AccountID":42,"id":"x","userId":"u","tourId":1}`,
+		`{"type":"tour_start","id":"account:1/id:2","accountId":-0,"userId":"u","tourId":1}`,
 	}
 	for i, v := range nasty {
 		f.Add([]byte(v), i, int64(i), int64(1795950000000))
@@ -62,6 +68,10 @@ func FuzzMapFields(f *testing.F) {
 	f.Add("Checklist Step Completed", "checklistId", "metadata", []byte(`"c"`), []byte(`{"step_id":5}`), []byte(`{}`))
 	f.Add("nps_widget_shown", "npsWidgetID", "Timestamp", []byte(`123456789012345678901234567890`), []byte(`"2026-11-29t10:00:00z"`), []byte(`[]`))
 	f.Add("tour-start", "USER_ID", "tour id", []byte(`"u2"`), []byte(`-0`), []byte(`1e999`))
+	f.Add("tour_start", "accountId", "account_id", []byte(`42`), []byte(`"42"`), []byte(`null`))
+	f.Add("tour_start", "AccountID", "account-id", []byte(`"a\u0062"`), []byte(`"ab"`), []byte(`{}`))
+	f.Add("tour_start", "accountId", "id", []byte(`1e3`), []byte(`"x"`), []byte(`{}`))
+	f.Add("tour_start", "account_id", "id", []byte(`""`), []byte(`"x"`), []byte(`{}`))
 	f.Fuzz(func(t *testing.T, typ, key1, key2 string, val1, val2, meta []byte) {
 		var b bytes.Buffer
 		b.WriteString(`{"type":`)
@@ -81,10 +91,84 @@ func FuzzMapFields(f *testing.F) {
 	})
 }
 
-// checkMap maps r and checks the invariants every mapping obeys.
+// checkMap maps r in both modes and checks the invariants every mapping
+// obeys, then those that tie the two modes together.
 func checkMap(t *testing.T, r Record) {
+	checkMapWith(t, Map, r)
+	checkMapWith(t, MapAccount, r)
+	checkModes(t, r)
+}
+
+// checkModes holds accounts mode to single-source mode: the same rules
+// apply, but accounts mode requires an account and names a record's id
+// with it. Call.AccountID agrees with an independent reading of the input.
+func checkModes(t *testing.T, r Record) {
+	single, errS := Map(r)
+	acc, errA := MapAccount(r)
+	var eS, eA *Error
+	errors.As(errS, &eS)
+	errors.As(errA, &eA)
+	switch {
+	case errS != nil && errA != nil:
+		if eA.Code != eS.Code && eA.Code != CodeMissingAccount {
+			t.Fatalf("single source fails with %v, accounts mode with %v", errS, errA)
+		}
+		return
+	case errS != nil:
+		t.Fatalf("single source fails with %v, accounts mode maps %s", errS, acc.JSON)
+	case errA != nil:
+		if eA.Code != CodeMissingAccount || single.AccountID != "" {
+			t.Fatalf("single source maps (account %q), accounts mode fails with %v", single.AccountID, errA)
+		}
+		return
+	}
+	if acc.AccountID == "" || acc.AccountID != single.AccountID {
+		t.Fatalf("AccountID: accounts mode %q, single source %q", acc.AccountID, single.AccountID)
+	}
+	// The calls differ at most in their messageId.
+	if !bytes.Equal(bytes.Replace(acc.JSON, []byte(acc.MessageID), []byte(single.MessageID), 1), single.JSON) {
+		t.Fatalf("the modes map to different calls:\n%s\n%s", acc.JSON, single.JSON)
+	}
+	in := members(t, r.Value)
+	var id string
+	accounts := map[string]bool{}
+	for _, m := range in {
+		var s string
+		switch string(appendSnake(nil, []byte(m.key))) {
+		case "id":
+			if json.Unmarshal(m.val, &s) == nil && s != "" {
+				id = s
+			}
+		case "account_id":
+			if json.Unmarshal(m.val, &s) == nil {
+				if s != "" {
+					accounts[s] = true
+				}
+			} else if string(m.val) != "null" {
+				accounts[string(m.val)] = true // an integer, as written
+			}
+		}
+	}
+	if len(accounts) != 1 || !accounts[acc.AccountID] {
+		t.Fatalf("AccountID %q; the record names the accounts %v: %s", acc.AccountID, accounts, r.Value)
+	}
+	want := uuid.NewSHA1(namespace, []byte(fmt.Sprintf("kafka:%s/%d/%d", r.Topic, r.Partition, r.Offset))).String()
+	if id != "" {
+		want = uuid.NewSHA1(namespace, []byte("account:"+acc.AccountID+"/id:"+id)).String()
+		if single.MessageID != uuid.NewSHA1(namespace, []byte("id:"+id)).String() {
+			t.Fatalf("single-source messageId %s is not that of id %q", single.MessageID, id)
+		}
+	}
+	if acc.MessageID != want {
+		t.Fatalf("accounts-mode messageId %s, want %s (account %q, id %q)", acc.MessageID, want, acc.AccountID, id)
+	}
+}
+
+// checkMapWith maps r with mapFn (Map or MapAccount) and checks the
+// invariants every mapping obeys.
+func checkMapWith(t *testing.T, mapFn func(Record) (Call, error), r Record) {
 	value := r.Value
-	c, err := Map(r)
+	c, err := mapFn(r)
 	if err != nil {
 		var e *Error
 		if !errors.As(err, &e) {
@@ -205,7 +289,7 @@ func checkMap(t *testing.T, r Record) {
 		t.Fatalf("Track() marshals to\n%s\nnot the same message as\n%s", b, c.JSON)
 	}
 
-	again, err := Map(r)
+	again, err := mapFn(r)
 	if err != nil || !bytes.Equal(again.JSON, c.JSON) {
 		t.Fatalf("second Map differs: %s, %v\nfirst: %s", again.JSON, err, c.JSON)
 	}

@@ -2,12 +2,16 @@ package mapping
 
 import (
 	"bytes"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from the current mapping")
@@ -75,7 +79,7 @@ func TestGolden(t *testing.T) {
 // TestGoldenFilesMatchCatalogue keeps testdata honest: no golden or record
 // file without a catalogue event.
 func TestGoldenFilesMatchCatalogue(t *testing.T) {
-	for _, dir := range []string{"records", "golden"} {
+	for _, dir := range []string{"records", "golden", "golden-accounts"} {
 		files, err := filepath.Glob(filepath.Join("testdata", dir, "*.json"))
 		if err != nil {
 			t.Fatal(err)
@@ -89,5 +93,74 @@ func TestGoldenFilesMatchCatalogue(t *testing.T) {
 		if len(files) != len(catalogue) {
 			t.Errorf("testdata/%s: got %d files, want one per event (%d)", dir, len(files), len(catalogue))
 		}
+	}
+}
+
+// accountValue is the i-th golden record as an accounts-mode producer
+// sends it: with an accountId in front, a string for even i and an integer
+// for odd i, so both forms are pinned.
+func accountValue(i int, value []byte) []byte {
+	account := `"acct-` + strconv.Itoa(1000+i) + `"`
+	if i%2 == 1 {
+		account = strconv.Itoa(1000 + i)
+	}
+	return append([]byte(`{"accountId":`+account+`,`), bytes.TrimPrefix(bytes.TrimSpace(value), []byte("{"))...)
+}
+
+// TestGoldenAccounts maps every golden record with an accountId in
+// accounts mode and compares with testdata/golden-accounts (-update
+// rewrites them). The same record mapped in single-source mode must give
+// exactly the single-source golden: the account is never forwarded and
+// does not move single-source message ids.
+func TestGoldenAccounts(t *testing.T) {
+	for i, v := range readRecords(t) {
+		ev := catalogue[i]
+		t.Run(ev.Type, func(t *testing.T) {
+			r := goldenRecord(i, accountValue(i, v))
+			c, err := MapAccount(r)
+			if err != nil {
+				t.Fatalf("MapAccount: %v", err)
+			}
+			if want := strings.Trim(strings.TrimPrefix(string(accountValue(i, nil)), `{"accountId":`), `",`); c.AccountID != want {
+				t.Errorf("AccountID: got %q, want %q", c.AccountID, want)
+			}
+			got := append(c.JSON, '\n')
+			path := filepath.Join("testdata", "golden-accounts", ev.Type+".json")
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			} else if want, err := os.ReadFile(path); err != nil {
+				t.Fatalf("%v (run with -update to create it)", err)
+			} else if !bytes.Equal(got, want) {
+				t.Errorf("encoded call differs from %s\n got: %s\nwant: %s", path, got, want)
+			}
+
+			single, err := Map(r)
+			if err != nil {
+				t.Fatalf("Map: %v", err)
+			}
+			want, err := os.ReadFile(filepath.Join("testdata", "golden", ev.Type+".json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(append(single.JSON, '\n'), want) {
+				t.Errorf("single-source mode with an accountId differs from the golden\n got: %s\nwant: %s", single.JSON, want)
+			}
+			var rec struct{ ID string }
+			if err := json.Unmarshal(v, &rec); err != nil {
+				t.Fatal(err)
+			}
+			wantID := single.MessageID
+			if rec.ID != "" {
+				wantID = uuid.NewSHA1(namespace, []byte("account:"+c.AccountID+"/id:"+rec.ID)).String()
+			}
+			if c.MessageID != wantID {
+				t.Errorf("messageId: got %s, want %s (id %q)", c.MessageID, wantID, rec.ID)
+			}
+		})
 	}
 }

@@ -79,7 +79,13 @@ func runBad(t *testing.T, cases []bad) {
 
 func checkBad(t *testing.T, r Record, code Code, field string) {
 	t.Helper()
-	c, err := Map(r)
+	checkBadWith(t, Map, r, code, field)
+}
+
+// checkBadWith is checkBad for either mode: mapFn is Map or MapAccount.
+func checkBadWith(t *testing.T, mapFn func(Record) (Call, error), r Record, code Code, field string) {
+	t.Helper()
+	c, err := mapFn(r)
 	var e *Error
 	if !errors.As(err, &e) {
 		t.Fatalf("Map(%.200s)\n got call %s, error %v\nwant an *Error with code %s", r.Value, c.JSON, err, code)

@@ -22,7 +22,12 @@ type Call struct {
 	Event       string
 	UserID      string // "" when the record has no userId
 	AnonymousID string // "" when the record has no anonymousId
-	Timestamp   time.Time
+	// AccountID is the record's accountId as text (an integer as its
+	// decimal digits), "" when the record has none. It is read in both
+	// modes and never sent to Segment: in accounts mode it names the
+	// integration the call goes to.
+	AccountID string
+	Timestamp time.Time
 	// Properties are the call's properties in input order, under their
 	// snake_case names. Each Value aliases JSON: treat both as read-only.
 	Properties []Property
@@ -48,6 +53,7 @@ const (
 	roleUserID
 	roleAnonymousID
 	roleTimestamp
+	roleAccountID
 	roles
 )
 
@@ -65,6 +71,8 @@ func roleOf(name []byte) role {
 		return roleAnonymousID
 	case "timestamp":
 		return roleTimestamp
+	case "account_id":
+		return roleAccountID
 	}
 	return roleProperty
 }
@@ -79,15 +87,30 @@ type field struct {
 	role role
 }
 
-// Map maps one raw record to its Segment track call. It is pure: the result
-// depends on r alone, and the same record always maps to the same call, byte
-// for byte. Every error is an *Error carrying one of the contract's codes;
-// when a record breaks several rules, the first in this order is reported:
-// invalid_json; invalid_property for two spellings with different values;
-// unknown_event; invalid_property for userId or anonymousId, then
-// missing_identity; invalid_property for id; invalid_timestamp; the event's
-// own id, then its metadata (missing_property, invalid_property); too_large.
-func Map(r Record) (Call, error) {
+// Map maps one raw record to its Segment track call in single-source mode.
+// It is pure: the result depends on r alone, and the same record always
+// maps to the same call, byte for byte. Every error is an *Error carrying
+// one of the contract's codes; when a record breaks several rules, the
+// first in this order is reported: invalid_json; invalid_property for two
+// spellings with different values; unknown_event; invalid_property for
+// userId or anonymousId, then missing_identity; invalid_property for
+// accountId; invalid_property for id; invalid_timestamp; the event's own
+// id, then its metadata (missing_property, invalid_property); too_large.
+//
+// accountId is read and checked (Call.AccountID carries it) but neither
+// required nor sent, and it plays no part in the messageId.
+func Map(r Record) (Call, error) { return mapRecord(r, false) }
+
+// MapAccount maps one raw record in accounts mode (contract v2). It is Map
+// with two differences: a record without accountId (absent, null or "")
+// fails with missing_account, reported right after missing_identity; and
+// the messageId of a record with an id is derived from
+// "account:<accountId>/id:<id>", so two accounts whose interaction ids
+// collide never share one. Records without an id keep their Kafka
+// coordinates' messageId, as in Map. On success Call.AccountID is never "".
+func MapAccount(r Record) (Call, error) { return mapRecord(r, true) }
+
+func mapRecord(r Record, accounts bool) (Call, error) {
 	// Fixed buffers keep a typical record off the heap; larger ones grow.
 	var fieldBuf [32]field
 	var nameBuf [512]byte
@@ -117,6 +140,15 @@ func Map(r Record) (Call, error) {
 	if env[roleUserID] == nil && env[roleAnonymousID] == nil {
 		return Call{}, newError(CodeMissingIdentity, "user_id", "absent, and so is anonymous_id: one of them is required")
 	}
+	// An absent accountId and a present one of the wrong type exclude each
+	// other, so missing_account sits right after missing_identity.
+	if f := env[roleAccountID]; f != nil {
+		if msg := accountRule(&f.pair); msg != "" {
+			return Call{}, newError(CodeInvalidProperty, accountField, msg)
+		}
+	} else if accounts {
+		return Call{}, newError(CodeMissingAccount, accountField, "absent: accounts mode needs the account the interaction belongs to")
+	}
 	if f := env[roleID]; f != nil && f.kind != kindString {
 		return Call{}, newError(CodeInvalidProperty, "id", "must be a string, not "+f.kind.String())
 	}
@@ -129,15 +161,27 @@ func Map(r Record) (Call, error) {
 	}
 
 	// Every string the call needs lives in one allocation: the property
-	// names collected so far, then the message id and the identities.
+	// names collected so far, then the account, the message id and the
+	// identities.
 	d := draft{ev: ev, ts: ts}
 	strs := names
+	var account []byte
+	if f := env[roleAccountID]; f != nil {
+		d.accountID.start = len(strs)
+		strs = appendAccount(strs, &f.pair)
+		d.accountID.end = len(strs)
+		if accounts {
+			account = strs[d.accountID.start:d.accountID.end]
+		}
+	}
 	d.msgID.start = len(strs)
 	if f := env[roleID]; f != nil {
 		var buf [64]byte
-		strs = appendMessageID(strs, text(buf[:0], &f.pair), &r)
+		id := text(buf[:0], &f.pair)
+		// account aliases strs; appending to strs leaves its bytes be.
+		strs = appendMessageID(strs, account, id, &r)
 	} else {
-		strs = appendMessageID(strs, nil, &r)
+		strs = appendMessageID(strs, nil, nil, &r)
 	}
 	d.msgID.end = len(strs)
 	if f := env[roleUserID]; f != nil {
@@ -229,7 +273,7 @@ next:
 		name := names[f.name.start:f.name.end]
 		if index != nil {
 			if j, ok := index[string(name)]; ok {
-				if !jsonEqual(kept[j].val, f.val) {
+				if !sameValue(&kept[j], &f) {
 					return nil, conflict(string(name), kept[j].key, f.key)
 				}
 				continue
@@ -238,7 +282,7 @@ next:
 		} else {
 			for j := range kept {
 				if bytes.Equal(names[kept[j].name.start:kept[j].name.end], name) {
-					if !jsonEqual(kept[j].val, f.val) {
+					if !sameValue(&kept[j], &f) {
 						return nil, conflict(string(name), kept[j].key, f.key)
 					}
 					continue next
@@ -248,6 +292,17 @@ next:
 		kept = append(kept, f)
 	}
 	return kept, nil
+}
+
+// sameValue reports whether two spellings of one field carry the same
+// value: the same JSON value, except that an account given once as a
+// string and once as an integer is the same account when the texts agree.
+func sameValue(a, b *field) bool {
+	if a.role == roleAccountID && accountRule(&a.pair) == "" && accountRule(&b.pair) == "" {
+		var abuf, bbuf [64]byte
+		return bytes.Equal(appendAccount(abuf[:0], &a.pair), appendAccount(bbuf[:0], &b.pair))
+	}
+	return jsonEqual(a.val, b.val)
 }
 
 func conflict(field string, key1, key2 []byte) *Error {

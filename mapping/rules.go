@@ -146,6 +146,35 @@ func parseInt(b []byte) (int64, bool) {
 	return 0, false
 }
 
+// accountField is the name errors give accountId, in snake_case like every
+// field name in errors.
+const accountField = "account_id"
+
+// accountRule returns "" when p is a valid accountId (a string, or a number
+// without fraction or exponent), else what is wrong. The value itself is
+// not quoted: error messages repeat no value of an identifying field.
+func accountRule(p *pair) string {
+	switch {
+	case p.kind == kindString:
+		return ""
+	case p.kind == kindNumber && p.flags&flagInteger != 0:
+		return ""
+	case p.kind == kindNumber:
+		return "must be a string or an integer, not a number with a fraction or an exponent"
+	}
+	return "must be a string or an integer, not " + p.kind.String()
+}
+
+// appendAccount appends the text of a valid accountId: a string's text, an
+// integer's decimal digits as written (JSON integers have no leading zeros
+// or plus sign, so 42 and "42" meet).
+func appendAccount(dst []byte, p *pair) []byte {
+	if p.kind == kindNumber {
+		return append(dst, p.val...)
+	}
+	return appendText(dst, p)
+}
+
 // checkEvent checks what the event requires: its id and its metadata.
 func checkEvent(ev *event, fields []field, names []byte) error {
 	id := find(fields, names, ev.ID)

@@ -5,6 +5,7 @@
 //	produktly-segment demo         the pipeline on an in-process Kafka and Segment stand-in
 //	produktly-segment validate [FILE]  map newline-delimited raw records, print each result
 //	produktly-segment dlq replay   re-produce dead-lettered records to the source topic
+//	produktly-segment integrations put|deactivate|list  publish accounts' Segment integrations
 //	produktly-segment version
 package main
 
@@ -37,6 +38,7 @@ commands:
   demo             run the real pipeline on an in-process Kafka and a Segment stand-in, print what happened
   validate [FILE]  read newline-delimited raw records (FILE or stdin), print each Segment call or error
   dlq replay       re-produce dead-lettered records to the source topic (see dlq replay --help)
+  integrations     put, deactivate or list accounts' Segment integrations (see integrations --help)
   version          print the version
 
 run 'produktly-segment run --help' for the settings.
@@ -58,6 +60,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return runValidate(args, stdin, stdout, stderr)
 	case "dlq":
 		return runDLQ(args, stdout, stderr)
+	case "integrations":
+		return runIntegrations(args, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "produktly-segment %s\n", version)
 		return 0
