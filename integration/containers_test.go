@@ -188,7 +188,7 @@ func (kc *kafkaCluster) describe() string {
 // startKafka starts nodes broker containers of image on free loopback
 // ports and waits until each serves its client port. A single node also
 // gets a SASL_SSL listener with SCRAM and a CA of its own.
-func startKafka(ctx context.Context, d *dockerEnv, image string, nodes int) (kc *kafkaCluster, err error) {
+func startKafka(ctx context.Context, d *dockerEnv, image string, nodes int) (_ *kafkaCluster, err error) {
 	version, err := d.imageInfo(ctx, image)
 	if err != nil {
 		return nil, err
@@ -197,11 +197,10 @@ func startKafka(ctx context.Context, d *dockerEnv, image string, nodes int) (kc 
 	if err != nil {
 		return nil, err
 	}
-	kc = &kafkaCluster{d: d, image: image, version: version, dir: dir}
+	kc := &kafkaCluster{d: d, image: image, version: version, dir: dir}
 	defer func() {
 		if err != nil {
 			kc.stop(context.Background())
-			kc = nil
 		}
 	}()
 	ports, err := freePorts(nodes*2 + 1)
@@ -354,37 +353,38 @@ func (kc *kafkaCluster) logTail(ctx context.Context, n *kafkaNode, lines int) st
 }
 
 // addScramUser creates the SCRAM credentials over the plaintext listener,
-// the way an operator would with kafka-configs, so any image works.
+// the way an operator would with kafka-configs, so any image works. Kafka
+// takes one change per user and request, so each mechanism is its own.
 func (kc *kafkaCluster) addScramUser(ctx context.Context) error {
 	client := &kafka.Client{Addr: kafka.TCP(kc.brokers()...), Timeout: 30 * time.Second}
-	var ups []kafka.UserScramCredentialsUpsertion
 	for _, mech := range []kafka.ScramMechanism{kafka.ScramMechanismSha512, kafka.ScramMechanismSha256} {
 		salt := make([]byte, 16)
 		_, _ = rand.Read(salt)
-		ups = append(ups, kafka.UserScramCredentialsUpsertion{
+		up := kafka.UserScramCredentialsUpsertion{
 			Name: kc.scram.user, Mechanism: mech, Iterations: 4096, Salt: salt, SaltedPassword: saltedPassword(mech, kc.scram.password, salt, 4096),
-		})
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		res, err := client.AlterUserScramCredentials(rctx, &kafka.AlterUserScramCredentialsRequest{Upsertions: ups})
-		cancel()
-		if err == nil {
-			for _, r := range res.Results {
-				if r.Error != nil {
-					err = fmt.Errorf("user %s: %w", r.User, r.Error)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			res, err := client.AlterUserScramCredentials(rctx, &kafka.AlterUserScramCredentialsRequest{Upsertions: []kafka.UserScramCredentialsUpsertion{up}})
+			cancel()
+			if err == nil {
+				for _, r := range res.Results {
+					if r.Error != nil {
+						err = fmt.Errorf("user %s: %w", r.User, r.Error)
+					}
 				}
 			}
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("create SCRAM user: %w", err)
+			}
+			time.Sleep(500 * time.Millisecond)
 		}
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("create SCRAM user: %w", err)
-		}
-		time.Sleep(500 * time.Millisecond)
 	}
+	return nil
 }
 
 // node returns the container of node id.

@@ -120,10 +120,13 @@ build_builder() {
   base=$(build_rootfs)
   goroot=$(go env GOROOT)
   gover=$(go env GOVERSION)
-  tag="produktly-segment-ci/go-builder:$gover-$( (echo "$base"; hash_of "$HERE/builder.Dockerfile") | sha256sum | cut -c1-12)"
+  local cas=/etc/ssl/certs/ca-certificates.crt
+  [ -f "$cas" ] || die "no CA bundle at $cas"
+  tag="produktly-segment-ci/go-builder:$gover-$( (echo "$base"; hash_of "$HERE/builder.Dockerfile" "$cas") | sha256sum | cut -c1-12)"
   if ! image_exists "$tag"; then
     ctx=$(mktemp -d /tmp/produktly-go-ctx.XXXXXX)
     cp -a "$goroot" "$ctx/go"
+    cp "$cas" "$ctx/ca-certificates.crt"
     local start=$SECONDS
     "$DOCKER" build --network host -q -f "$HERE/builder.Dockerfile" --build-arg BASE="$base" -t "$tag" "$ctx" >/dev/null \
       || { rm -rf "$ctx"; die "builder image build failed"; }
