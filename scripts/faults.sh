@@ -35,7 +35,7 @@ trap cleanup EXIT
 
 docker_client() {
   if [ -n "${DOCKER:-}" ]; then echo "$DOCKER"; return; fi
-  dpkg -L docker.io 2>/dev/null | grep -m1 '/bin/docker$' || command -v docker || true
+  { dpkg -L docker.io 2>/dev/null | awk '/\/bin\/docker$/ && !f { print; f = 1 }'; } | grep . || command -v docker || true
 }
 mode=${KAFKA_TEST_MODE:-}
 if [ "$mode" != jars ]; then

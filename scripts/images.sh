@@ -33,7 +33,7 @@ log() { echo "images.sh: $*" >&2; }
 docker_client() {
   if [ -n "${DOCKER:-}" ]; then echo "$DOCKER"; return; fi
   local c
-  c=$(dpkg -L docker.io 2>/dev/null | grep -m1 '/bin/docker$' || true)
+  c=$(dpkg -L docker.io 2>/dev/null | awk '/\/bin\/docker$/ && !f { print; f = 1 }')
   [ -n "$c" ] || die "Debian's docker.io client not found (apt-get install docker.io), or set DOCKER"
   echo "$c"
 }
