@@ -1,19 +1,28 @@
-# syntax=docker/dockerfile:1
-#
 # produktly-segment image: a static Go binary on distroless, run as the
-# non-root user 65532. Build it with
+# non-root user 65532. Build it with (BuildKit: DOCKER_BUILDKIT=1 or buildx)
 #
 #   docker build --build-arg VERSION=$(git describe --tags --always) -t produktly-segment .
+#
+# The two base images are build arguments. The defaults are the public
+# golang and distroless images; CI (scripts/images.sh service) passes local
+# stand-ins built without a registry:
+#
+#   --build-arg BUILDER_IMAGE=<Debian + Go> --build-arg RUNTIME_IMAGE=<CA certificates + nonroot>
+#
+# No "# syntax=" line: the frontend built into the engine is enough, and
+# naming one makes BuildKit fetch it from a registry.
 #
 # The build flags below are also what deploy/binary_test.go parses and uses
 # to prove, without Docker, that the binary they produce is static and runs.
 # Keep them on one `go build` line.
 
 ARG GO_VERSION=1.26
+ARG BUILDER_IMAGE=golang:${GO_VERSION}
+ARG RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot
 
 # The builder runs on the build machine's platform and cross-compiles for the
 # target (BuildKit sets TARGETOS/TARGETARCH; empty means the host's).
-FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build
+FROM --platform=$BUILDPLATFORM ${BUILDER_IMAGE} AS build
 ARG TARGETOS
 ARG TARGETARCH
 ARG VERSION=dev
@@ -22,6 +31,9 @@ WORKDIR /src
 # fail loudly if the image's Go is older than go.mod asks, instead of
 # downloading a toolchain during the build.
 ENV GOTOOLCHAIN=local
+# Empty means Go's default proxy; CI passes the machine's GOPROXY.
+ARG GOPROXY
+ENV GOPROXY=${GOPROXY}
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
@@ -31,7 +43,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 
 # distroless/static: CA certificates (Segment and Kafka TLS), tzdata and a
 # passwd entry for nonroot (65532), no shell, no package manager.
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 ARG VERSION=dev
 LABEL org.opencontainers.image.title="produktly-segment" \
       org.opencontainers.image.description="Produktly interaction records from Kafka to Segment" \

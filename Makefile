@@ -4,18 +4,31 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin/produktly-segment
 
-.PHONY: all build test unit demo bench faults faults-long vet fmt fuzz kafka-up kafka-down clean
+.PHONY: all build test unit demo bench faults faults-long vet fmt fuzz images kafka-image ci kafka-up kafka-down clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/produktly-segment
 
-## test: the whole suite against a real Kafka the script starts (README's test command)
+## test: the whole suite against a real Kafka (README's test command): in containers when
+## Docker works (KAFKA_IMAGE=apache/kafka:4.1.2 to use the official image), else from jars
 test:
 	scripts/test.sh
 
-## faults: the short fault profile against a 3-node Kafka cluster it starts and stops (docs/reliability.md)
+## images: build the Kafka and service images locally (cached by input hash)
+images:
+	scripts/images.sh all
+
+kafka-image:
+	scripts/images.sh kafka
+
+## ci: what CI runs on a fresh machine: installs Docker if needed, starts and stops dockerd
+ci:
+	bash .ci/run
+
+## faults: the short fault profile against a 3-node Kafka cluster it starts and stops (docs/reliability.md);
+## containers when Docker works, else the jar cluster
 faults:
 	scripts/faults.sh short
 

@@ -228,7 +228,7 @@ var breakages = []breakage{
 	}},
 	{"dockerfile", "", "runs as root", func(_ *bundle, r *repoFiles) { replace(&r.dockerfile, "USER 65532:65532", "USER root") }},
 	{"dockerfile", "", "a full OS image", func(_ *bundle, r *repoFiles) {
-		replace(&r.dockerfile, "FROM gcr.io/distroless/static-debian12:nonroot", "FROM debian:12")
+		replace(&r.dockerfile, "RUNTIME_IMAGE=gcr.io/distroless/static-debian12:nonroot", "RUNTIME_IMAGE=debian:12")
 	}},
 	{"dockerfile", "", "another port", func(_ *bundle, r *repoFiles) { replace(&r.dockerfile, "EXPOSE 8080", "EXPOSE 9090") }},
 	{"dockerfile", "", "runs demo", func(_ *bundle, r *repoFiles) { replace(&r.dockerfile, `CMD ["run"]`, `CMD ["demo"]`) }},

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"reflect"
 	"regexp"
 	"strconv"
@@ -69,7 +70,7 @@ func checkDockerfile(w *world, r *repoFiles) []error {
 		fail("-ldflags %q does not set main.version from ${VERSION}", ldflags)
 	}
 
-	ins := dockerInstructions(r.dockerfile)
+	ins := expandFromArgs(dockerInstructions(r.dockerfile))
 	var stages [][]string // instructions per stage
 	for _, in := range ins {
 		if strings.HasPrefix(in, "FROM ") {
@@ -303,4 +304,37 @@ func checkDocs(_ *world, r *repoFiles) []error {
 		errs = append(errs, err)
 	}
 	return errs
+}
+
+// expandFromArgs substitutes, in FROM instructions, the defaults of the
+// ARGs declared before the first FROM (the Dockerfile takes its base images
+// as build arguments), so the checks see the images a plain build uses.
+func expandFromArgs(ins []string) []string {
+	args := map[string]string{}
+	expand := func(s string) string {
+		return os.Expand(s, func(k string) string {
+			if v, ok := args[k]; ok {
+				return v
+			}
+			return "${" + k + "}"
+		})
+	}
+	out := make([]string, 0, len(ins))
+	seenFrom := false
+	for _, in := range ins {
+		kw, rest, _ := strings.Cut(in, " ")
+		switch strings.ToUpper(kw) {
+		case "ARG":
+			if !seenFrom {
+				if k, v, ok := strings.Cut(strings.TrimSpace(rest), "="); ok {
+					args[k] = expand(v)
+				}
+			}
+		case "FROM":
+			seenFrom = true
+			in = kw + " " + expand(rest)
+		}
+		out = append(out, in)
+	}
+	return out
 }

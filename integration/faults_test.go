@@ -518,19 +518,29 @@ func (tr *traffic) stop() {
 	}
 }
 
-// brokerNode is one node of the 3-node cluster scripts/kafka.sh runs.
+// brokerNode is one node of the 3-node cluster: containers TestMain
+// started (KAFKA_CLUSTER_NODES=3), or the jar cluster of
+// `scripts/kafka.sh up cluster` on a machine without Docker.
 type brokerNode int
 
+// jarClusterBrokers are the fixed addresses of scripts/kafka.sh's cluster.
+var jarClusterBrokers = []string{"127.0.0.1:31092", "127.0.0.1:32092", "127.0.0.1:33092"}
+
 // clusterNodes returns the nodes of the cluster, or skips the test when
-// the brokers are not scripts/kafka.sh's 3-node cluster.
+// the brokers are neither a 3-node container cluster nor scripts/kafka.sh's.
 func clusterNodes(t *testing.T) []brokerNode {
 	t.Helper()
-	want := []string{"127.0.0.1:31092", "127.0.0.1:32092", "127.0.0.1:33092"}
+	if kc := env.kafka; kc != nil {
+		if len(kc.nodes) != 3 {
+			t.Skipf("broker faults need the 3-node cluster (KAFKA_CLUSTER_NODES=3), not %d container(s)", len(kc.nodes))
+		}
+		return []brokerNode{1, 2, 3}
+	}
 	got := append([]string(nil), brokers(t)...)
 	sort.Strings(got)
-	if strings.Join(got, ",") != strings.Join(want, ",") {
-		t.Skipf("broker faults need the 3-node cluster of `scripts/kafka.sh up cluster` (KAFKA_BROKERS=%s), not %v",
-			strings.Join(want, ","), got)
+	if strings.Join(got, ",") != strings.Join(jarClusterBrokers, ",") {
+		t.Skipf("broker faults need the 3-node cluster of containers (KAFKA_CLUSTER_NODES=3) or of `scripts/kafka.sh up cluster` (KAFKA_BROKERS=%s), not %v",
+			strings.Join(jarClusterBrokers, ","), got)
 	}
 	return []brokerNode{1, 2, 3}
 }
@@ -550,12 +560,34 @@ func kafkaScript(t *testing.T, args ...string) {
 	}
 }
 
+// kill SIGKILLs the node: a container kill, or the jar broker's process.
 func (n brokerNode) kill(t *testing.T, l *ledger) {
+	t.Helper()
+	if kc := env.kafka; kc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := kc.kill(ctx, int(n)); err != nil {
+			t.Fatal(err)
+		}
+		l.note("SIGKILL broker %d (container kill)", n)
+		return
+	}
 	kafkaScript(t, "kill", strconv.Itoa(int(n)), "cluster")
 	l.note("SIGKILL broker %d", n)
 }
 
+// start starts the node again with its storage and waits for its port.
 func (n brokerNode) start(t *testing.T, l *ledger) {
+	t.Helper()
+	if kc := env.kafka; kc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+		defer cancel()
+		if err := kc.start(ctx, int(n)); err != nil {
+			t.Fatal(err)
+		}
+		l.note("broker %d restarted (container start, port open)", n)
+		return
+	}
 	kafkaScript(t, "start", strconv.Itoa(int(n)), "cluster")
 	l.note("broker %d restarted (port open)", n)
 }

@@ -1,11 +1,14 @@
 // Package integration holds the tests that run the service against a real
 // Apache Kafka broker.
 //
-// Brokers come from KAFKA_BROKERS (make test starts a single node with
-// scripts/kafka.sh and sets it). When it is unset and a Docker engine is
-// healthy, TestMain starts Kafka with testcontainers-go instead. When neither
-// is available the tests skip with a message that says how to run them,
-// except when CI=true: then a missing broker fails the run.
+// Brokers come from KAFKA_BROKERS when it is set (scripts/test.sh sets it
+// when it starts Kafka from jars with scripts/kafka.sh, on a machine without
+// Docker). When it is unset and a Docker engine is healthy, TestMain starts
+// Kafka with testcontainers-go from KAFKA_IMAGE (containers_test.go): a
+// single node, or with KAFKA_CLUSTER_NODES=3 the 3-node cluster of the
+// fault suite. When neither is available the tests skip with a message
+// that says how to run them, except when CI=true: then a missing broker
+// fails the run.
 //
 // Every test creates its own topics and consumer groups with unique names,
 // so tests run in parallel and rerun against a dirty broker.
@@ -19,13 +22,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"github.com/testcontainers/testcontainers-go"
-	tckafka "github.com/testcontainers/testcontainers-go/modules/kafka"
 )
 
 // env is what TestMain found: the brokers to use, or why there are none.
@@ -33,6 +35,12 @@ var env struct {
 	brokers []string
 	desc    string
 	skip    string
+	// docker is the engine, when one is healthy (Kafka containers, the pod
+	// rehearsal); nil otherwise.
+	docker *dockerEnv
+	// kafka is the broker TestMain started in containers, nil when the
+	// brokers come from KAFKA_BROKERS.
+	kafka *kafkaCluster
 }
 
 func TestMain(m *testing.M) {
@@ -42,23 +50,35 @@ func TestMain(m *testing.M) {
 func runMain(m *testing.M) int {
 	defer removeBinary()
 	ctx := context.Background()
+	d, derr := newDockerEnv(ctx)
+	if derr == nil {
+		env.docker = d
+		defer d.removeAll(context.Background())
+	}
 	if b := os.Getenv("KAFKA_BROKERS"); b != "" {
 		env.brokers = strings.Split(b, ",")
 		env.desc = os.Getenv("KAFKA_BROKER_DESC")
 		if env.desc == "" {
 			env.desc = "broker named by KAFKA_BROKERS"
 		}
+		fmt.Fprintf(os.Stderr, "integration: Kafka: %s at %s\n", env.desc, b)
 		return m.Run()
 	}
-	if brokers, stop, err := startContainer(ctx); err == nil {
-		defer stop()
-		env.brokers = brokers
-		env.desc = "confluent-local via testcontainers"
-		return m.Run()
-	} else {
-		env.skip = "no Kafka broker: set KAFKA_BROKERS=host:port, or run `make test` " +
-			"(starts Apache Kafka with scripts/kafka.sh), or start a Docker engine (" + err.Error() + ")"
+	err := derr
+	if err == nil {
+		var kc *kafkaCluster
+		kc, err = startKafkaFromEnv(ctx, d)
+		if err == nil {
+			defer kc.stop(context.Background())
+			env.kafka = kc
+			env.brokers = kc.brokers()
+			env.desc = kc.describe()
+			fmt.Fprintf(os.Stderr, "integration: Kafka: %s at %s\n", env.desc, strings.Join(env.brokers, ","))
+			return m.Run()
+		}
 	}
+	env.skip = "no Kafka broker: set KAFKA_BROKERS=host:port, or run `make test` " +
+		"(Kafka in containers with Docker, else from jars with scripts/kafka.sh), or start a Docker engine (" + err.Error() + ")"
 	if os.Getenv("CI") == "true" {
 		fmt.Fprintln(os.Stderr, "integration: CI=true and "+env.skip)
 		return 1
@@ -66,26 +86,37 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-func startContainer(ctx context.Context) ([]string, func(), error) {
-	p, err := testcontainers.NewDockerProvider()
+// startKafkaFromEnv starts the broker containers KAFKA_IMAGE and
+// KAFKA_CLUSTER_NODES ask for. A single node's SCRAM listener is published
+// in the variables the security tests read.
+func startKafkaFromEnv(ctx context.Context, d *dockerEnv) (*kafkaCluster, error) {
+	image := os.Getenv("KAFKA_IMAGE")
+	if image == "" {
+		image = defaultKafkaImage
+	}
+	nodes := 1
+	if s := os.Getenv("KAFKA_CLUSTER_NODES"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || (n != 1 && n != 3) {
+			return nil, fmt.Errorf("KAFKA_CLUSTER_NODES=%q: want 1 or 3", s)
+		}
+		nodes = n
+	}
+	start := time.Now()
+	kc, err := startKafka(ctx, d, image, nodes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("docker provider: %w", err)
+		return nil, err
 	}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := p.Health(hctx); err != nil {
-		return nil, nil, fmt.Errorf("docker not healthy: %w", err)
+	fmt.Fprintf(os.Stderr, "integration: %d Kafka container(s) of %s ready in %s\n", nodes, image, time.Since(start).Round(100*time.Millisecond))
+	if kc.scram.addr != "" {
+		for k, v := range map[string]string{
+			"KAFKA_SCRAM_BROKERS": kc.scram.addr, "KAFKA_SCRAM_CA_FILE": kc.scram.caFile,
+			"KAFKA_SCRAM_USER": kc.scram.user, "KAFKA_SCRAM_PASSWORD": kc.scram.password,
+		} {
+			os.Setenv(k, v)
+		}
 	}
-	c, err := tckafka.Run(ctx, "confluentinc/confluent-local:7.5.0")
-	if err != nil {
-		return nil, nil, fmt.Errorf("kafka container: %w", err)
-	}
-	brokers, err := c.Brokers(ctx)
-	if err != nil {
-		_ = testcontainers.TerminateContainer(c)
-		return nil, nil, err
-	}
-	return brokers, func() { _ = testcontainers.TerminateContainer(c) }, nil
+	return kc, nil
 }
 
 // brokers returns the broker addresses or skips the test.
