@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
-	"unique"
 
 	"github.com/rs/zerolog"
 )
@@ -20,13 +19,15 @@ const redacted = "[redacted]"
 // or encoding it (fmt verbs, JSON, text, zerolog) gives "[redacted]"; only
 // Reveal returns the key itself.
 type WriteKey struct {
-	// A struct, not a string kind: string(k) does not compile. And the key
-	// is held by a unique.Handle, a pointer fmt prints as an address
-	// whatever the verb and however deep, so even a value holding an
-	// Integration in an unexported field (where fmt cannot call Format)
-	// prints no key. Handles of equal strings are equal, so WriteKey and
-	// Integration stay comparable with ==, and usable as map keys.
-	h unique.Handle[string]
+	// A struct, not a string kind: string(k) does not compile. The key sits
+	// behind a pointer to a string, which fmt prints as an address whatever
+	// the verb and however deep, so even a value holding an Integration in
+	// an unexported field (where fmt cannot call Format) prints no key.
+	// (unique.Handle would do the same and keep == by content, but costs
+	// twice the memory and CPU for a table of 100,000.)
+	p *string
+	// Not comparable: == would compare pointers, not keys. Use Equal.
+	_ [0]func()
 }
 
 // NewWriteKey wraps a key.
@@ -34,24 +35,23 @@ func NewWriteKey(key string) WriteKey {
 	if key == "" {
 		return WriteKey{}
 	}
-	return WriteKey{h: unique.Make(key)}
+	return WriteKey{p: &key}
 }
 
 // Reveal returns the key, for the Authorization header of a request to
 // Segment. Never log or wrap its result.
 func (k WriteKey) Reveal() string {
-	if k.IsZero() {
+	if k.p == nil {
 		return ""
 	}
-	return k.h.Value()
+	return *k.p
 }
 
 // IsZero reports whether the key is empty.
-func (k WriteKey) IsZero() bool { return k == WriteKey{} }
+func (k WriteKey) IsZero() bool { return k.p == nil }
 
-// Equal reports whether two keys are the same key (k == o), without
-// revealing them.
-func (k WriteKey) Equal(o WriteKey) bool { return k == o }
+// Equal reports whether two keys are the same key, without revealing them.
+func (k WriteKey) Equal(o WriteKey) bool { return k.Reveal() == o.Reveal() }
 
 func (WriteKey) String() string   { return redacted }
 func (WriteKey) GoString() string { return redacted }
@@ -90,6 +90,12 @@ type Integration struct {
 	// Active is false for a deactivated integration: its records are
 	// skipped.
 	Active bool
+}
+
+// Equal reports whether two integrations are the same: same key, region
+// and state. (Integration is not comparable with ==, as WriteKey is not.)
+func (it Integration) Equal(o Integration) bool {
+	return it.WriteKey.Equal(o.WriteKey) && it.Region == o.Region && it.Active == o.Active
 }
 
 // MarshalZerologObject logs an integration without its key.

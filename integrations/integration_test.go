@@ -129,9 +129,10 @@ func TestWriteKeyRedacted(t *testing.T) {
 	if k.Reveal() != secret {
 		t.Errorf("Reveal: got %q, want the key", k.Reveal())
 	}
-	// Comparable: equal keys and integrations compare equal.
-	if NewWriteKey(secret) != k || it != (Integration{WriteKey: NewWriteKey(secret), Region: RegionEU, Active: true}) || NewWriteKey("other") == k {
-		t.Error("== does not compare keys by content")
+	// Equal compares by content.
+	if !NewWriteKey(secret).Equal(k) || !it.Equal(Integration{WriteKey: NewWriteKey(secret), Region: RegionEU, Active: true}) ||
+		NewWriteKey("other").Equal(k) || it.Equal(Integration{WriteKey: k, Region: RegionUS, Active: true}) {
+		t.Error("Equal does not compare by content")
 	}
 	if !NewWriteKey("").IsZero() || NewWriteKey("").Reveal() != "" || k.IsZero() {
 		t.Error("IsZero / Reveal of the empty key")
