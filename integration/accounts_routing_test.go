@@ -234,3 +234,109 @@ func TestAccountsRouting(t *testing.T) {
 	}
 	t.Logf("%d records: %d US, %d EU, %d skipped, %d dead-lettered", len(msgs), len(wantUS), len(wantEU), wantSkipped, wantDead)
 }
+
+// TestAccountsParkAndRecover: one account's key fails (503) while two
+// others flow: its records are parked to the retry topic, the source
+// partitions commit to their end, and once the key recovers every parked
+// record arrives (from the retry topic, whose offsets then commit too).
+func TestAccountsParkAndRecover(t *testing.T) {
+	const partitions, perAccount, retryParts = 2, 20, 2
+	pl := newPipeline(t, partitions)
+	retryTopic := createTopic(t, retryParts)
+	itopic := createTopicWith(t, 1, kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"})
+	run := unique("park")
+	ids := []string{"ok-1", "ok-2", "bad"}
+	keys := map[string]string{}
+	for _, id := range ids {
+		keys[id] = "wk-" + id + "-" + run
+	}
+	srv := segmenttest.NewServer(keys["ok-1"], segmenttest.WithWriteKeys(keys["ok-2"], keys["bad"]))
+	t.Cleanup(srv.Close)
+	srv.FailKey(keys["bad"], http.StatusServiceUnavailable, 0)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	pub, err := integrations.NewPublisher(integrations.TopicOptions{Brokers: brokers(t), Topic: itopic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	for _, id := range ids {
+		if err := pub.Put(ctx, id, integrations.Integration{WriteKey: integrations.NewWriteKey(keys[id]), Region: integrations.RegionUS, Active: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var msgs []kafka.Message
+	for i, id := range ids {
+		for _, m := range records(run, i*perAccount, perAccount) {
+			var v map[string]any
+			_ = json.Unmarshal(m.Value, &v)
+			v["accountId"] = id
+			m.Value, _ = json.Marshal(v)
+			msgs = append(msgs, m)
+		}
+	}
+	produce(t, pl.topic, msgs)
+
+	p := pl.start("park", map[string]string{
+		"SEGMENT_WRITE_KEY":  "",
+		"INTEGRATIONS_TOPIC": itopic,
+		"KAFKA_RETRY_TOPIC":  retryTopic,
+		"ACCOUNT_PARK_AFTER": "1s",
+		"SEGMENT_ENDPOINT":   srv.URL(),
+	})
+	p.waitReady(time.Minute)
+	// The failing account's records are parked, so the source commits to
+	// its end while its key still fails.
+	waitCommitted(t, pl.group, pl.topic, partitions, 90*time.Second)
+	if n := sum(endOffsets(t, retryTopic, retryParts)); n < perAccount {
+		t.Fatalf("retry topic holds %d records, want at least the failing account's %d", n, perAccount)
+	}
+	if got := len(srv.MessagesFor(keys["bad"])); got != 0 {
+		t.Fatalf("the failing key has %d accepted messages, want 0", got)
+	}
+	for _, id := range []string{"ok-1", "ok-2"} {
+		distinct := map[string]bool{}
+		for _, m := range srv.MessagesFor(keys[id]) {
+			distinct[m.MessageID] = true
+		}
+		if len(distinct) != perAccount {
+			t.Errorf("healthy account %s: %d distinct calls delivered while the other failed, want %d", id, len(distinct), perAccount)
+		}
+	}
+	if p.metric("produktly_segment_records_parked_total") < perAccount {
+		t.Errorf("records_parked_total = %v, want at least %d", p.metric("produktly_segment_records_parked_total"), perAccount)
+	}
+
+	srv.ClearKey(keys["bad"])
+	waitFor(t, 90*time.Second, "every parked record delivered after recovery", func() bool {
+		distinct := map[string]bool{}
+		for _, m := range srv.MessagesFor(keys["bad"]) {
+			distinct[m.MessageID] = true
+		}
+		return len(distinct) == perAccount
+	}, func() string {
+		return fmt.Sprintf("%d accepted for the recovered key, retry topic end %v", len(srv.MessagesFor(keys["bad"])), endOffsets(t, retryTopic, retryParts))
+	})
+	waitCommitted(t, pl.group, retryTopic, retryParts, 60*time.Second)
+	if got := p.metric("produktly_segment_records_redelivered_total"); got < perAccount {
+		t.Errorf("records_redelivered_total = %v, want at least %d", got, perAccount)
+	}
+	// The redelivered calls are those of the source records (same
+	// messageId), as the contract says.
+	good := map[string]bool{}
+	for _, m := range readTopic(t, pl.topic, partitions) {
+		call, err := mapping.MapAccount(mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		good[call.MessageID] = true
+	}
+	for _, m := range srv.MessagesFor(keys["bad"]) {
+		if !good[m.MessageID] {
+			t.Errorf("redelivered messageId %s is not that of a source record", m.MessageID)
+		}
+	}
+	p.term()
+	p.mustExit(0, 30*time.Second)
+}
