@@ -70,6 +70,8 @@ type Integrations interface {
 	Lookup(account string) (integrations.Integration, bool)
 }
 
+var _ Integrations = (*integrations.Table)(nil)
+
 // Options configures a Consumer.
 type Options struct {
 	// Brokers are the bootstrap addresses. Required.

@@ -295,6 +295,14 @@ func TestAccountsParkAndRecover(t *testing.T) {
 	if got := len(srv.MessagesFor(keys["bad"])); got != 0 {
 		t.Fatalf("the failing key has %d accepted messages, want 0", got)
 	}
+	// One failing (parked) account does not take the replica out of
+	// service, and /accounts lists it.
+	if code, body := p.get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d %q while one account is parked, want 200", code, body)
+	}
+	if code, body := p.get("/accounts"); code != http.StatusOK || !strings.Contains(body, `"account": "bad"`) || strings.Contains(body, keys["bad"]) {
+		t.Errorf("/accounts = %d:\n%s\nwant 200 listing account bad, without its key", code, body)
+	}
 	for _, id := range []string{"ok-1", "ok-2"} {
 		distinct := map[string]bool{}
 		for _, m := range srv.MessagesFor(keys[id]) {
