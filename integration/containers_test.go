@@ -70,7 +70,7 @@ func newDockerEnv(ctx context.Context) (*dockerEnv, error) {
 	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
 		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	}
-	p, err := testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
+	p, err := dockerProvider()
 	if err != nil {
 		return nil, fmt.Errorf("docker provider: %w", err)
 	}
@@ -88,6 +88,19 @@ func newDockerEnv(ctx context.Context) (*dockerEnv, error) {
 	d := &dockerEnv{provider: p, run: run}
 	d.removeOrphans(ctx)
 	return d, nil
+}
+
+// dockerProvider is testcontainers' provider on the host network. Without
+// a Docker engine testcontainers panics ("rootless Docker not found")
+// rather than returning an error; that is an error here, so the tests
+// run against KAFKA_BROKERS on a machine without Docker.
+func dockerProvider() (p *testcontainers.DockerProvider, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("no Docker engine: %v", r)
+		}
+	}()
+	return testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
 }
 
 // removeOrphans removes test containers whose test process no longer runs.
