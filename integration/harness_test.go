@@ -194,10 +194,29 @@ func waitTopic(t testing.TB, client *kafka.Client, topic string, partitions int)
 	}
 }
 
-// endOffsets returns the high watermark of every partition of topic.
+// endOffsets returns the high watermark of every partition of topic. Just
+// after a topic is created a partition's leader may not serve ListOffsets
+// yet (NOT_LEADER_OR_FOLLOWER): errors Kafka marks retriable are retried for
+// a while.
 func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 	t.Helper()
 	client := &kafka.Client{Addr: kafka.TCP(brokers(t)...), Timeout: 30 * time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := listEnd(client, topic, partitions)
+		if err == nil {
+			return out
+		}
+		var kerr kafka.Error
+		if !errors.As(err, &kerr) || !kerr.Temporary() || time.Now().After(deadline) {
+			t.Fatalf("list offsets %s: %v", topic, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// listEnd asks once for the end offsets of topic.
+func listEnd(client *kafka.Client, topic string, partitions int) (map[int]int64, error) {
 	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
 	for p := 0; p < partitions; p++ {
 		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
@@ -206,16 +225,16 @@ func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 	defer cancel()
 	res, err := client.ListOffsets(ctx, req)
 	if err != nil {
-		t.Fatalf("list offsets: %v", err)
+		return nil, err
 	}
 	out := map[int]int64{}
 	for _, po := range res.Topics[topic] {
 		if po.Error != nil {
-			t.Fatalf("list offsets %s/%d: %v", topic, po.Partition, po.Error)
+			return nil, fmt.Errorf("partition %d: %w", po.Partition, po.Error)
 		}
 		out[po.Partition] = po.LastOffset
 	}
-	return out
+	return out, nil
 }
 
 // committedOffsets reads a group's committed offsets with its own client,
