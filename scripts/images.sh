@@ -98,7 +98,8 @@ build_kafka() {
   [ -f "$libs/.done" ] || scripts/kafka.sh fetch
   local base tag ctx
   base=$(build_rootfs)
-  tag="produktly-segment-ci/kafka:$KV-$( (echo "$base"; cd "$libs" && ls -1 *.jar; hash_of "$OLDPWD/$HERE/kafka.Dockerfile" "$OLDPWD/$HERE/kafka-entrypoint.sh") | sha256sum | cut -c1-12)"
+  # Relative names only: the tag must not depend on where the tree is.
+  tag="produktly-segment-ci/kafka:$KV-$( (echo "$base"; (cd "$libs" && ls -1 ./*.jar); cd "$HERE" && hash_of kafka.Dockerfile kafka-entrypoint.sh) | sha256sum | cut -c1-12)"
   if ! image_exists "$tag"; then
     ctx=$(mktemp -d /tmp/produktly-kafka-ctx.XXXXXX)
     mkdir "$ctx/libs"

@@ -8,8 +8,8 @@
 #   CLUSTER_ID              the cluster id the storage is formatted with
 #   KAFKA_HEAP_OPTS, KAFKA_OPTS, KAFKA_LOG4J_* and the other launcher
 #   variables are not broker properties.
-# The storage is formatted on the first start (--ignore-formatted), so a
-# container that is killed and started again keeps its log and metadata.
+# The storage is formatted on the first start only, so a container that is
+# killed and started again keeps its log and metadata.
 set -euo pipefail
 home=/opt/kafka
 conf=$home/config
@@ -56,8 +56,13 @@ L4J
 
 log4j="-Dlog4j2.configurationFile=$conf/log4j2.properties"
 echo "kafka-entrypoint: Apache Kafka $version, node ${KAFKA_NODE_ID:-?}, roles ${KAFKA_PROCESS_ROLES:-?}" >&2
-java -Xmx256m "$log4j" -cp "$home/libs/*" kafka.tools.StorageTool format --ignore-formatted \
-  -t "${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" -c "$props" >&2
+# A restarted container's storage is formatted already: skip the extra JVM
+# start of the storage tool, which would only delay the broker.
+logdir=$(sed -n 's/^log\.dirs=//p' "$props" | tail -n1 | cut -d, -f1)
+if [ ! -f "$logdir/meta.properties" ]; then
+  java -Xmx256m "$log4j" -cp "$home/libs/*" kafka.tools.StorageTool format --ignore-formatted \
+    -t "${CLUSTER_ID:-5L6g3nShT-eMCtK--X86sw}" -c "$props" >&2
+fi
 
 # shellcheck disable=SC2086
 exec java ${KAFKA_HEAP_OPTS:--Xms512m -Xmx1g} -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
