@@ -42,6 +42,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/produktly/produktly-segment/integrations"
 	"github.com/produktly/produktly-segment/sink"
 )
 
@@ -49,6 +50,14 @@ import (
 // call, report its outcome once through m.Done.
 type Sink interface {
 	Enqueue(ctx context.Context, m sink.Message) error
+}
+
+// Integrations is what the consumer needs of the integrations table in
+// accounts mode: the integration in force for an account, and whether its
+// records are sent (false: unknown, deactivated, removed or invalid).
+// *integrations.Table satisfies it; Lookup must not block.
+type Integrations interface {
+	Lookup(account string) (integrations.Integration, bool)
 }
 
 // Options configures a Consumer.
@@ -110,6 +119,21 @@ type Options struct {
 	// once Run's context is cancelled. Default 25s.
 	ShutdownTimeout time.Duration
 
+	// Integrations selects accounts mode (contract v2) when set: records
+	// are mapped with mapping.MapAccount and routed by their account's
+	// integration at map time (active: sent to its region's endpoint with
+	// its write key; unknown or inactive: skipped, committed and counted);
+	// messages the sink reports Parked are written to RetryTopic and their
+	// source offsets commit once the broker acknowledged the copy; and the
+	// group also consumes RetryTopic, each record held until its
+	// not-before time. Default nil: single-source mode.
+	Integrations Integrations
+	// Endpoint and EUEndpoint are the Tracking API base URLs of the US and
+	// EU regions in accounts mode. Defaults sink.DefaultEndpoint and
+	// sink.DefaultEUEndpoint.
+	Endpoint   string
+	EUEndpoint string
+
 	// Sink delivers mapped calls to Segment. Required.
 	Sink Sink
 	// Logger receives structured logs. Default: disabled.
@@ -130,6 +154,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.RetryTopic == "" {
 		o.RetryTopic = o.Topic + ".retry"
+	}
+	if o.Endpoint == "" {
+		o.Endpoint = sink.DefaultEndpoint
+	}
+	if o.EUEndpoint == "" {
+		o.EUEndpoint = sink.DefaultEUEndpoint
 	}
 	if o.Dialer == nil {
 		o.Dialer = kafka.DefaultDialer
@@ -196,12 +226,13 @@ type Consumer struct {
 	slots   *semaphore.Weighted // MaxInFlight records, all partitions
 	bytes   *semaphore.Weighted // MaxInFlightBytes
 	dlq     *deadLetter
+	retry   parker // accounts mode only
 	seams   seams
 	// balancer is offered to the group; it learns what this member owns.
 	balancer *stickyBalancer
 	// carried are the partitions kept from the last generation until the
 	// next one says whether they stay (owned by Run's goroutine).
-	carried map[int]*partition
+	carried map[topicPartition]*partition
 
 	ready    atomic.Bool  // member of a generation and fetching
 	draining atomic.Bool  // shutting down
@@ -214,8 +245,16 @@ type Consumer struct {
 type seams struct {
 	waitTopics     func(ctx context.Context) error
 	newGroup       func(ctx context.Context) (group, error)
-	newReader      func(partition int) reader
+	newReader      func(topic string, partition int) reader
 	runDeadLetters func(ctx context.Context) error
+	// runRetries runs the retry-topic writer (accounts mode only).
+	runRetries func(ctx context.Context) error
+}
+
+// parker writes records of parked accounts to the retry topic: the
+// retryWriter, or a fake in unit tests.
+type parker interface {
+	park(m kafka.Message, account string, cancel <-chan struct{}, done func(error))
 }
 
 // New checks the options and builds a consumer; nothing connects until Run.
@@ -243,8 +282,13 @@ func New(o Options) (*Consumer, error) {
 	c.seams = seams{
 		waitTopics:     c.waitTopics,
 		newGroup:       c.newKafkaGroup,
-		newReader:      func(id int) reader { return kafka.NewReader(c.readerConfig(id)) },
+		newReader:      func(topic string, id int) reader { return kafka.NewReader(c.readerConfig(topic, id)) },
 		runDeadLetters: c.dlq.run,
+	}
+	if o.Integrations != nil {
+		rw := newRetryWriter(o, c.log, c.metrics)
+		c.retry = rw
+		c.seams.runRetries = rw.run
 	}
 	return c, nil
 }
@@ -271,9 +315,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 	dlqCtx, stopDLQ := context.WithCancel(context.WithoutCancel(ctx))
 	dlqDone := make(chan error, 1)
 	go func() { dlqDone <- c.seams.runDeadLetters(dlqCtx) }()
+	// The retry writer, like the dead-letter writer, outlives the
+	// generations: it stops once the last one has drained.
+	retryDone := make(chan error, 1)
+	if c.seams.runRetries != nil {
+		go func() { retryDone <- c.seams.runRetries(dlqCtx) }()
+	} else {
+		retryDone <- nil
+	}
 	defer func() {
 		stopDLQ()
 		<-dlqDone
+		<-retryDone
 	}()
 
 	if err := c.seams.waitTopics(ctx); err != nil {
@@ -324,7 +377,20 @@ func (c *Consumer) Run(ctx context.Context) error {
 	return nil
 }
 
-// waitTopics blocks until the source and dead-letter topics exist, logging
+// topics are the topics the group subscribes to: the source topic, and in
+// accounts mode the retry topic.
+func (c *Consumer) topics() []string {
+	if c.opts.Integrations != nil {
+		return []string{c.opts.Topic, c.opts.RetryTopic}
+	}
+	return []string{c.opts.Topic}
+}
+
+// accounts reports whether the consumer runs in accounts mode.
+func (c *Consumer) accounts() bool { return c.opts.Integrations != nil }
+
+// waitTopics blocks until the source and dead-letter topics (and in
+// accounts mode the retry topic) exist, logging
 // clearly while they do not. It returns an error only when ctx ends.
 func (c *Consumer) waitTopics(ctx context.Context) error {
 	client := &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: c.opts.Transport, Timeout: 10 * time.Second}
@@ -346,7 +412,7 @@ func (c *Consumer) waitTopics(ctx context.Context) error {
 func (c *Consumer) checkTopics(ctx context.Context, client *kafka.Client) error {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	md, err := client.Metadata(rctx, &kafka.MetadataRequest{Topics: []string{c.opts.Topic, c.opts.DeadLetterTopic}})
+	md, err := client.Metadata(rctx, &kafka.MetadataRequest{Topics: append(c.topics(), c.opts.DeadLetterTopic)})
 	if errors.Is(err, kafka.SASLAuthenticationFailed) {
 		return fmt.Errorf("brokers %v refused the SASL credentials: %w", c.opts.Brokers, err)
 	}

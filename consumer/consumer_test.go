@@ -220,14 +220,14 @@ func TestCommitsDuringDrain(t *testing.T) {
 // never passes it.
 func TestAbandonedDropsTrackerEntry(t *testing.T) {
 	tc := newTestConsumer(t, 1, nil)
-	p := tc.newPartition(0, 0)
+	p := tc.newPartition("src", 0, 0)
 	m := kafka.Message{Partition: 0, Offset: 0, Value: []byte(`{}`)}
 	if err := p.acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	p.tr.add(0)
 	w, _ := p.take(context.Background(), m, nil)
-	p.finish(m, w, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
+	p.finish(m, w, &sink.Message{}, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
 	if n := p.tr.inFlight(); n != 0 {
 		t.Errorf("in flight after Abandoned = %d, want 0", n)
 	}
@@ -256,10 +256,10 @@ func TestRejectedCodeFromSinkError(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tc := newTestConsumer(t, 1, nil)
-		p := tc.newPartition(0, 0)
+		p := tc.newPartition("src", 0, 0)
 		m := kafka.Message{Offset: 0, Value: []byte(`{}`)}
 		p.tr.add(0)
-		p.finish(m, 0, sink.Result{Outcome: sink.Rejected, Err: tt.err})
+		p.finish(m, 0, &sink.Message{}, sink.Result{Outcome: sink.Rejected, Err: tt.err})
 		// The dead-letter writer is not running: the item waits in the
 		// lanes' intake.
 		tc.dlq.lanes.mu.Lock()
@@ -283,7 +283,7 @@ func TestSetOffsetFailureNotReady(t *testing.T) {
 	fail := true
 	attempts := 0
 	tried := make(chan struct{}, 100)
-	tc.seams.newReader = func(id int) reader {
+	tc.seams.newReader = func(_ string, id int) reader {
 		return &fakeReader{topic: tc.topic, part: id, setOffsetErr: func() error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -318,7 +318,7 @@ func TestSetOffsetFailureNotReady(t *testing.T) {
 // TestReaderReadCommitted: records of aborted transactions are never read.
 func TestReaderReadCommitted(t *testing.T) {
 	tc := newTestConsumer(t, 1, nil)
-	if got := tc.readerConfig(0).IsolationLevel; got != kafka.ReadCommitted {
+	if got := tc.readerConfig("src", 0).IsolationLevel; got != kafka.ReadCommitted {
 		t.Errorf("IsolationLevel = %v, want ReadCommitted", got)
 	}
 }
@@ -327,7 +327,7 @@ func TestReaderReadCommitted(t *testing.T) {
 // its headers, the mapped JSON and its copy in the request body.
 func TestRecordWeightCountsWhatItHolds(t *testing.T) {
 	tc := newTestConsumer(t, 1, nil)
-	p := tc.newPartition(0, 0)
+	p := tc.newPartition("src", 0, 0)
 	m := kafka.Message{Key: make([]byte, 10), Value: make([]byte, 100), Headers: []kafka.Header{{Key: "k", Value: make([]byte, 20)}}}
 	json := make([]byte, 300)
 	if got, min := p.weight(m, json), int64(10+100+1+20+2*300); got < min {

@@ -120,13 +120,16 @@ type fakeCoordinator struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	refuse    map[int32]bool // generations whose commits are refused
+	// other holds the committed offsets of topics other than topic (the
+	// retry topic in accounts mode), per partition.
+	other map[string]map[int]int64
 }
 
 func newFakeCoordinator(topic string) *fakeCoordinator {
 	return &fakeCoordinator{
 		topic: topic, committed: map[int]int64{}, commits: map[int32][]map[int]int64{},
 		gens: make(chan *fakeGeneration), changed: make(chan struct{}), closed: make(chan struct{}),
-		refuse: map[int32]bool{},
+		refuse: map[int32]bool{}, other: map[string]map[int]int64{},
 	}
 }
 
@@ -150,17 +153,34 @@ func (fc *fakeCoordinator) Close() error {
 // committed so far, and returns it once the member took it.
 func (fc *fakeCoordinator) start(t *testing.T, id int32, partitions ...int) *fakeGeneration {
 	t.Helper()
+	return fc.startTopics(t, id, map[string][]int{fc.topic: partitions})
+}
+
+// startTopics is start with partitions of several topics.
+func (fc *fakeCoordinator) startTopics(t *testing.T, id int32, partitions map[string][]int) *fakeGeneration {
+	t.Helper()
 	fc.mu.Lock()
 	var as []kafka.PartitionAssignment
-	for _, p := range partitions {
-		o, ok := fc.committed[p]
-		if !ok {
-			o = kafka.FirstOffset
+	extra := map[string][]kafka.PartitionAssignment{}
+	for topic, ps := range partitions {
+		for _, p := range ps {
+			committed := fc.committed
+			if topic != fc.topic {
+				committed = fc.other[topic]
+			}
+			o, ok := committed[p]
+			if !ok {
+				o = kafka.FirstOffset
+			}
+			if topic == fc.topic {
+				as = append(as, kafka.PartitionAssignment{ID: p, Offset: o})
+			} else {
+				extra[topic] = append(extra[topic], kafka.PartitionAssignment{ID: p, Offset: o})
+			}
 		}
-		as = append(as, kafka.PartitionAssignment{ID: p, Offset: o})
 	}
 	fc.mu.Unlock()
-	g := &fakeGeneration{fc: fc, id: id, assigned: as, done: make(chan struct{}), ended: make(chan struct{})}
+	g := &fakeGeneration{fc: fc, id: id, assigned: as, extra: extra, done: make(chan struct{}), ended: make(chan struct{})}
 	select {
 	case fc.gens <- g:
 	case <-time.After(10 * time.Second):
@@ -172,10 +192,20 @@ func (fc *fakeCoordinator) start(t *testing.T, id int32, partitions ...int) *fak
 // waitCommitted waits until partition p's committed offset is at least o.
 func (fc *fakeCoordinator) waitCommitted(t *testing.T, p int, o int64, timeout time.Duration) {
 	t.Helper()
+	fc.waitCommittedIn(t, fc.topic, p, o, timeout)
+}
+
+// waitCommittedIn is waitCommitted for a partition of topic.
+func (fc *fakeCoordinator) waitCommittedIn(t *testing.T, topic string, p int, o int64, timeout time.Duration) {
+	t.Helper()
 	deadline := time.After(timeout)
 	for {
 		fc.mu.Lock()
-		got, ok := fc.committed[p]
+		committed := fc.committed
+		if topic != fc.topic {
+			committed = fc.other[topic]
+		}
+		got, ok := committed[p]
 		changed := fc.changed
 		fc.mu.Unlock()
 		if ok && got >= o {
@@ -184,7 +214,7 @@ func (fc *fakeCoordinator) waitCommitted(t *testing.T, p int, o int64, timeout t
 		select {
 		case <-changed:
 		case <-deadline:
-			t.Fatalf("partition %d: committed %d (set %v), want at least %d within %s", p, got, ok, o, timeout)
+			t.Fatalf("%s/%d: committed %d (set %v), want at least %d within %s", topic, p, got, ok, o, timeout)
 		}
 	}
 }
@@ -202,6 +232,7 @@ type fakeGeneration struct {
 	fc       *fakeCoordinator
 	id       int32
 	assigned []kafka.PartitionAssignment
+	extra    map[string][]kafka.PartitionAssignment // of other topics
 	once     sync.Once
 	done     chan struct{} // the generation is over
 	wg       sync.WaitGroup
@@ -213,7 +244,7 @@ func (g *fakeGeneration) ID() int32        { return g.id }
 func (g *fakeGeneration) MemberID() string { return "member-under-test" }
 func (g *fakeGeneration) Assignments(topic string) []kafka.PartitionAssignment {
 	if topic != g.fc.topic {
-		return nil
+		return g.extra[topic]
 	}
 	return g.assigned
 }
@@ -247,6 +278,17 @@ func (g *fakeGeneration) CommitOffsets(offsets map[string]map[int]int64) error {
 		fc.committed[p] = o
 		c[p] = o
 	}
+	for topic, os := range offsets {
+		if topic == fc.topic {
+			continue
+		}
+		if fc.other[topic] == nil {
+			fc.other[topic] = map[int]int64{}
+		}
+		for p, o := range os {
+			fc.other[topic][p] = o
+		}
+	}
 	fc.commits[g.id] = append(fc.commits[g.id], c)
 	close(fc.changed)
 	fc.changed = make(chan struct{})
@@ -274,7 +316,8 @@ func (c genContext) Value(any) any { return nil }
 type fakeSink struct {
 	mu       sync.Mutex
 	got      []sink.Message
-	byID     map[string]int // enqueues per message id
+	byID     map[string]int       // enqueues per message id
+	at       map[string]time.Time // when each message id was last enqueued
 	held     map[string]sink.Message
 	hold     func(sink.Message) bool // hold this message instead of delivering it
 	changed  chan struct{}
@@ -283,7 +326,7 @@ type fakeSink struct {
 }
 
 func newFakeSink() *fakeSink {
-	return &fakeSink{byID: map[string]int{}, held: map[string]sink.Message{}, changed: make(chan struct{}), canceled: map[string]bool{}}
+	return &fakeSink{byID: map[string]int{}, at: map[string]time.Time{}, held: map[string]sink.Message{}, changed: make(chan struct{}), canceled: map[string]bool{}}
 }
 
 func (s *fakeSink) Enqueue(ctx context.Context, m sink.Message) error {
@@ -293,6 +336,7 @@ func (s *fakeSink) Enqueue(ctx context.Context, m sink.Message) error {
 	s.mu.Lock()
 	s.got = append(s.got, m)
 	s.byID[m.ID]++
+	s.at[m.ID] = time.Now()
 	hold := s.hold != nil && s.hold(m)
 	if hold {
 		s.held[m.ID] = m
@@ -376,11 +420,16 @@ type testConsumer struct {
 	topic *fakeTopic
 	fc    *fakeCoordinator
 	sink  *fakeSink
+	// Accounts mode: the retry topic the group also reads, and the fake
+	// writer that parks records to it.
+	retryTopic *fakeTopic
+	parker     *fakeParker
 }
 
 func newTestConsumer(t *testing.T, partitions int, tune func(*Options)) *testConsumer {
 	t.Helper()
 	topic := newFakeTopic("src", partitions)
+	retry := newFakeTopic("src.retry", 1)
 	s := newFakeSink()
 	o := Options{
 		Brokers: []string{"fake:9092"}, Topic: "src", Sink: s,
@@ -397,14 +446,26 @@ func newTestConsumer(t *testing.T, partitions int, tune func(*Options)) *testCon
 	c.seams = seams{
 		waitTopics: func(context.Context) error { return nil },
 		newGroup:   func(context.Context) (group, error) { return fc, nil },
-		newReader:  func(id int) reader { return &fakeReader{topic: topic, part: id} },
+		newReader: func(name string, id int) reader {
+			if name == retry.name {
+				return &fakeReader{topic: retry, part: id}
+			}
+			return &fakeReader{topic: topic, part: id}
+		},
 		runDeadLetters: func(ctx context.Context) error {
 			<-ctx.Done()
 			return nil
 		},
 	}
 	t.Cleanup(s.wg.Wait)
-	return &testConsumer{Consumer: c, topic: topic, fc: fc, sink: s}
+	tc := &testConsumer{Consumer: c, topic: topic, retryTopic: retry, fc: fc, sink: s}
+	if c.accounts() {
+		// The retry topic's writer is a fake the test acknowledges.
+		tc.parker = newFakeParker()
+		c.retry = tc.parker
+		c.seams.runRetries = nil
+	}
+	return tc
 }
 
 // run starts Run and returns a function that stops it and waits.

@@ -64,13 +64,29 @@ func (c *Consumer) runGeneration(ctx context.Context, gen generation) (shutdown 
 
 func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen generation) bool {
 	log := c.log.With().Int32("generation", gen.ID()).Logger()
-	parts, kept := c.takeOver(gen.Assignments(c.opts.Topic))
-	ps := make([]int, 0, len(parts))
-	for _, p := range parts {
-		ps = append(ps, p.id)
+	var assigned []assignment
+	for _, topic := range c.topics() {
+		for _, a := range gen.Assignments(topic) {
+			assigned = append(assigned, assignment{topic: topic, PartitionAssignment: a})
+		}
 	}
-	c.balancer.own(gen.ID(), c.opts.Topic, ps)
-	log.Info().Ints("partitions", ps).Ints("kept", kept).Str("member", gen.MemberID()).Msg("generation started")
+	parts, kept := c.takeOver(assigned)
+	owned := map[string][]int{}
+	var ps, retries []int
+	for _, p := range parts {
+		owned[p.topic] = append(owned[p.topic], p.id)
+		if p.retry {
+			retries = append(retries, p.id)
+		} else {
+			ps = append(ps, p.id)
+		}
+	}
+	c.balancer.ownTopics(gen.ID(), owned)
+	ev := log.Info().Ints("partitions", ps)
+	if c.accounts() {
+		ev = ev.Ints("retry_partitions", retries)
+	}
+	ev.Ints("kept", kept).Str("member", gen.MemberID()).Msg("generation started")
 	c.ready.Store(true)
 
 	// Fetching stops when the generation ends or shutdown begins.
@@ -103,7 +119,7 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen generation) 
 				c.beat()
 				c.commit(gen, parts, false)
 				for _, p := range parts {
-					c.metrics.observePartition(c.opts.Topic, p)
+					c.metrics.observePartition(p.topic, p)
 				}
 			}
 		}
@@ -140,34 +156,44 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen generation) 
 		return true
 	}
 	// Carried to the next generation; abandoned there if it moves.
-	c.carried = make(map[int]*partition, len(parts))
+	c.carried = make(map[topicPartition]*partition, len(parts))
 	for _, p := range parts {
-		c.carried[p.id] = p
+		c.carried[p.key()] = p
 	}
 	log.Info().Int("in_flight", left).Msg("generation ended; partitions kept until the next assignment")
 	return false
 }
 
+// assignment is one partition of one topic a generation assigned.
+type assignment struct {
+	topic string
+	kafka.PartitionAssignment
+}
+
 // takeOver builds the partitions of a new generation: a carried partition
 // assigned again at the offset this member last committed for it keeps its
 // tracker and in-flight records; every other carried partition is
-// abandoned. It returns the partitions and the ids of those kept.
-func (c *Consumer) takeOver(assigned []kafka.PartitionAssignment) ([]*partition, []int) {
+// abandoned. It returns the partitions and the ids of the source
+// partitions kept.
+func (c *Consumer) takeOver(assigned []assignment) ([]*partition, []int) {
 	parts := make([]*partition, 0, len(assigned))
 	var kept []int
 	carried := c.carried
 	c.carried = nil
 	for _, a := range assigned {
-		if p, ok := carried[a.ID]; ok {
-			delete(carried, a.ID)
+		k := topicPartition{a.topic, a.ID}
+		if p, ok := carried[k]; ok {
+			delete(carried, k)
 			if p.resume(a.Offset) {
 				parts = append(parts, p)
-				kept = append(kept, p.id)
+				if !p.retry {
+					kept = append(kept, p.id)
+				}
 				continue
 			}
 			c.release(p)
 		}
-		parts = append(parts, c.newPartition(a.ID, a.Offset))
+		parts = append(parts, c.newPartition(a.topic, a.ID, a.Offset))
 	}
 	for _, p := range carried {
 		c.release(p)
@@ -181,7 +207,7 @@ func (c *Consumer) takeOver(assigned []kafka.PartitionAssignment) ([]*partition,
 func (c *Consumer) release(p *partition) {
 	p.tr.revoke()
 	p.abandon()
-	c.metrics.forget(c.opts.Topic, p.id)
+	c.metrics.forget(p.topic, p.id)
 }
 
 // releaseCarried gives up the partitions kept from the last generation
@@ -207,19 +233,22 @@ func (c *Consumer) drain(parts []*partition, timeout time.Duration) {
 }
 
 // commit commits every partition whose commit point moved past what was
-// last committed for it.
+// last committed for it, each under its own topic.
 func (c *Consumer) commit(gen generation, parts []*partition, final bool) {
-	offsets := map[int]int64{}
+	offsets := map[string]map[int]int64{}
 	for _, p := range parts {
 		if o := p.tr.committable(); o >= 0 && o > p.committed.Load() {
-			offsets[p.id] = o
+			if offsets[p.topic] == nil {
+				offsets[p.topic] = map[int]int64{}
+			}
+			offsets[p.topic][p.id] = o
 		}
 	}
 	if len(offsets) == 0 {
 		return
 	}
 	start := time.Now()
-	err := gen.CommitOffsets(map[string]map[int]int64{c.opts.Topic: offsets})
+	err := gen.CommitOffsets(offsets)
 	c.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.metrics.commitErrors.Inc()
@@ -229,14 +258,23 @@ func (c *Consumer) commit(gen generation, parts []*partition, final bool) {
 		return
 	}
 	for _, p := range parts {
-		if o, ok := offsets[p.id]; ok {
+		if o, ok := offsets[p.topic][p.id]; ok {
 			p.committed.Store(o)
-			c.metrics.observeCommit(c.opts.Topic, p.id, o)
+			c.metrics.observeCommit(p.topic, p.id, o)
 		}
 	}
+	// The source topic's offsets are logged as before; the retry topic's
+	// under their own field.
+	src, retry := offsets[c.opts.Topic], offsets[c.opts.RetryTopic]
+	ev := c.log.Debug()
 	if final {
-		c.log.Info().Interface("offsets", offsets).Msg("committed")
-	} else {
-		c.log.Debug().Interface("offsets", offsets).Msg("committed")
+		ev = c.log.Info()
 	}
+	if src != nil {
+		ev = ev.Interface("offsets", src)
+	}
+	if retry != nil {
+		ev = ev.Interface("retry_offsets", retry)
+	}
+	ev.Msg("committed")
 }

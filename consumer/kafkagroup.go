@@ -43,7 +43,7 @@ func (c *Consumer) newKafkaGroup(ctx context.Context) (group, error) {
 		ID:                    c.opts.GroupID,
 		Brokers:               c.opts.Brokers,
 		Dialer:                &d,
-		Topics:                []string{c.opts.Topic},
+		Topics:                c.topics(),
 		GroupBalancers:        []kafka.GroupBalancer{c.balancer, kafka.RangeGroupBalancer{}},
 		WatchPartitionChanges: true,
 		SessionTimeout:        c.opts.SessionTimeout,

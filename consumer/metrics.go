@@ -19,6 +19,9 @@ type metrics struct {
 	deadLetterStubs  prometheus.Counter
 	sizeShortfall    *prometheus.GaugeVec
 	parked           prometheus.Counter
+	skipped          *prometheus.CounterVec
+	skippedInactive  prometheus.Counter // skipped{reason="inactive_account"}
+	redelivered      prometheus.Counter
 	parkErrors       *prometheus.CounterVec
 	inFlight         prometheus.Gauge
 	committed        *prometheus.GaugeVec
@@ -62,6 +65,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: ns, Name: "records_parked_total",
 			Help: "Records written to the retry topic and acknowledged.",
 		}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "records_skipped_total",
+			Help: "Records not sent and committed like delivered ones (accounts mode), by reason: inactive_account (the account is unknown, deactivated, removed or its integration is invalid).",
+		}, []string{"reason"}),
+		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Name: "records_redelivered_total",
+			Help: "Records from the retry topic acknowledged by Segment (also counted in records_delivered_total).",
+		}),
 		parkErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "retry_write_errors_total",
 			Help: "Failed attempts to write to the retry topic, by class (transient, too_large, refused); only too_large records are handed back, the others are retried.",
@@ -104,6 +115,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 8),
 		}),
 	}
+	m.skippedInactive = m.skipped.WithLabelValues(SkipInactiveAccount)
 	for _, code := range mapping.Codes() {
 		m.deadLettered.WithLabelValues(string(code))
 	}
@@ -113,7 +125,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.consumed, m.delivered, m.deadLettered, m.deadLetterErrors,
-			m.deadLetterStubs, m.sizeShortfall, m.parked, m.parkErrors,
+			m.deadLetterStubs, m.sizeShortfall, m.parked, m.skipped, m.redelivered, m.parkErrors,
 			m.inFlight, m.committed, m.lag, m.oldest, m.span, m.spanWaits, m.rebalances, m.commitErrors, m.commitLatency} {
 			if err := reg.Register(c); err != nil {
 				return nil, fmt.Errorf("consumer metrics: %w", err)
@@ -122,6 +134,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+// SkipInactiveAccount is the reason label of records skipped because
+// their account has no active integration (contract v2).
+const SkipInactiveAccount = "inactive_account"
 
 // observeCommit records a committed offset.
 func (m *metrics) observeCommit(topic string, id int, offset int64) {

@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/produktly/produktly-segment/integrations"
 	"github.com/produktly/produktly-segment/mapping"
 	"github.com/produktly/produktly-segment/sink"
 )
@@ -28,7 +29,12 @@ type reader interface {
 // the partition, which may span several generations (see runGeneration).
 type partition struct {
 	c     *Consumer
+	topic string
 	id    int
+	// retry: a partition of the retry topic (accounts mode). Its records
+	// are held until their not-before time, mapped with their original
+	// coordinates and sent with sink.Message.Retry.
+	retry bool
 	tr    *tracker
 	slots *semaphore.Weighted // MaxInFlightPerPartition
 	log   zerolog.Logger
@@ -46,15 +52,22 @@ type partition struct {
 	abandon context.CancelFunc
 }
 
-func (c *Consumer) newPartition(id int, start int64) *partition {
+func (c *Consumer) newPartition(topic string, id int, start int64) *partition {
 	work, abandon := context.WithCancel(context.Background())
+	retry := c.accounts() && topic == c.opts.RetryTopic
+	lc := c.log.With().Int("partition", id)
+	if retry {
+		lc = lc.Str("retry_topic", topic)
+	}
 	p := &partition{
 		c:       c,
+		topic:   topic,
 		id:      id,
+		retry:   retry,
 		next:    start,
 		tr:      newTracker(start),
 		slots:   semaphore.NewWeighted(int64(c.opts.MaxInFlightPerPartition)),
-		log:     c.log.With().Int("partition", id).Logger(),
+		log:     lc.Logger(),
 		work:    work,
 		abandon: abandon,
 	}
@@ -62,6 +75,8 @@ func (c *Consumer) newPartition(id int, start int64) *partition {
 	p.hwm.Store(-1)
 	return p
 }
+
+func (p *partition) key() topicPartition { return topicPartition{p.topic, p.id} }
 
 // resume continues a partition carried from the last generation in one
 // that assigned it at offset committed. That is only safe when committed is
@@ -80,12 +95,12 @@ func (p *partition) resume(committed int64) bool {
 }
 
 // readerConfig is the configuration of a partition's reader.
-func (c *Consumer) readerConfig(id int) kafka.ReaderConfig {
+func (c *Consumer) readerConfig(topic string, id int) kafka.ReaderConfig {
 	o := c.opts
 	return kafka.ReaderConfig{
 		Brokers:   o.Brokers,
 		Dialer:    o.Dialer,
-		Topic:     o.Topic,
+		Topic:     topic,
 		Partition: id,
 		MinBytes:  1,
 		MaxBytes:  o.FetchMaxBytes,
@@ -103,7 +118,9 @@ func (c *Consumer) readerConfig(id int) kafka.ReaderConfig {
 		QueueCapacity:  256,
 		ReadBackoffMin: 100 * time.Millisecond,
 		ReadBackoffMax: time.Second,
-		ErrorLogger:    kafka.LoggerFunc(func(f string, a ...any) { c.log.Warn().Int("partition", id).Msgf("kafka-go reader: "+f, a...) }),
+		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) {
+			c.log.Warn().Str("reader_topic", topic).Int("partition", id).Msgf("kafka-go reader: "+f, a...)
+		}),
 	}
 }
 
@@ -112,7 +129,7 @@ func (c *Consumer) readerConfig(id int) kafka.ReaderConfig {
 // to stay below MaxUncommitted and for an in-flight slot: the back-pressure
 // that keeps memory flat while Segment is down or a record never finishes.
 func (p *partition) fetch(ctx context.Context) {
-	r := p.c.seams.newReader(p.id)
+	r := p.c.seams.newReader(p.topic, p.id)
 	defer r.Close()
 	if !p.setOffset(ctx, r) {
 		return
@@ -145,9 +162,38 @@ func (p *partition) fetch(ctx context.Context) {
 			}
 			continue
 		}
+		if p.retry && !p.hold(ctx, m) {
+			// Revoked or shutting down while the record waited: it is
+			// not taken (p.next stays at it) and is read again.
+			p.release(0)
+			return
+		}
 		p.hwm.Store(m.HighWaterMark)
 		p.next = m.Offset + 1
 		p.handle(ctx, m)
+	}
+}
+
+// hold waits until a retry-topic record's not-before time. Only this
+// partition's fetching waits (each partition has its own loop, so source
+// partitions go on); it returns false when ctx ends first, at once. A
+// record without readable retry headers is not held.
+func (p *partition) hold(ctx context.Context, m kafka.Message) bool {
+	_, _, notBefore, ok := retryInfo(m)
+	if !ok {
+		return ctx.Err() == nil
+	}
+	wait := time.Until(notBefore)
+	if wait <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }
 
@@ -229,12 +275,22 @@ func (p *partition) handle(ctx context.Context, m kafka.Message) {
 	p.c.metrics.consumed.Inc()
 	rec := mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value}
 	if len(m.Headers) > 0 {
-		// A replayed record keeps the messageId of its first copy.
-		if t, part, off, ok := replayOrigin(m); ok {
-			rec.Topic, rec.Partition, rec.Offset = t, part, off
+		switch {
+		case p.retry:
+			// A parked record keeps the messageId of its first copy.
+			rec.Topic, rec.Partition, rec.Offset = origin(m)
+		default:
+			// So does a replayed one.
+			if t, part, off, ok := replayOrigin(m); ok {
+				rec.Topic, rec.Partition, rec.Offset = t, part, off
+			}
 		}
 	}
-	call, err := mapping.Map(rec)
+	mapFn := mapping.Map
+	if p.c.accounts() {
+		mapFn = mapping.MapAccount
+	}
+	call, err := mapFn(rec)
 	if err != nil {
 		var merr *mapping.Error
 		if !errors.As(err, &merr) {
@@ -263,19 +319,34 @@ func (p *partition) take(ctx context.Context, m kafka.Message, json []byte) (int
 }
 
 // route decides what happens to a record that mapped to a call. It is the
-// one place for that decision: today every call is delivered to Segment.
+// one place for that decision. Single-source mode: deliver. Accounts mode,
+// by the account's integration in force now (at map time): active,
+// deliver to its region's endpoint with its write key; unknown or
+// inactive, skip (acknowledged like a delivered record, counted).
 func (p *partition) route(ctx context.Context, m kafka.Message, call mapping.Call) {
+	var dst sink.Destination
+	if in := p.c.opts.Integrations; in != nil {
+		it, ok := in.Lookup(call.AccountID)
+		if !ok {
+			p.c.metrics.skippedInactive.Inc()
+			p.done(m, 0)
+			return
+		}
+		dst = sink.Destination{Account: call.AccountID, WriteKey: it.WriteKey.Reveal(), Endpoint: p.c.endpoint(it.Region)}
+	}
 	w, ok := p.take(ctx, m, call.JSON)
 	if !ok {
 		return
 	}
-	err := p.c.opts.Sink.Enqueue(ctx, sink.Message{
-		ID:     call.MessageID,
-		JSON:   call.JSON,
-		Cancel: p.work.Done(),
-		Done:   func(r sink.Result) { p.finish(m, w, r) },
-	})
-	if err != nil {
+	msg := &sink.Message{
+		ID:          call.MessageID,
+		JSON:        call.JSON,
+		Cancel:      p.work.Done(),
+		Destination: dst,
+		Retry:       p.retry,
+	}
+	msg.Done = func(r sink.Result) { p.finish(m, w, msg, r) }
+	if err := p.c.opts.Sink.Enqueue(ctx, *msg); err != nil {
 		// Fetching stopped (or the sink did) before the sink took the
 		// record: it stays uncommitted and is read again.
 		p.tr.drop(m.Offset)
@@ -283,11 +354,22 @@ func (p *partition) route(ctx context.Context, m kafka.Message, call mapping.Cal
 	}
 }
 
-// finish takes the sink's outcome for one record of weight w.
-func (p *partition) finish(m kafka.Message, w int64, r sink.Result) {
+// endpoint is the Tracking API of region.
+func (c *Consumer) endpoint(r integrations.Region) string {
+	if r == integrations.RegionEU {
+		return c.opts.EUEndpoint
+	}
+	return c.opts.Endpoint
+}
+
+// finish takes the sink's outcome for one record of weight w, sent as msg.
+func (p *partition) finish(m kafka.Message, w int64, msg *sink.Message, r sink.Result) {
 	switch r.Outcome {
 	case sink.Delivered:
 		p.c.metrics.delivered.Inc()
+		if p.retry {
+			p.c.metrics.redelivered.Inc()
+		}
 		p.done(m, w)
 	case sink.Rejected:
 		code := mapping.CodeRejected
@@ -295,15 +377,57 @@ func (p *partition) finish(m kafka.Message, w int64, r sink.Result) {
 		if errors.As(r.Err, &rej) && rej.Status == http.StatusRequestEntityTooLarge {
 			code = mapping.CodeTooLarge
 		}
-		msg := "segment rejected the call"
+		reason := "segment rejected the call"
 		if r.Err != nil {
-			msg = r.Err.Error()
+			reason = r.Err.Error()
 		}
-		p.deadLetter(m, w, code, msg)
+		p.deadLetter(m, w, code, reason)
+	case sink.Parked:
+		p.park(m, w, msg)
 	default:
 		// Abandoned: the sink gave up on it (the partition was abandoned,
 		// or the sink stopped). It no longer counts as in flight and the
 		// commit point never passes it.
+		p.tr.drop(m.Offset)
+		p.release(w)
+	}
+}
+
+// park writes a record of a parked account to the retry topic; its offset
+// is acknowledged once the broker has the copy. A record the retry topic
+// refuses as too large is delivered in place (sent again with Retry, so
+// the sink attempts it while the account is parked); one whose partition
+// was abandoned stays uncommitted.
+func (p *partition) park(m kafka.Message, w int64, msg *sink.Message) {
+	if p.c.retry == nil {
+		// Single-source mode never parks (the sink's ParkAfter is unset).
+		// Should it, the record is treated as abandoned: it stays
+		// uncommitted and is read again, never lost.
+		p.log.Error().Int64("offset", m.Offset).Msg("sink parked a record outside accounts mode; it stays uncommitted")
+		p.tr.drop(m.Offset)
+		p.release(w)
+		return
+	}
+	p.c.retry.park(m, msg.Destination.Account, p.work.Done(), func(err error) {
+		switch {
+		case err == nil:
+			p.done(m, w)
+		case errors.Is(err, ErrRecordTooLarge):
+			p.redeliver(m, w, msg)
+		default: // ErrParkAbandoned
+			p.tr.drop(m.Offset)
+			p.release(w)
+		}
+	})
+}
+
+// redeliver hands a parked record back to the sink with Retry set. It is
+// called from the retry writer's goroutine, never from a sink callback.
+func (p *partition) redeliver(m kafka.Message, w int64, msg *sink.Message) {
+	again := *msg
+	again.Retry = true
+	again.Done = func(r sink.Result) { p.finish(m, w, &again, r) }
+	if err := p.c.opts.Sink.Enqueue(p.work, again); err != nil {
 		p.tr.drop(m.Offset)
 		p.release(w)
 	}

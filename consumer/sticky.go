@@ -44,11 +44,21 @@ func (b *stickyBalancer) UserData() ([]byte, error) {
 	return json.Marshal(b.owned)
 }
 
-// own records the partitions this member holds as of generation.
+// own records the partitions of topic this member holds as of generation.
 func (b *stickyBalancer) own(generation int32, topic string, partitions []int) {
+	b.ownTopics(generation, map[string][]int{topic: partitions})
+}
+
+// ownTopics records the partitions, by topic, this member holds as of
+// generation (the source and the retry topic in accounts mode).
+func (b *stickyBalancer) ownTopics(generation int32, owned map[string][]int) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.owned = stickyData{Generation: generation, Owned: map[string][]int{topic: slices.Clone(partitions)}}
+	d := stickyData{Generation: generation, Owned: make(map[string][]int, len(owned))}
+	for t, ps := range owned {
+		d.Owned[t] = slices.Clone(ps)
+	}
+	b.owned = d
 }
 
 // AssignGroups is run by the group leader. Per topic, each member may keep

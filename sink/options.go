@@ -22,7 +22,10 @@ import (
 // benchmark (docs/performance.md): 64 requests in flight keep throughput up
 // at 50 ms round trips.
 const (
-	DefaultEndpoint      = "https://api.segment.io"
+	DefaultEndpoint = "https://api.segment.io"
+	// DefaultEUEndpoint is the Tracking API of Segment's EU region, where
+	// the sources of EU workspaces send (SEGMENT_EU_ENDPOINT's default).
+	DefaultEUEndpoint    = "https://events.eu1.segmentapis.com"
 	DefaultBatchSize     = 500
 	MaxBatchSize         = 2500
 	MaxBatchBytes        = 500000
@@ -49,7 +52,7 @@ const (
 type Options struct {
 	// Endpoint is the base URL of the Tracking API; requests go to
 	// Endpoint+"/v1/batch". Default DefaultEndpoint
-	// ("https://api.segment.io"); use "https://events.eu1.segmentapis.com"
+	// ("https://api.segment.io"); use DefaultEUEndpoint
 	// for a workspace in the EU region, or a segmenttest.Server's URL.
 	Endpoint string
 

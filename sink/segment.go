@@ -300,6 +300,12 @@ func (s *Segment) Healthy() bool {
 	return false
 }
 
+// Systemic reports whether the sink treats 400 as an outage (see
+// Options.SystemicRejects): every call is being refused, whatever its
+// destination. In accounts mode readiness uses it instead of Healthy, so
+// that failing accounts never make a replica unready.
+func (s *Segment) Systemic() bool { return s.sys.active() }
+
 // finish reports m's outcome to its owner and to the metrics. d is the
 // destination that held m, or nil for a message finished as it was taken
 // off the queue.
