@@ -36,22 +36,8 @@ func checkEnvRequired(w *world, b *bundle) []error {
 			errs = append(errs, fmt.Errorf("%s is required by the binary and not set", s.env))
 		}
 	}
-	// The mode (contract v2): exactly one of these, or the binary exits 2.
-	var modes []string
-	for _, name := range modeSettings {
-		if v, ok := env[name]; ok && !(v.known && v.value == "") {
-			modes = append(modes, name)
-		}
-	}
-	if len(modes) != 1 {
-		errs = append(errs, fmt.Errorf("exactly one of %s must be set, not %v", strings.Join(modeSettings, ", "), modes))
-	}
 	return errs
 }
-
-// modeSettings select the mode: single source, or accounts from a topic or
-// a file.
-var modeSettings = []string{"SEGMENT_WRITE_KEY", "INTEGRATIONS_TOPIC", "INTEGRATIONS_FILE"}
 
 // checkEnvSecrets: secret settings (and the SASL user name) come from a
 // Secret, never a literal or the ConfigMap, and docs/deploying.md's
