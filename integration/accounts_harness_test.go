@@ -428,3 +428,33 @@ func createNamedTopic(t testing.TB, topic string, partitions int) {
 		_, _ = client.DeleteTopics(ctx, &kafka.DeleteTopicsRequest{Topics: []string{topic}})
 	})
 }
+
+// committedThrough reports whether committed reaches end on every
+// partition; a partition that never held a record (end 0) counts as
+// reached with nothing committed (-1). The retry topic's partitions
+// often stay empty.
+func committedThrough(committed, end map[int]int64) bool {
+	for p, e := range end {
+		if e > 0 && committed[p] < e {
+			return false
+		}
+	}
+	return true
+}
+
+// waitCommittedThrough is waitCommitted with committedThrough.
+func waitCommittedThrough(t testing.TB, group, topic string, partitions int, timeout time.Duration) {
+	t.Helper()
+	want := endOffsets(t, topic, partitions)
+	deadline := time.Now().Add(timeout)
+	for {
+		got := committedOffsets(t, group, topic, partitions)
+		if committedThrough(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("committed offsets of group %s on %s = %v, want the end offsets %v", group, topic, got, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

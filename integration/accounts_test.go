@@ -131,7 +131,7 @@ func TestAccountsLiveChanges(t *testing.T) {
 	// The flow goes on for 4 s past that point.
 	time.Sleep(time.Until(effective.Add(4 * time.Second)))
 	recs := flow.stop()
-	waitCommitted(t, w.group, w.topic, w.partitions, 90*time.Second)
+	waitCommittedThrough(t, w.group, w.topic, w.partitions, 90*time.Second)
 
 	got := w.arrivals()
 	strict := map[string]int{}
@@ -258,8 +258,8 @@ func oneFailing(t *testing.T, status int, retryAfter time.Duration) {
 		}
 		return fmt.Sprintf("missing by account %v; %s %v, %s %v", missing, metricParked, p.metric(metricParked), metricRedelivered, p.metric(metricRedelivered))
 	})
-	waitCommitted(t, w.group, w.topic, w.partitions, time.Minute)
-	waitCommitted(t, w.group, w.retry, w.retryParts, time.Minute)
+	waitCommittedThrough(t, w.group, w.topic, w.partitions, time.Minute)
+	waitCommittedThrough(t, w.group, w.retry, w.retryParts, time.Minute)
 
 	got := w.arrivals()
 	var healthy, all []time.Duration
@@ -390,7 +390,7 @@ func TestAccountsIntegrationsFileBreaks(t *testing.T) {
 		if err := flow.write(recs); err != nil {
 			t.Fatal(err)
 		}
-		waitCommitted(t, w.group, w.topic, w.partitions, time.Minute)
+		waitCommittedThrough(t, w.group, w.topic, w.partitions, time.Minute)
 		got := w.arrivals()
 		for _, r := range recs {
 			if cs := got[r.call.MessageID]; !want[r.account].matches(cs) {
@@ -449,7 +449,7 @@ func TestAccountsIntegrationsInvalid(t *testing.T) {
 	if err := flow.write(recs); err != nil {
 		t.Fatal(err)
 	}
-	waitCommitted(t, w.group, w.topic, w.partitions, time.Minute)
+	waitCommittedThrough(t, w.group, w.topic, w.partitions, time.Minute)
 	got := w.arrivals()
 	skipped := 0
 	for _, r := range recs {

@@ -309,7 +309,7 @@ func (l *ledger) complete(good, bad int) (bool, string) {
 		if err != nil {
 			return false, err.Error()
 		}
-		if offsetSum(rEnd) > 0 && !equalOffsets(rCommitted, rEnd) {
+		if !committedThrough(rCommitted, rEnd) {
 			return false, fmt.Sprintf("%s; retry topic committed %v, end %v", status, rCommitted, rEnd)
 		}
 	}
