@@ -245,7 +245,14 @@ type setting struct {
 	def      string // the default, when the help names one
 	required bool
 	secret   bool
+	// mode: one of the settings of which exactly one must be set (the
+	// mode: SEGMENT_WRITE_KEY, INTEGRATIONS_TOPIC, INTEGRATIONS_FILE); the
+	// help says so with modeRule.
+	mode bool
 }
+
+// modeRule is how run --help states the mode rule on each of its settings.
+const modeRule = "exactly one of SEGMENT_WRITE_KEY, INTEGRATIONS_TOPIC, INTEGRATIONS_FILE"
 
 // binaryFacts is what the binary says about itself.
 type binaryFacts struct {
@@ -282,6 +289,7 @@ func parseHelp(help string) (map[string]setting, error) {
 		if want := strings.ToLower(strings.ReplaceAll(s.env, "_", "-")); m[1] != want {
 			return nil, fmt.Errorf("help line %q: flag --%s does not match %s", line, m[1], s.env)
 		}
+		s.mode = strings.Contains(m[3], modeRule)
 		if mm := helpMarks.FindStringSubmatch(m[3]); mm != nil {
 			for _, mark := range strings.Split(mm[1], ", ") {
 				switch {

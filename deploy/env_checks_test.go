@@ -31,10 +31,19 @@ func checkEnvRequired(w *world, b *bundle) []error {
 	}
 	env, _ := b.containerEnv(c)
 	var errs []error
+	var modes []string
 	for _, s := range w.bin.settings {
-		if v, ok := env[s.env]; s.required && (!ok || (v.known && v.value == "")) {
+		v, ok := env[s.env]
+		set := ok && !(v.known && v.value == "")
+		if s.required && !set {
 			errs = append(errs, fmt.Errorf("%s is required by the binary and not set", s.env))
 		}
+		if s.mode && set {
+			modes = append(modes, s.env)
+		}
+	}
+	if len(modes) != 1 {
+		errs = append(errs, fmt.Errorf("the binary wants %s set, the manifests set %v", modeRule, modes))
 	}
 	return errs
 }

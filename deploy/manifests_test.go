@@ -45,8 +45,10 @@ func TestBinarySettings(t *testing.T) {
 			t.Errorf("run --help does not list %s; the parser or the binary changed", name)
 		}
 	}
-	if s := w.bin.settings["SEGMENT_WRITE_KEY"]; !s.required {
-		t.Errorf("SEGMENT_WRITE_KEY is not marked required in run --help")
+	for _, name := range []string{"SEGMENT_WRITE_KEY", "INTEGRATIONS_TOPIC", "INTEGRATIONS_FILE"} {
+		if s := w.bin.settings[name]; !s.mode {
+			t.Errorf("run --help does not state the mode rule (%s) for %s", modeRule, name)
+		}
 	}
 	if !w.bin.metrics["produktly_segment_consumer_lag"] || !w.bin.metrics["process_resident_memory_bytes"] {
 		t.Errorf("metric names were not collected: %d names", len(w.bin.metrics))

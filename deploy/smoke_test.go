@@ -35,7 +35,8 @@ func freePort() (string, error) {
 // startService runs `produktly-segment run` with exactly env (nothing from
 // the test's own environment), plus: KAFKA_BROKERS pointing at a closed
 // loopback port, ADMIN_ADDR on a free loopback port, and placeholders for
-// required settings env lacks. It returns once the admin server answers.
+// required settings env lacks (SEGMENT_WRITE_KEY when it selects no mode). It
+// returns once the admin server answers.
 func startService(bin string, facts *binaryFacts, env map[string]string) (*service, error) {
 	admin, err := freePort()
 	if err != nil {
@@ -49,10 +50,15 @@ func startService(bin string, facts *binaryFacts, env map[string]string) (*servi
 	for k, v := range env {
 		vars[k] = v
 	}
+	mode := false
 	for _, s := range facts.settings {
 		if s.required && vars[s.env] == "" {
 			vars[s.env] = "smoke-test-placeholder"
 		}
+		mode = mode || (s.mode && vars[s.env] != "")
+	}
+	if !mode {
+		vars["SEGMENT_WRITE_KEY"] = "smoke-test-placeholder" // single-source mode
 	}
 	vars["KAFKA_BROKERS"] = broker
 	vars["ADMIN_ADDR"] = admin

@@ -34,7 +34,18 @@ type config struct {
 	TLSCertFile   string
 	TLSKeyFile    string
 
-	WriteKey         string
+	// Mode: exactly one of WriteKey (single source), IntegrationsTopic
+	// or IntegrationsFile (accounts mode, contract v2).
+	WriteKey          string
+	IntegrationsTopic string
+	IntegrationsFile  string
+	// Accounts mode: the EU region's endpoint (Endpoint is the US one),
+	// the requests per second per account, and how long an account may
+	// keep failing before its records are parked.
+	EUEndpoint    string
+	AccountMaxRPS float64
+	ParkAfter     time.Duration
+
 	Endpoint         string
 	BatchSize        int
 	FlushInterval    time.Duration
@@ -104,17 +115,27 @@ func settings() []setting {
 			set: str(func(c *config) *string { return &c.TLSCertFile })},
 		{env: "KAFKA_TLS_KEY_FILE", help: "PEM client key for mutual TLS",
 			set: str(func(c *config) *string { return &c.TLSKeyFile })},
-		{env: "SEGMENT_WRITE_KEY", required: true, secret: true, help: "Segment source write key",
+		{env: "SEGMENT_WRITE_KEY", secret: true, help: "single-source mode: the Segment source write key every record goes to (" + modeRule + ")",
 			set: str(func(c *config) *string { return &c.WriteKey })},
-		{env: "SEGMENT_ENDPOINT", def: sink.DefaultEndpoint, help: "Segment HTTP Tracking API base URL",
+		{env: "INTEGRATIONS_TOPIC", help: "accounts mode: compacted topic of the accounts' Segment integrations (" + modeRule + ")",
+			set: str(func(c *config) *string { return &c.IntegrationsTopic })},
+		{env: "INTEGRATIONS_FILE", help: "accounts mode: JSON file of the accounts' Segment integrations, re-read when it changes (" + modeRule + ")",
+			set: str(func(c *config) *string { return &c.IntegrationsFile })},
+		{env: "SEGMENT_ENDPOINT", def: sink.DefaultEndpoint, help: "Segment HTTP Tracking API base URL (accounts mode: of the US region)",
+			set: endpoint(func(c *config) *string { return &c.Endpoint })},
+		{env: "SEGMENT_EU_ENDPOINT", def: sink.DefaultEUEndpoint, help: "accounts mode: Segment HTTP Tracking API base URL of the EU region",
+			set: endpoint(func(c *config) *string { return &c.EUEndpoint })},
+		{env: "SEGMENT_ACCOUNT_MAX_RPS", def: strconv.Itoa(sink.DefaultAccountMaxRPS), help: "accounts mode: Segment requests per second per account, per replica",
 			set: func(c *config, v string) error {
-				u, err := url.Parse(v)
-				if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-					return fmt.Errorf("must be an http(s) URL, not %q", v)
+				n, err := strconv.ParseFloat(v, 64)
+				if err != nil || !(n > 0) || n > 10000 {
+					return fmt.Errorf("must be a number above 0 and at most 10000, not %q", v)
 				}
-				c.Endpoint = strings.TrimRight(v, "/")
+				c.AccountMaxRPS = n
 				return nil
 			}},
+		{env: "ACCOUNT_PARK_AFTER", def: sink.DefaultParkAfter.String(), help: "accounts mode: how long an account's deliveries may keep failing before its records are parked to the retry topic",
+			set: dur(func(c *config) *time.Duration { return &c.ParkAfter })},
 		{env: "SEGMENT_BATCH_SIZE", def: strconv.Itoa(sink.DefaultBatchSize), help: fmt.Sprintf("messages per Segment request (1-%d)", sink.MaxBatchSize),
 			set: intIn(func(c *config) *int { return &c.BatchSize }, 1, sink.MaxBatchSize)},
 		{env: "SEGMENT_FLUSH_INTERVAL", def: sink.DefaultFlushInterval.String(), help: "longest wait before a partial batch is sent",
@@ -232,6 +253,9 @@ func parseConfig(name string, args []string, getenv func(string) string, out io.
 		}
 		return nil, &configError{Name: name, Err: fmt.Errorf("required with KAFKA_SASL_MECHANISM=%s", c.SASLMechanism)}
 	}
+	if err := checkMode(c); err != nil {
+		return nil, err
+	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		return nil, &configError{Name: "KAFKA_TLS_KEY_FILE", Err: errors.New("KAFKA_TLS_CERT_FILE and KAFKA_TLS_KEY_FILE go together")}
 	}
@@ -298,6 +322,54 @@ func printHelp(w io.Writer, name string, ss []setting) {
 			note = " (default " + s.def + ")"
 		}
 		fmt.Fprintf(w, "  --%-28s %-28s %s%s\n", flagName(s.env), s.env, s.help, note)
+	}
+}
+
+// modeRule is the rule between the three settings that select the mode.
+const modeRule = "exactly one of SEGMENT_WRITE_KEY, INTEGRATIONS_TOPIC, INTEGRATIONS_FILE"
+
+// modeError reports that not exactly one of the three mode settings is
+// set: one line naming all three (contract v2, "Modes").
+type modeError struct {
+	Set []string // the ones that are set (none, two or three)
+}
+
+func (e *modeError) Error() string {
+	set := "none is"
+	if len(e.Set) > 0 {
+		set = strings.Join(e.Set, " and ") + " are"
+	}
+	return "set " + modeRule + " (" + set + " set)"
+}
+
+// checkMode applies the mode rule.
+func checkMode(c *config) error {
+	var set []string
+	for _, s := range []struct {
+		env string
+		v   string
+	}{{"SEGMENT_WRITE_KEY", c.WriteKey}, {"INTEGRATIONS_TOPIC", c.IntegrationsTopic}, {"INTEGRATIONS_FILE", c.IntegrationsFile}} {
+		if s.v != "" {
+			set = append(set, s.env)
+		}
+	}
+	if len(set) != 1 {
+		return &modeError{Set: set}
+	}
+	return nil
+}
+
+// accounts reports whether c selects accounts mode.
+func (c *config) accounts() bool { return c.WriteKey == "" }
+
+func endpoint(field func(*config) *string) func(*config, string) error {
+	return func(c *config, v string) error {
+		u, err := url.Parse(v)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("must be an http(s) URL, not %q", v)
+		}
+		*field(c) = strings.TrimRight(v, "/")
+		return nil
 	}
 }
 

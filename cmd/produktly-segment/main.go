@@ -97,8 +97,15 @@ func runService(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "produktly-segment: %v\n", err)
 		return 2
 	}
-	log.Info().Str("version", version).Strs("brokers", c.Brokers).Str("topic", c.Topic).
-		Str("group", c.GroupID).Str("dlq_topic", c.DLQTopic).Str("segment", c.Endpoint).Msg("starting")
+	ev := log.Info().Str("version", version).Strs("brokers", c.Brokers).Str("topic", c.Topic).
+		Str("group", c.GroupID).Str("dlq_topic", c.DLQTopic).Str("segment", c.Endpoint)
+	if c.accounts() {
+		ev = ev.Str("mode", "accounts").Str("retry_topic", c.RetryTopic).Str("segment_eu", c.EUEndpoint).
+			Str("integrations_topic", c.IntegrationsTopic).Str("integrations_file", c.IntegrationsFile)
+	} else {
+		ev = ev.Str("mode", "single source")
+	}
+	ev.Msg("starting")
 	if err := svc.run(ctx, c.AdminAddr, c.Pprof); err != nil {
 		log.Error().Err(err).Msg("stopped")
 		var cerr *configError
