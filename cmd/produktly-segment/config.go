@@ -287,6 +287,8 @@ func consumerOptions(c *config) consumer.Options {
 		RebalanceTimeout:        c.RebalanceTimeout,
 		RevokeTimeout:           c.RevokeTimeout,
 		CommitInterval:          c.CommitInterval,
+		Endpoint:                c.Endpoint,
+		EUEndpoint:              c.EUEndpoint,
 	}
 }
 
