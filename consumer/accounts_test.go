@@ -322,7 +322,7 @@ func TestAccountsParkAbandonedDrops(t *testing.T) {
 	}
 	p.tr.add(0)
 	w, _ := p.take(context.Background(), m, nil)
-	p.finish(m, w, &sink.Message{Destination: sink.Destination{Account: "a"}}, sink.Result{Outcome: sink.Parked, Err: sink.ErrParked})
+	p.finish(m, w, sent{dst: sink.Destination{Account: "a"}}, sink.Result{Outcome: sink.Parked, Err: sink.ErrParked})
 	pc := tc.parker.wait(t, 0, 10*time.Second)
 	if got := p.tr.inFlight(); got != 1 {
 		t.Fatalf("in flight while parking = %d, want 1", got)

@@ -24,6 +24,16 @@
 //     records and commits them with the new generation; one that moved is
 //     abandoned: the next owner reads its uncommitted records again and the
 //     deterministic messageId lets Segment drop the copy.
+//   - Accounts mode (Options.Integrations set, contract v2): a record of an
+//     unknown or inactive account is skipped, and counts as acknowledged
+//     like a delivered one. A record the sink reports Parked is written to
+//     the retry topic (acks=all) and counts as acknowledged only once the
+//     broker has the copy; a park abandoned by a revoke stays uncommitted.
+//     The group also consumes the retry topic: each of its partitions holds
+//     its next record until the record's not-before time (only that
+//     partition waits; a revoke or shutdown ends the wait at once, and the
+//     record is read again), then sends it with its original coordinates'
+//     messageId and Message.Retry set. Offsets commit per topic.
 //   - On shutdown (Run's ctx cancelled) fetching stops, in-flight records get
 //     ShutdownTimeout while commits go on, acknowledged offsets are committed
 //     and the member leaves the group. A JoinGroup or SyncGroup in progress
@@ -59,6 +69,8 @@ type Sink interface {
 type Integrations interface {
 	Lookup(account string) (integrations.Integration, bool)
 }
+
+var _ Integrations = (*integrations.Table)(nil)
 
 // Options configures a Consumer.
 type Options struct {

@@ -227,7 +227,7 @@ func TestAbandonedDropsTrackerEntry(t *testing.T) {
 	}
 	p.tr.add(0)
 	w, _ := p.take(context.Background(), m, nil)
-	p.finish(m, w, &sink.Message{}, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
+	p.finish(m, w, sent{}, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
 	if n := p.tr.inFlight(); n != 0 {
 		t.Errorf("in flight after Abandoned = %d, want 0", n)
 	}
@@ -259,7 +259,7 @@ func TestRejectedCodeFromSinkError(t *testing.T) {
 		p := tc.newPartition("src", 0, 0)
 		m := kafka.Message{Offset: 0, Value: []byte(`{}`)}
 		p.tr.add(0)
-		p.finish(m, 0, &sink.Message{}, sink.Result{Outcome: sink.Rejected, Err: tt.err})
+		p.finish(m, 0, sent{}, sink.Result{Outcome: sink.Rejected, Err: tt.err})
 		// The dead-letter writer is not running: the item waits in the
 		// lanes' intake.
 		tc.dlq.lanes.mu.Lock()

@@ -39,11 +39,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		consumed: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "records_consumed_total",
-			Help: "Records fetched from the source topic.",
+			Help: "Records fetched from the source topic (and, in accounts mode, the retry topic).",
 		}),
 		delivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "records_delivered_total",
-			Help: "Records acknowledged by Segment.",
+			Help: "Records acknowledged by Segment (in accounts mode also those from the retry topic, see records_redelivered_total).",
 		}),
 		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "records_dead_lettered_total",

@@ -338,15 +338,28 @@ func (p *partition) route(ctx context.Context, m kafka.Message, call mapping.Cal
 	if !ok {
 		return
 	}
-	msg := &sink.Message{
-		ID:          call.MessageID,
-		JSON:        call.JSON,
+	p.send(ctx, m, w, sent{id: call.MessageID, json: call.JSON, dst: dst}, p.retry)
+}
+
+// sent is what a record was handed to the sink as, kept for a redelivery.
+type sent struct {
+	id   string
+	json []byte
+	dst  sink.Destination
+}
+
+// send hands one record of weight w to the sink. Its Done closure is the
+// one allocation per record here: it holds s by value.
+func (p *partition) send(ctx context.Context, m kafka.Message, w int64, s sent, retry bool) {
+	err := p.c.opts.Sink.Enqueue(ctx, sink.Message{
+		ID:          s.id,
+		JSON:        s.json,
 		Cancel:      p.work.Done(),
-		Destination: dst,
-		Retry:       p.retry,
-	}
-	msg.Done = func(r sink.Result) { p.finish(m, w, msg, r) }
-	if err := p.c.opts.Sink.Enqueue(ctx, *msg); err != nil {
+		Destination: s.dst,
+		Retry:       retry,
+		Done:        func(r sink.Result) { p.finish(m, w, s, r) },
+	})
+	if err != nil {
 		// Fetching stopped (or the sink did) before the sink took the
 		// record: it stays uncommitted and is read again.
 		p.tr.drop(m.Offset)
@@ -362,8 +375,8 @@ func (c *Consumer) endpoint(r integrations.Region) string {
 	return c.opts.Endpoint
 }
 
-// finish takes the sink's outcome for one record of weight w, sent as msg.
-func (p *partition) finish(m kafka.Message, w int64, msg *sink.Message, r sink.Result) {
+// finish takes the sink's outcome for one record of weight w, sent as s.
+func (p *partition) finish(m kafka.Message, w int64, s sent, r sink.Result) {
 	switch r.Outcome {
 	case sink.Delivered:
 		p.c.metrics.delivered.Inc()
@@ -383,7 +396,7 @@ func (p *partition) finish(m kafka.Message, w int64, msg *sink.Message, r sink.R
 		}
 		p.deadLetter(m, w, code, reason)
 	case sink.Parked:
-		p.park(m, w, msg)
+		p.park(m, w, s)
 	default:
 		// Abandoned: the sink gave up on it (the partition was abandoned,
 		// or the sink stopped). It no longer counts as in flight and the
@@ -398,7 +411,7 @@ func (p *partition) finish(m kafka.Message, w int64, msg *sink.Message, r sink.R
 // refuses as too large is delivered in place (sent again with Retry, so
 // the sink attempts it while the account is parked); one whose partition
 // was abandoned stays uncommitted.
-func (p *partition) park(m kafka.Message, w int64, msg *sink.Message) {
+func (p *partition) park(m kafka.Message, w int64, s sent) {
 	if p.c.retry == nil {
 		// Single-source mode never parks (the sink's ParkAfter is unset).
 		// Should it, the record is treated as abandoned: it stays
@@ -408,29 +421,19 @@ func (p *partition) park(m kafka.Message, w int64, msg *sink.Message) {
 		p.release(w)
 		return
 	}
-	p.c.retry.park(m, msg.Destination.Account, p.work.Done(), func(err error) {
+	p.c.retry.park(m, s.dst.Account, p.work.Done(), func(err error) {
 		switch {
 		case err == nil:
 			p.done(m, w)
 		case errors.Is(err, ErrRecordTooLarge):
-			p.redeliver(m, w, msg)
+			// Called from the retry writer's goroutine, never from a
+			// sink callback, so it may enqueue.
+			p.send(p.work, m, w, s, true)
 		default: // ErrParkAbandoned
 			p.tr.drop(m.Offset)
 			p.release(w)
 		}
 	})
-}
-
-// redeliver hands a parked record back to the sink with Retry set. It is
-// called from the retry writer's goroutine, never from a sink callback.
-func (p *partition) redeliver(m kafka.Message, w int64, msg *sink.Message) {
-	again := *msg
-	again.Retry = true
-	again.Done = func(r sink.Result) { p.finish(m, w, &again, r) }
-	if err := p.c.opts.Sink.Enqueue(p.work, again); err != nil {
-		p.tr.drop(m.Offset)
-		p.release(w)
-	}
 }
 
 // done acknowledges one record and frees its slot.

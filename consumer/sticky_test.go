@@ -239,3 +239,32 @@ func TestShutdownWhileJoining(t *testing.T) {
 		t.Error("the group was not closed")
 	}
 }
+
+// TestStickyTwoTopics: in accounts mode the member owns partitions of the
+// source and the retry topic; both stay with it across a rebalance.
+func TestStickyTwoTopics(t *testing.T) {
+	a, b := &stickyBalancer{}, &stickyBalancer{}
+	a.ownTopics(4, map[string][]int{"src": {0, 1}, "src.retry": {1}})
+	b.ownTopics(4, map[string][]int{"src": {2, 3}, "src.retry": {0}})
+	udA, _ := a.UserData()
+	udB, _ := b.UserData()
+	topics := []string{"src", "src.retry"}
+	var ps []kafka.Partition
+	for i := range 4 {
+		ps = append(ps, kafka.Partition{Topic: "src", ID: i})
+	}
+	ps = append(ps, kafka.Partition{Topic: "src.retry", ID: 0}, kafka.Partition{Topic: "src.retry", ID: 1})
+	out := a.AssignGroups([]kafka.GroupMember{
+		{ID: "a", Topics: topics, UserData: udA},
+		{ID: "b", Topics: topics, UserData: udB},
+	}, ps)
+	for _, c := range []struct{ member, topic, want string }{
+		{"a", "src", "[0 1]"}, {"a", "src.retry", "[1]"}, {"b", "src", "[2 3]"}, {"b", "src.retry", "[0]"},
+	} {
+		got := append([]int(nil), out[c.member][c.topic]...)
+		sort.Ints(got)
+		if fmt.Sprint(got) != c.want {
+			t.Errorf("%s gets %s %v, want %s (what it owns)", c.member, c.topic, got, c.want)
+		}
+	}
+}

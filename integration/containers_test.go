@@ -102,6 +102,19 @@ func newDockerEnv(ctx context.Context) (*dockerEnv, error) {
 	return d, nil
 }
 
+// dockerProvider is testcontainers' provider on the host network. Without
+// a Docker engine testcontainers panics ("rootless Docker not found")
+// rather than returning an error; that is an error here, so the tests
+// run against KAFKA_BROKERS on a machine without Docker.
+func dockerProvider() (p *testcontainers.DockerProvider, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("no Docker engine: %v", r)
+		}
+	}()
+	return testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
+}
+
 // removeOrphans removes test containers whose test process no longer runs.
 func (d *dockerEnv) removeOrphans(ctx context.Context) {
 	list, err := d.provider.Client().ContainerList(ctx, container.ListOptions{

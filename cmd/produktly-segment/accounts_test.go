@@ -220,3 +220,40 @@ func TestAccountsEndpoint(t *testing.T) {
 		t.Error("single-source mode serves /accounts")
 	}
 }
+
+// TestDemo: the demo runs in accounts mode in one command: each stand-in
+// receives its account's calls with its key, the inactive and unknown
+// accounts' records are skipped, the bad ones dead-lettered, and the
+// accounting adds up.
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	out, errOut, code := exe(t, map[string]string{}, "", "demo")
+	if code != 0 {
+		t.Fatalf("demo exit status %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	_, rest, ok := strings.Cut(out, "Segment US stand-in received 7 track calls:")
+	if !ok {
+		t.Fatalf("no US section with 7 calls:\n%s", out)
+	}
+	usPart, euPart, ok := strings.Cut(rest, "Segment EU stand-in received 7 track calls:")
+	if !ok {
+		t.Fatalf("no EU section with 7 calls:\n%s", out)
+	}
+	euPart, tail, _ := strings.Cut(euPart, "skipped ")
+	if n := strings.Count(usPart, demoKeyUS); n != 7 || strings.Contains(usPart, demoKeyEU) || strings.Contains(usPart, demoKeyOff) {
+		t.Errorf("US stand-in section: %d calls with %s, want 7 and no other key:\n%s", n, demoKeyUS, usPart)
+	}
+	if n := strings.Count(euPart, demoKeyEU); n != 7 || strings.Contains(euPart, demoKeyUS) || strings.Contains(euPart, demoKeyOff) {
+		t.Errorf("EU stand-in section: %d calls with %s, want 7 and no other key:\n%s", n, demoKeyEU, euPart)
+	}
+	for _, want := range []string{
+		"3 records of accounts without an active integration",
+		"holds 8 records",
+		"missing_account",
+		"14 delivered + 3 skipped + 8 dead-lettered = 25 produced",
+	} {
+		if !strings.Contains(tail, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}

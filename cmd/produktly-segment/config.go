@@ -160,7 +160,7 @@ func settings() []setting {
 			set: dur(func(c *config) *time.Duration { return &c.RevokeTimeout })},
 		{env: "KAFKA_COMMIT_INTERVAL", option: "CommitInterval", def: "1s", help: "how often acknowledged offsets are committed",
 			set: dur(func(c *config) *time.Duration { return &c.CommitInterval })},
-		{env: "ADMIN_ADDR", def: ":8080", help: "listen address of /healthz, /readyz and /metrics",
+		{env: "ADMIN_ADDR", def: ":8080", help: "listen address of /healthz, /readyz, /metrics and, in accounts mode, /accounts",
 			set: func(c *config, v string) error {
 				if _, _, err := net.SplitHostPort(v); err != nil {
 					return fmt.Errorf("must be host:port, not %q", v)

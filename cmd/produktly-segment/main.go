@@ -2,7 +2,7 @@
 // Kafka topic to Segment's HTTP Tracking API.
 //
 //	produktly-segment [run]        the service (configured by environment)
-//	produktly-segment demo         the pipeline on an in-process Kafka and Segment stand-in
+//	produktly-segment demo         the pipeline in accounts mode on an in-process Kafka and two Segment stand-ins (US, EU)
 //	produktly-segment validate [FILE]  map newline-delimited raw records, print each result
 //	produktly-segment dlq replay   re-produce dead-lettered records to the source topic
 //	produktly-segment integrations put|deactivate|list  publish accounts' Segment integrations
@@ -35,7 +35,7 @@ const usage = `usage: produktly-segment <command> [flags]
 
 commands:
   run              consume, map and deliver to Segment (the default; configured by environment)
-  demo             run the real pipeline on an in-process Kafka and a Segment stand-in, print what happened
+  demo             run the real pipeline in accounts mode on an in-process Kafka and Segment stand-ins (US, EU), print what happened
   validate [FILE]  read newline-delimited raw records (FILE or stdin), print each Segment call or error
   dlq replay       re-produce dead-lettered records to the source topic (see dlq replay --help)
   integrations     put, deactivate or list accounts' Segment integrations (see integrations --help)

@@ -79,6 +79,7 @@ func newService(c *config, log zerolog.Logger) (*service, error) {
 	o.Registerer = reg
 	if table != nil { // never a typed nil in the interface
 		o.Integrations = table
+		o.Endpoint, o.EUEndpoint = c.Endpoint, c.EUEndpoint
 	}
 	cons, err := consumer.New(o)
 	if err != nil {
