@@ -63,18 +63,6 @@ type dockerEnv struct {
 	run      string // this run's label value
 }
 
-// dockerProvider is testcontainers.NewDockerProvider, with the panic it
-// raises on a machine without any Docker host (MustExtractDockerHost)
-// turned into an error, so that the tests run against KAFKA_BROKERS there.
-func dockerProvider() (p *testcontainers.DockerProvider, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("no Docker host: %v", r)
-		}
-	}()
-	return testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
-}
-
 // newDockerEnv connects to the engine with the host network as the default
 // network (no bridge is created or attached), and removes what earlier runs
 // left behind.
