@@ -66,9 +66,15 @@ func (s *scenario) at(d time.Duration) { sleepUntil(s.start.Add(d)) }
 // recovery, stops the replicas with SIGTERM and accounts for every record.
 func (s *scenario) finish() ledgerReport {
 	s.t.Helper()
+	return s.finishWithin(profile.recover)
+}
+
+// finishWithin is finish with its own recovery limit.
+func (s *scenario) finishWithin(limit time.Duration) ledgerReport {
+	s.t.Helper()
 	s.tr.stop()
 	s.l.endFault()
-	recovery := s.l.waitRecovered(profile.recover)
+	recovery := s.l.waitRecovered(limit)
 	s.f.shutdown()
 	return s.l.account(s.f, recovery)
 }
@@ -316,7 +322,9 @@ func faultOneAccount(t *testing.T) {
 	l.seg.ClearKey(l.keys[failing])
 	l.note("account %s healthy again", failing)
 	s.at(10*time.Second + profile.accountOff + 10*time.Second)
-	s.finish()
+	// A record parked late in a long failure waits out its current delay
+	// (doubling per attempt, at most 10 minutes) before it comes back.
+	s.finishWithin(profile.recover + 10*time.Minute)
 
 	parked := map[string]int{}
 	copies, err := l.kc.readAll(l.retry, l.retryParts)
