@@ -287,8 +287,6 @@ func consumerOptions(c *config) consumer.Options {
 		RebalanceTimeout:        c.RebalanceTimeout,
 		RevokeTimeout:           c.RevokeTimeout,
 		CommitInterval:          c.CommitInterval,
-		Endpoint:                c.Endpoint,
-		EUEndpoint:              c.EUEndpoint,
 	}
 }
 
