@@ -74,6 +74,11 @@ var breakages = []breakage{
 	}},
 	{"env-required", "dev", "no SEGMENT_WRITE_KEY", func(b *bundle, _ *repoFiles) { dropEnv(b, "SEGMENT_WRITE_KEY") }},
 	{"env-required", "base", "no KAFKA_BROKERS", func(b *bundle, _ *repoFiles) { delete(settingsMap(b), "KAFKA_BROKERS") }},
+	{"env-required", "accounts", "two modes: INTEGRATIONS_TOPIC and SEGMENT_WRITE_KEY", func(b *bundle, _ *repoFiles) {
+		ctr(b).Env = append(ctr(b).Env, corev1.EnvVar{Name: "SEGMENT_WRITE_KEY", ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "produktly-segment-credentials"}, Key: "segment-write-key"}}})
+	}},
+	{"env-required", "accounts", "no mode: INTEGRATIONS_TOPIC dropped", func(b *bundle, _ *repoFiles) { delete(settingsMap(b), "INTEGRATIONS_TOPIC") }},
 	{"env-secrets", "production", "the write key as a literal", func(b *bundle, _ *repoFiles) {
 		*envEntry(b, "SEGMENT_WRITE_KEY") = corev1.EnvVar{Name: "SEGMENT_WRITE_KEY", Value: "literal"}
 	}},

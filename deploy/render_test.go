@@ -40,6 +40,7 @@ var renders = []renderSpec{
 	{name: "dev", dir: "overlays/dev"},
 	{name: "production", dir: "overlays/production", autoscaler: "ScaledObject", production: true},
 	{name: "hpa", dir: "testdata/hpa", autoscaler: "HorizontalPodAutoscaler"},
+	{name: "accounts", dir: "testdata/accounts"},
 }
 
 func renderByName(name string) renderSpec {

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/produktly/produktly-segment/consumer"
+	"github.com/produktly/produktly-segment/integrations"
 	"github.com/produktly/produktly-segment/sink"
 )
 
@@ -133,11 +134,23 @@ func (r *recorder) MustRegister(cs ...prometheus.Collector) {
 
 func (r *recorder) Unregister(prometheus.Collector) bool { return true }
 
-// registeredMetrics builds the consumer and the Segment sink exactly as the
-// binary does (nothing connects until Run) and notes the metric names they
-// register.
+// registeredMetrics builds the consumer, the Segment sink and (as accounts
+// mode does) an integrations table exactly as the binary does (nothing
+// connects until Run) and notes the metric names they register.
 func registeredMetrics(into map[string]bool) error {
 	rec := &recorder{names: into}
+	dir, err := os.MkdirTemp("", "deploy-metrics-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	file := filepath.Join(dir, "integrations.json")
+	if err := os.WriteFile(file, []byte("{}"), 0o600); err != nil {
+		return err
+	}
+	if _, err := integrations.NewFile(integrations.FileOptions{Path: file, Registerer: rec}); err != nil {
+		return fmt.Errorf("integrations.NewFile: %w", err)
+	}
 	seg, err := sink.NewSegment(sink.Options{WriteKey: "metric-names", Registerer: rec})
 	if err != nil {
 		return fmt.Errorf("sink.NewSegment: %w", err)

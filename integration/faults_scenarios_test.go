@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/produktly/produktly-segment/consumer"
 	"github.com/produktly/produktly-segment/sink/segmenttest"
 )
 
@@ -26,6 +27,7 @@ func TestFaults(t *testing.T) {
 		t.Run("crash", func(t *testing.T) { t.Parallel(); faultCrash(t) })
 		t.Run("scaling", func(t *testing.T) { t.Parallel(); faultScaling(t) })
 		t.Run("poison", func(t *testing.T) { t.Parallel(); faultPoison(t) })
+		t.Run("oneaccount", func(t *testing.T) { t.Parallel(); faultOneAccount(t) })
 	})
 	t.Run("broker", faultBroker)
 	t.Run("all", faultAll)
@@ -64,9 +66,15 @@ func (s *scenario) at(d time.Duration) { sleepUntil(s.start.Add(d)) }
 // recovery, stops the replicas with SIGTERM and accounts for every record.
 func (s *scenario) finish() ledgerReport {
 	s.t.Helper()
+	return s.finishWithin(profile.recover)
+}
+
+// finishWithin is finish with its own recovery limit.
+func (s *scenario) finishWithin(limit time.Duration) ledgerReport {
+	s.t.Helper()
 	s.tr.stop()
 	s.l.endFault()
-	recovery := s.l.waitRecovered(profile.recover)
+	recovery := s.l.waitRecovered(limit)
 	s.f.shutdown()
 	return s.l.account(s.f, recovery)
 }
@@ -281,4 +289,58 @@ func faultAll(t *testing.T) {
 	s.l.seg.SetFaultRate(0, 0)
 	s.l.note("Segment healthy")
 	s.finish()
+}
+
+// faultOneAccount (accounts mode, contract v2): 50 accounts with their own
+// write keys; one account's source answers 503 for profile.accountOff
+// while the others flow, so it is parked after ACCOUNT_PARK_AFTER (10 s)
+// and its records go through the retry topic. While records are parked a
+// replica is SIGKILLed and restarted. Besides the ledger's rules, every
+// copy arrives with its own account's key, a commit may pass a record
+// only once it is delivered or parked, the retry topic's offsets are
+// committed to its end, and no healthy account's record is parked.
+func faultOneAccount(t *testing.T) {
+	l := newAccountsLedger(t, "oneaccount", 6, 50)
+	s := &scenario{t: t, l: l, f: newFleet(t, l, map[string]string{"ACCOUNT_PARK_AFTER": "10s"}), rng: faultRand(t)}
+	failing := l.accounts[s.rng.IntN(len(l.accounts))]
+	s.run(2, 0, 0)
+	s.at(10 * time.Second)
+	l.seg.FailKey(l.keys[failing], http.StatusServiceUnavailable, 0)
+	l.note("account %s: its source answers 503 for %s (49 others healthy)", failing, profile.accountOff)
+	failStart := time.Now()
+	// SIGKILL a replica once records are parked, half-way through.
+	waitFor(t, profile.accountOff, "records in the retry topic", func() bool {
+		end, err := l.kc.listEnd(l.retry, l.retryParts)
+		return err == nil && offsetSum(end) > 0
+	}, nil)
+	l.note("records of %s in the retry topic %.1f s after its failure began", failing, time.Since(failStart).Seconds())
+	sleepUntil(failStart.Add(profile.accountOff / 2))
+	s.f.crash(s.f.pick(s.rng))
+	time.Sleep(time.Second + time.Duration(s.rng.Int64N(int64(2*time.Second))))
+	l.note("started %s", s.f.start().name)
+	sleepUntil(failStart.Add(profile.accountOff))
+	l.seg.ClearKey(l.keys[failing])
+	l.note("account %s healthy again", failing)
+	s.at(10*time.Second + profile.accountOff + 10*time.Second)
+	// A record parked late in a long failure waits out its current delay
+	// (doubling per attempt, at most 10 minutes) before it comes back.
+	s.finishWithin(profile.recover + 10*time.Minute)
+
+	parked := map[string]int{}
+	copies, err := l.kc.readAll(l.retry, l.retryParts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range copies {
+		parked[headerOr(m, consumer.HeaderRetryAccount)]++
+	}
+	for a, n := range parked {
+		if a != failing {
+			t.Errorf("oneaccount: %d records of the healthy account %s were parked", n, a)
+		}
+	}
+	if parked[failing] == 0 {
+		t.Errorf("oneaccount: no record of %s in the retry topic", failing)
+	}
+	t.Logf("oneaccount: %d retry-topic copies of %s", parked[failing], failing)
 }

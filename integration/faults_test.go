@@ -39,16 +39,17 @@ type faultProfile struct {
 	brokerRuns int           // kill/restart cycles in the broker scenario
 	allWindow  time.Duration // the all-at-once scenario's window
 	allOutage  time.Duration // and its Segment outage
+	accountOff time.Duration // how long one account's source fails in the accounts scenario
 	recover    time.Duration // a scenario must recover within this
 }
 
 var profiles = map[string]faultProfile{
 	"short": {name: "short", rate: 150, window: 25 * time.Second, outage: 15 * time.Second, kills: 3,
 		brokerDown: 12 * time.Second, brokerRuns: 1, allWindow: 50 * time.Second, allOutage: 10 * time.Second,
-		recover: 3 * time.Minute},
+		accountOff: 60 * time.Second, recover: 3 * time.Minute},
 	"long": {name: "long", rate: 300, window: 4 * time.Minute, outage: 10 * time.Minute, kills: 12,
 		brokerDown: 45 * time.Second, brokerRuns: 3, allWindow: 6 * time.Minute, allOutage: 90 * time.Second,
-		recover: 10 * time.Minute},
+		accountOff: 5 * time.Minute, recover: 10 * time.Minute},
 }
 
 // profile is the profile of this run; set by faultsEnabled.
@@ -188,6 +189,14 @@ func (f *fleet) environ() map[string]string {
 		"KAFKA_REVOKE_TIMEOUT":     "5s",
 		"KAFKA_COMMIT_INTERVAL":    "500ms",
 		"SHUTDOWN_TIMEOUT":         "10s",
+	}
+	if f.l.integ != "" {
+		// Accounts mode: INTEGRATIONS_TOPIC instead of SEGMENT_WRITE_KEY
+		// (exactly one of them may be set).
+		delete(env, "SEGMENT_WRITE_KEY")
+		env["INTEGRATIONS_TOPIC"] = f.l.integ
+		env["KAFKA_RETRY_TOPIC"] = f.l.retry
+		env["SEGMENT_EU_ENDPOINT"] = f.l.seg.URL()
 	}
 	for k, v := range f.env {
 		env[k] = v
@@ -443,6 +452,9 @@ func (tr *traffic) next() genRecord {
 	seq := int(tr.seq.Add(1))
 	if tr.poison > 0 && seq%tr.poison == tr.poison/2 {
 		return badRecord(tr.run, seq, int(tr.nbad.Add(1)-1))
+	}
+	if as := tr.l.accounts; len(as) > 0 {
+		return goodRecordOf(tr.run, seq, as[seq%len(as)])
 	}
 	return goodRecord(tr.run, seq)
 }

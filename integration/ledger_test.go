@@ -19,6 +19,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/produktly/produktly-segment/consumer"
+	"github.com/produktly/produktly-segment/integrations"
 	"github.com/produktly/produktly-segment/mapping"
 	"github.com/produktly/produktly-segment/sink/segmenttest"
 )
@@ -56,6 +57,8 @@ type expect struct {
 	sum   [32]byte     // good: sha256 of the exact Segment message JSON
 	code  mapping.Code // bad: the dead-letter code
 	kind  string       // what kind of record it is, for messages
+	// account is the record's account in accounts mode, else "".
+	account string
 }
 
 // ledger is one scenario's accounting.
@@ -70,6 +73,15 @@ type ledger struct {
 	seg        *segmenttest.Server
 	kc         kconn        // how the test itself talks to Kafka
 	cw         *commitWatch // nil until watch
+
+	// Accounts mode (newAccountsLedger), else zero: the integrations
+	// topic, the retry topic, and each account's write key (every account
+	// is a US one, served by seg).
+	integ      string
+	retry      string
+	retryParts int
+	keys       map[string]string
+	accounts   []string
 
 	mu       sync.Mutex
 	want     map[string]expect        // by ledger id: records acknowledged by Kafka
@@ -96,6 +108,14 @@ func newLedger(t testing.TB, name string, partitions int) *ledger {
 // newLedgerVia is newLedger on the brokers kc reaches.
 func newLedgerVia(t testing.TB, kc kconn, name string, partitions int) *ledger {
 	t.Helper()
+	l := buildLedger(t, kc, name, partitions)
+	l.watch()
+	return l
+}
+
+// buildLedger is newLedgerVia without the commit watch.
+func buildLedger(t testing.TB, kc kconn, name string, partitions int) *ledger {
+	t.Helper()
 	l := &ledger{
 		t:          t,
 		kc:         kc,
@@ -114,6 +134,46 @@ func newLedgerVia(t testing.TB, kc kconn, name string, partitions int) *ledger {
 	l.dlq = kc.createTopic(t, "t-faults-"+name+"-dlq", l.dlqParts)
 	l.seg.RejectMessages(func(m segmenttest.Received) bool { return strings.HasPrefix(m.UserID, rejectPrefix) })
 	t.Cleanup(l.seg.Close)
+	return l
+}
+
+// newAccountsLedger is newLedger in accounts mode (contract v2): n
+// accounts with integrations on a compacted integrations topic, each with
+// its own write key (all US sources, served by seg), and a retry topic.
+// Records carry an accountId (round robin over the accounts); a good
+// record's copy must arrive with its account's key, and a commit may pass
+// a good record that is in the retry topic (parked) rather than at Segment.
+func newAccountsLedger(t testing.TB, name string, partitions, n int) *ledger {
+	t.Helper()
+	kc := plainConn(t)
+	l := buildLedger(t, kc, name, partitions)
+	l.retryParts = partitions
+	l.retry = kc.createTopic(t, "t-faults-"+name+"-retry", l.retryParts)
+	l.integ = kc.createTopic(t, "t-faults-"+name+"-integrations", 1, kafka.ConfigEntry{ConfigName: "cleanup.policy", ConfigValue: "compact"})
+	o := integrations.TopicOptions{Brokers: kc.brokers, Topic: l.integ, Dialer: kc.dialer}
+	if kc.transport != nil {
+		o.Transport = kc.transport
+	}
+	pub, err := integrations.NewPublisher(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	l.keys = map[string]string{}
+	run := unique("wk")
+	for i := range n {
+		a := fmt.Sprintf("acct-%02d", i)
+		key := fmt.Sprintf("wk-faults-%02d-%s", i, run)
+		l.seg.AddWriteKey(key)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		err := pub.Put(ctx, a, integrations.Integration{WriteKey: integrations.NewWriteKey(key), Region: integrations.RegionUS, Active: true})
+		cancel()
+		if err != nil {
+			t.Fatalf("put integration of %s: %v", a, err)
+		}
+		l.keys[a] = key
+		l.accounts = append(l.accounts, a)
+	}
 	l.watch()
 	return l
 }
@@ -131,8 +191,12 @@ func (l *ledger) note(format string, args ...any) {
 // and checks it against what the generator intended: a disagreement is a
 // mapping bug (or a generator bug) and fails the test.
 func (l *ledger) expectOf(r genRecord) expect {
-	call, err := mapping.Map(mapping.Record{Topic: l.topic, Time: time.Now(), Value: r.value})
-	e := expect{kind: r.kind}
+	mapper := mapping.Map
+	if l.integ != "" {
+		mapper = mapping.MapAccount
+	}
+	call, err := mapper(mapping.Record{Topic: l.topic, Time: time.Now(), Value: r.value})
+	e := expect{kind: r.kind, account: r.account}
 	if err == nil && r.code != mapping.CodeRejected && r.code != "" {
 		l.t.Errorf("%s: mapping.Map accepts a %s record the contract says is %s: %s", l.name, r.kind, r.code, trimValue(r.value))
 	}
@@ -235,6 +299,19 @@ func (l *ledger) complete(good, bad int) (bool, string) {
 		distinct, good, l.seg.Count(), offsetSum(dlqEnd), bad, committed, end)
 	if distinct < good || offsetSum(dlqEnd) < int64(bad) || !equalOffsets(committed, end) {
 		return false, status
+	}
+	if l.retry != "" {
+		rEnd, err := l.kc.listEnd(l.retry, l.retryParts)
+		if err != nil {
+			return false, err.Error()
+		}
+		rCommitted, err := l.kc.listCommitted(l.group, l.retry, l.retryParts)
+		if err != nil {
+			return false, err.Error()
+		}
+		if !committedThrough(rCommitted, rEnd) {
+			return false, fmt.Sprintf("%s; retry topic committed %v, end %v", status, rCommitted, rEnd)
+		}
 	}
 	// Counts suffice; check that every bad record is really there (copies
 	// of one record could make up for another's absence).
@@ -342,6 +419,9 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 		}
 		if sha256.Sum256(m.Raw) != l.want[id].sum {
 			t.Errorf("%s: the copy of %s (messageId %s) differs from the JSON the mapping makes: %s", l.name, id, m.MessageID, trimValue(m.Raw))
+		}
+		if a := l.want[id].account; l.keys != nil && m.WriteKey != l.keys[a] {
+			t.Errorf("%s: %s of account %s arrived with the write key of another source", l.name, id, a)
 		}
 		if first[m.MessageID] {
 			rep.Duplicates++
@@ -597,7 +677,7 @@ func (kc kconn) writer(topic string) *kafka.Writer {
 
 // createTopic creates a topic named after prefix (replicated three times
 // on a 3-node cluster) and deletes it when the test ends.
-func (kc kconn) createTopic(t testing.TB, prefix string, partitions int) string {
+func (kc kconn) createTopic(t testing.TB, prefix string, partitions int, configs ...kafka.ConfigEntry) string {
 	t.Helper()
 	topic := unique(prefix)
 	rf := 1
@@ -607,7 +687,7 @@ func (kc kconn) createTopic(t testing.TB, prefix string, partitions int) string 
 	client := kc.client()
 	_, err := retrying("create topic "+topic, func(ctx context.Context) (struct{}, error) {
 		res, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{
-			Topic: topic, NumPartitions: partitions, ReplicationFactor: rf,
+			Topic: topic, NumPartitions: partitions, ReplicationFactor: rf, ConfigEntries: configs,
 		}}})
 		if err != nil {
 			return struct{}{}, err
@@ -725,6 +805,8 @@ type genRecord struct {
 	value []byte
 	kind  string
 	code  mapping.Code // "" for a good record
+	// account is the record's accountId in accounts mode, else "".
+	account string
 }
 
 func (r genRecord) message() kafka.Message {
@@ -732,7 +814,11 @@ func (r genRecord) message() kafka.Message {
 }
 
 // goodRecord is a realistic good record of the seq-th event type.
-func goodRecord(run string, seq int) genRecord {
+func goodRecord(run string, seq int) genRecord { return goodRecordOf(run, seq, "") }
+
+// goodRecordOf is goodRecord of an account (accounts mode); account ""
+// leaves accountId out.
+func goodRecordOf(run string, seq int, account string) genRecord {
 	ev := faultEvents[seq%len(faultEvents)]
 	id := fmt.Sprintf("%s-%d", run, seq)
 	user := fmt.Sprintf("user-%d", seq%211)
@@ -746,12 +832,15 @@ func goodRecord(run string, seq int) genRecord {
 		"seq":       seq,
 		"page":      map[string]any{"path": "/reports", "title": "Reports"},
 	}
+	if account != "" {
+		v["accountId"] = account
+	}
 	addMetadata(v, ev.typ, seq)
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(err)
 	}
-	return genRecord{id: id, key: []byte(user), value: b, kind: ev.typ}
+	return genRecord{id: id, key: []byte(user), value: b, kind: ev.typ, account: account}
 }
 
 // faultEvents are the contract's 14 events: raw type, the id field each

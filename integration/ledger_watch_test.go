@@ -11,7 +11,7 @@ import (
 // commitWatch checks the delivery rule while a scenario runs, not only at
 // its end: whenever the group's committed offset of a partition moves, every
 // record below it must already be at Segment (good) or in the dead-letter
-// topic (bad). The final ledger alone would miss a commit that ran ahead of
+// topic (bad), or, in accounts mode, in the retry topic (parked). The final ledger alone would miss a commit that ran ahead of
 // an acknowledgement that came later anyway.
 //
 // It learns where each record landed from the producer's completion
@@ -28,6 +28,10 @@ type commitWatch struct {
 	mu     sync.Mutex
 	dead   map[string]bool // ledger ids in the dead-letter topic
 	dlqPos map[int]int64   // next dead-letter offset read, per partition
+	// Accounts mode: ledger ids in the retry topic (parked; their source
+	// offsets commit once the retry write is acknowledged).
+	parked   map[string]bool
+	retryPos map[int]int64
 
 	checks     int // commit moves verified
 	violations int
@@ -60,6 +64,7 @@ func (l *ledger) watch() {
 	w := &commitWatch{
 		l: l, delivered: map[string]bool{}, verified: map[int]int64{},
 		dead: map[string]bool{}, dlqPos: map[int]int64{}, cancel: cancel,
+		parked: map[string]bool{}, retryPos: map[int]int64{},
 	}
 	l.cw = w
 	l.t.Cleanup(func() {
@@ -70,8 +75,17 @@ func (l *ledger) watch() {
 		w.done.Add(1)
 		go func() {
 			defer w.done.Done()
-			w.readDLQ(ctx, p)
+			w.follow(ctx, l.dlq, p, w.dead, w.dlqPos)
 		}()
+	}
+	if l.retry != "" {
+		for p := range l.retryParts {
+			w.done.Add(1)
+			go func() {
+				defer w.done.Done()
+				w.follow(ctx, l.retry, p, w.parked, w.retryPos)
+			}()
+		}
 	}
 	w.done.Add(1)
 	go func() {
@@ -96,11 +110,12 @@ func (w *commitWatch) stop() {
 	w.check(context.Background())
 }
 
-// readDLQ follows one dead-letter partition.
-func (w *commitWatch) readDLQ(ctx context.Context, p int) {
+// follow reads one partition of topic (the dead-letter or the retry
+// topic) and notes the ledger ids in ids and the next offset in pos.
+func (w *commitWatch) follow(ctx context.Context, topic string, p int, ids map[string]bool, pos map[int]int64) {
 	kc := w.l.kc
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers: kc.brokers, Dialer: kc.dialer, Topic: w.l.dlq, Partition: p,
+		Brokers: kc.brokers, Dialer: kc.dialer, Topic: topic, Partition: p,
 		MaxBytes: 8 << 20, MaxWait: 200 * time.Millisecond, StartOffset: kafka.FirstOffset,
 	})
 	defer r.Close()
@@ -115,8 +130,8 @@ func (w *commitWatch) readDLQ(ctx context.Context, p int) {
 		}
 		id, _ := faultHeader(m, faultIDHeader)
 		w.mu.Lock()
-		w.dead[id] = true
-		w.dlqPos[p] = m.Offset + 1
+		ids[id] = true
+		pos[p] = m.Offset + 1
 		w.mu.Unlock()
 	}
 }
@@ -133,6 +148,13 @@ func (w *commitWatch) check(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	// And the retry topic, in accounts mode.
+	retryEnd := map[int]int64{}
+	if l.retry != "" {
+		if retryEnd, err = l.kc.listEnd(l.retry, l.retryParts); err != nil {
+			return
+		}
+	}
 	caughtUp := func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
@@ -141,19 +163,33 @@ func (w *commitWatch) check(ctx context.Context) {
 				return false
 			}
 		}
+		for p, end := range retryEnd {
+			if w.retryPos[p] < end {
+				return false
+			}
+		}
 		return true
 	}
 	if ctx.Err() != nil { // the final check: the readers are gone
-		dead, err := l.kc.readAll(l.dlq, l.dlqParts)
-		if err != nil {
-			return
+		for _, tp := range []struct {
+			topic string
+			parts int
+			ids   map[string]bool
+		}{{l.dlq, l.dlqParts, w.dead}, {l.retry, l.retryParts, w.parked}} {
+			if tp.topic == "" {
+				continue
+			}
+			copies, err := l.kc.readAll(tp.topic, tp.parts)
+			if err != nil {
+				return
+			}
+			w.mu.Lock()
+			for _, m := range copies {
+				id, _ := faultHeader(m, faultIDHeader)
+				tp.ids[id] = true
+			}
+			w.mu.Unlock()
 		}
-		w.mu.Lock()
-		for _, m := range dead {
-			id, _ := faultHeader(m, faultIDHeader)
-			w.dead[id] = true
-		}
-		w.mu.Unlock()
 	} else {
 		for deadline := time.Now().Add(10 * time.Second); !caughtUp(); time.Sleep(100 * time.Millisecond) {
 			if time.Now().After(deadline) || ctx.Err() != nil {
@@ -183,10 +219,10 @@ func (w *commitWatch) check(ctx context.Context) {
 				w.unknown++
 				continue
 			}
-			if (e.good && !w.delivered[e.msgID]) || (!e.good && !w.dead[id]) {
+			if (e.good && !w.delivered[e.msgID] && !w.parked[id]) || (!e.good && !w.dead[id]) {
 				w.violations++
 				if w.violations <= 10 {
-					l.t.Errorf("%s: partition %d committed at %d while the record at offset %d (%s, %s) was neither delivered nor dead-lettered",
+					l.t.Errorf("%s: partition %d committed at %d while the record at offset %d (%s, %s) was neither delivered, parked nor dead-lettered",
 						l.name, p, c, o, id, e.kind)
 				}
 			}
