@@ -138,9 +138,39 @@ func (p *proc) exited() bool {
 	}
 }
 
-// signal sends sig unless the process has exited.
+// startedLine is the log line the service writes once its SIGTERM/SIGINT
+// handler is installed (runService in cmd/produktly-segment).
+const startedLine = `"message":"starting"`
+
+// waitStarted waits until the process has announced that it is up (its
+// log shows startedLine or its admin server answers), or has exited.
+// Before that, a SIGTERM meets the default action and kills the process
+// with an empty log instead of starting its drain: on a loaded machine a
+// process can take seconds to get there.
+func (p *proc) waitStarted(timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !p.exited() && p.countLog(startedLine) == 0 {
+		if p.admin != "" {
+			if code, _ := p.get("/healthz"); code != 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: not started (no %s in its log) after %s", p.name, startedLine, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// signal sends sig unless the process has exited. SIGTERM and SIGINT wait
+// until the process is up, so that they reach its handler; SIGKILL (a
+// crash) goes at once.
 func (p *proc) signal(sig syscall.Signal) {
 	p.t.Helper()
+	if sig != syscall.SIGKILL {
+		p.waitStarted(2 * time.Minute)
+	}
 	if p.exited() {
 		return
 	}
