@@ -116,7 +116,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error {
 	client := &kafka.Client{Addr: kafka.TCP(brokers...), Timeout: 5 * time.Second}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if caughtUp(ctx, client, group, topic, partitions) {
+		if up, err := consumer.CaughtUp(ctx, client, group, topic, partitions); err == nil && up {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -168,34 +168,6 @@ func demo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error {
 		return fmt.Errorf("accounting mismatch: %d delivered + %d dead-lettered != %d produced", segment.Distinct(), len(dead), len(msgs))
 	}
 	return nil
-}
-
-// caughtUp reports whether the group committed every partition to its end.
-func caughtUp(ctx context.Context, client *kafka.Client, group, topic string, partitions int) bool {
-	ps := make([]int, partitions)
-	lreq := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for i := range ps {
-		ps[i] = i
-		lreq.Topics[topic] = append(lreq.Topics[topic], kafka.LastOffsetOf(i))
-	}
-	ends, err := client.ListOffsets(ctx, lreq)
-	if err != nil {
-		return false
-	}
-	com, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err != nil {
-		return false
-	}
-	committed := map[int]int64{}
-	for _, p := range com.Topics[topic] {
-		committed[p.Partition] = p.CommittedOffset
-	}
-	for _, p := range ends.Topics[topic] {
-		if committed[p.Partition] != p.LastOffset {
-			return false
-		}
-	}
-	return true
 }
 
 // readAll reads every record currently in topic.
