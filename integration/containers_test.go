@@ -342,7 +342,12 @@ func (kc *kafkaCluster) waitNode(ctx context.Context, n *kafkaNode, timeout time
 
 // logTail is the end of node n's container log.
 func (kc *kafkaCluster) logTail(ctx context.Context, n *kafkaNode, lines int) string {
-	r, err := n.c.Logs(ctx)
+	return containerLogTail(ctx, n.c, lines)
+}
+
+// containerLogTail is the last lines of c's log (stdout and stderr).
+func containerLogTail(ctx context.Context, c *testcontainers.DockerContainer, lines int) string {
+	r, err := c.Logs(ctx)
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}

@@ -269,6 +269,12 @@ func (p *proc) metric(name string) float64 {
 	if code != http.StatusOK {
 		return -1
 	}
+	return metricValue(body, name)
+}
+
+// metricValue is the value of the unlabelled series name in a /metrics
+// body (Prometheus text format), or -1 when it is not there.
+func metricValue(body, name string) float64 {
 	for _, line := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
