@@ -70,9 +70,9 @@ func newDockerEnv(ctx context.Context) (*dockerEnv, error) {
 	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
 		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	}
-	p, err := testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
+	p, err := newDockerProvider()
 	if err != nil {
-		return nil, fmt.Errorf("docker provider: %w", err)
+		return nil, err
 	}
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -88,6 +88,26 @@ func newDockerEnv(ctx context.Context) (*dockerEnv, error) {
 	d := &dockerEnv{provider: p, run: run}
 	d.removeOrphans(ctx)
 	return d, nil
+}
+
+// newDockerProvider is testcontainers-go's provider on the host network.
+// testcontainers-go panics ("rootless Docker not found") when it finds no
+// Docker host at all: no DOCKER_HOST, no socket file. That is a machine
+// without an engine, the jar path's machine, and an engine that another
+// process stops and starts leaves the socket missing for a while: an
+// error here, so that the tests use KAFKA_BROKERS or skip as they would
+// with an unhealthy engine.
+func newDockerProvider() (p *testcontainers.DockerProvider, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			p, err = nil, fmt.Errorf("no Docker engine found: %v", r)
+		}
+	}()
+	p, err = testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
+	if err != nil {
+		return nil, fmt.Errorf("docker provider: %w", err)
+	}
+	return p, nil
 }
 
 // removeOrphans removes test containers whose test process no longer runs.
