@@ -156,10 +156,10 @@ type Options struct {
 
 func (o *Options) setDefaults() {
 	if o.Topic == "" {
-		o.Topic = "produktly.interactions"
+		o.Topic = DefaultTopic
 	}
 	if o.GroupID == "" {
-		o.GroupID = "produktly-segment"
+		o.GroupID = DefaultGroupID
 	}
 	if o.DeadLetterTopic == "" {
 		o.DeadLetterTopic = o.Topic + ".dlq"
@@ -179,17 +179,17 @@ func (o *Options) setDefaults() {
 	if o.Transport == nil {
 		o.Transport = kafka.DefaultTransport
 	}
-	setDefault(&o.MaxInFlight, 50000)
-	setDefault(&o.MaxInFlightPerPartition, 10000)
-	setDefault(&o.MaxInFlightBytes, 32<<20)
+	setDefault(&o.MaxInFlight, DefaultMaxInFlight)
+	setDefault(&o.MaxInFlightPerPartition, DefaultMaxInFlightPerPartition)
+	setDefault(&o.MaxInFlightBytes, DefaultMaxInFlightBytes)
 	setDefault(&o.MaxUncommitted, 4*o.MaxInFlightPerPartition)
-	setDefault(&o.FetchMaxBytes, 1<<20)
-	setDefault(&o.CommitInterval, time.Second)
-	setDefault(&o.SessionTimeout, 30*time.Second)
-	setDefault(&o.HeartbeatInterval, 3*time.Second)
-	setDefault(&o.RebalanceTimeout, 30*time.Second)
-	setDefault(&o.RevokeTimeout, 10*time.Second)
-	setDefault(&o.ShutdownTimeout, 25*time.Second)
+	setDefault(&o.FetchMaxBytes, DefaultFetchMaxBytes)
+	setDefault(&o.CommitInterval, DefaultCommitInterval)
+	setDefault(&o.SessionTimeout, DefaultSessionTimeout)
+	setDefault(&o.HeartbeatInterval, DefaultHeartbeatInterval)
+	setDefault(&o.RebalanceTimeout, DefaultRebalanceTimeout)
+	setDefault(&o.RevokeTimeout, DefaultRevokeTimeout)
+	setDefault(&o.ShutdownTimeout, DefaultShutdownTimeout)
 }
 
 func setDefault[T int | time.Duration](v *T, def T) {

@@ -1,6 +1,27 @@
 package consumer
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
+
+// The defaults of Options, exported so that a caller that reads its
+// settings from elsewhere (the service's environment and --help) states
+// the same values.
+const (
+	DefaultTopic                   = "produktly.interactions"
+	DefaultGroupID                 = "produktly-segment"
+	DefaultMaxInFlight             = 50000
+	DefaultMaxInFlightPerPartition = 10000
+	DefaultMaxInFlightBytes        = 32 << 20
+	DefaultFetchMaxBytes           = 1 << 20
+	DefaultCommitInterval          = time.Second
+	DefaultSessionTimeout          = 30 * time.Second
+	DefaultHeartbeatInterval       = 3 * time.Second
+	DefaultRebalanceTimeout        = 30 * time.Second
+	DefaultRevokeTimeout           = 10 * time.Second
+	DefaultShutdownTimeout         = 25 * time.Second
+)
 
 // OptionError reports an invalid Options setting. Field is the Options
 // field at fault; Other, for a rule that relates two settings, names the

@@ -70,9 +70,9 @@ func newDockerEnv(ctx context.Context) (*dockerEnv, error) {
 	if os.Getenv("TESTCONTAINERS_RYUK_DISABLED") == "" {
 		os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	}
-	p, err := dockerProvider()
+	p, err := newDockerProvider()
 	if err != nil {
-		return nil, fmt.Errorf("docker provider: %w", err)
+		return nil, err
 	}
 	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -90,17 +90,24 @@ func newDockerEnv(ctx context.Context) (*dockerEnv, error) {
 	return d, nil
 }
 
-// dockerProvider is testcontainers' provider on the host network. Without
-// a Docker engine testcontainers panics ("rootless Docker not found")
-// rather than returning an error; that is an error here, so the tests
-// run against KAFKA_BROKERS on a machine without Docker.
-func dockerProvider() (p *testcontainers.DockerProvider, err error) {
+// newDockerProvider is testcontainers-go's provider on the host network.
+// testcontainers-go panics ("rootless Docker not found") when it finds no
+// Docker host at all: no DOCKER_HOST, no socket file. That is a machine
+// without an engine, the jar path's machine, and an engine that another
+// process stops and starts leaves the socket missing for a while: an
+// error here, so that the tests use KAFKA_BROKERS or skip as they would
+// with an unhealthy engine.
+func newDockerProvider() (p *testcontainers.DockerProvider, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			p, err = nil, fmt.Errorf("no Docker engine: %v", r)
+			p, err = nil, fmt.Errorf("no Docker engine found: %v", r)
 		}
 	}()
-	return testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
+	p, err = testcontainers.NewDockerProvider(testcontainers.WithDefaultBridgeNetwork("host"))
+	if err != nil {
+		return nil, fmt.Errorf("docker provider: %w", err)
+	}
+	return p, nil
 }
 
 // removeOrphans removes test containers whose test process no longer runs.
@@ -355,7 +362,12 @@ func (kc *kafkaCluster) waitNode(ctx context.Context, n *kafkaNode, timeout time
 
 // logTail is the end of node n's container log.
 func (kc *kafkaCluster) logTail(ctx context.Context, n *kafkaNode, lines int) string {
-	r, err := n.c.Logs(ctx)
+	return containerLogTail(ctx, n.c, lines)
+}
+
+// containerLogTail is the last lines of c's log (stdout and stderr).
+func containerLogTail(ctx context.Context, c *testcontainers.DockerContainer, lines int) string {
+	r, err := c.Logs(ctx)
 	if err != nil {
 		return "(no log: " + err.Error() + ")"
 	}

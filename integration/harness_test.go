@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+
+	"github.com/produktly/produktly-segment/consumer"
 )
 
 // env is what TestMain found: the brokers to use, or why there are none.
@@ -207,13 +209,11 @@ func waitTopic(t testing.TB, client *kafka.Client, topic string, partitions int)
 func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 	t.Helper()
 	client := &kafka.Client{Addr: kafka.TCP(brokers(t)...), Timeout: 30 * time.Second}
-	req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for p := 0; p < partitions; p++ {
-		req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := listEnd(client, req, topic)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := consumer.EndOffsets(ctx, client, topic, partitions)
+		cancel()
 		if err == nil {
 			return out
 		}
@@ -225,23 +225,6 @@ func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 	}
 }
 
-func listEnd(client *kafka.Client, req *kafka.ListOffsetsRequest, topic string) (map[int]int64, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := client.ListOffsets(ctx, req)
-	if err != nil {
-		return nil, err
-	}
-	out := map[int]int64{}
-	for _, po := range res.Topics[topic] {
-		if po.Error != nil {
-			return nil, fmt.Errorf("partition %d: %w", po.Partition, po.Error)
-		}
-		out[po.Partition] = po.LastOffset
-	}
-	return out, nil
-}
-
 // committedOffsets reads a group's committed offsets with its own client,
 // independent of any consumer; -1 means nothing committed. On a fresh
 // broker the group coordinator may still be loading the offsets topic, so
@@ -251,7 +234,7 @@ func committedOffsets(t testing.TB, group, topic string, partitions int) map[int
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		out, err := fetchCommitted(ctx, &kafka.Client{Addr: kafka.TCP(env.brokers...), Timeout: 30 * time.Second}, group, topic, partitions)
+		out, err := consumer.CommittedOffsets(ctx, &kafka.Client{Addr: kafka.TCP(env.brokers...), Timeout: 30 * time.Second}, group, topic, partitions)
 		cancel()
 		if err == nil {
 			return out
@@ -262,29 +245,6 @@ func committedOffsets(t testing.TB, group, topic string, partitions int) map[int
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-}
-
-// fetchCommitted asks the group coordinator once for the committed offsets.
-func fetchCommitted(ctx context.Context, client *kafka.Client, group, topic string, partitions int) (map[int]int64, error) {
-	ps := make([]int, partitions)
-	for i := range ps {
-		ps[i] = i
-	}
-	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err != nil {
-		return nil, err
-	}
-	if res.Error != nil {
-		return nil, res.Error
-	}
-	out := map[int]int64{}
-	for _, p := range res.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("partition %d: %w", p.Partition, p.Error)
-		}
-		out[p.Partition] = p.CommittedOffset
-	}
-	return out, nil
 }
 
 // waitCommitted polls until the group's committed offsets equal the end

@@ -732,25 +732,7 @@ func retrying[T any](what string, f func(ctx context.Context) (T, error)) (T, er
 func (kc kconn) listEnd(topic string, partitions int) (map[int]int64, error) {
 	client := kc.client()
 	return retrying("list offsets of "+topic, func(ctx context.Context) (map[int]int64, error) {
-		req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-		for p := 0; p < partitions; p++ {
-			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-		}
-		res, err := client.ListOffsets(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		out := map[int]int64{}
-		for _, po := range res.Topics[topic] {
-			if po.Error != nil {
-				return nil, fmt.Errorf("partition %d: %w", po.Partition, po.Error)
-			}
-			out[po.Partition] = po.LastOffset
-		}
-		if len(out) != partitions {
-			return nil, fmt.Errorf("%d partitions answered, want %d", len(out), partitions)
-		}
-		return out, nil
+		return consumer.EndOffsets(ctx, client, topic, partitions)
 	})
 }
 
@@ -758,7 +740,7 @@ func (kc kconn) listEnd(topic string, partitions int) (map[int]int64, error) {
 func (kc kconn) listCommitted(group, topic string, partitions int) (map[int]int64, error) {
 	client := kc.client()
 	return retrying("committed offsets of "+group, func(ctx context.Context) (map[int]int64, error) {
-		return fetchCommitted(ctx, client, group, topic, partitions)
+		return consumer.CommittedOffsets(ctx, client, group, topic, partitions)
 	})
 }
 

@@ -354,15 +354,7 @@ func (r *rehearsal) metric(name string) float64 {
 	if code != http.StatusOK {
 		return -1
 	}
-	for _, line := range strings.Split(body, "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			var f float64
-			if _, err := fmt.Sscan(v, &f); err == nil {
-				return f
-			}
-		}
-	}
-	return -1
+	return metricValue(body, name)
 }
 
 func (r *rehearsal) getFull(path string) (int, string) {
@@ -379,14 +371,7 @@ func (r *rehearsal) getFull(path string) (int, string) {
 func (r *rehearsal) logTail(lines int) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rc, err := r.c.Logs(ctx)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	defer rc.Close()
-	b, _ := io.ReadAll(rc)
-	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(all[max(0, len(all)-lines):], "\n")
+	return containerLogTail(ctx, r.c, lines)
 }
 
 func portFree(port int) (bool, error) {

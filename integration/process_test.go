@@ -138,9 +138,39 @@ func (p *proc) exited() bool {
 	}
 }
 
-// signal sends sig unless the process has exited.
+// startedLine is the log line the service writes once its SIGTERM/SIGINT
+// handler is installed (runService in cmd/produktly-segment).
+const startedLine = `"message":"starting"`
+
+// waitStarted waits until the process has announced that it is up (its
+// log shows startedLine or its admin server answers), or has exited.
+// Before that, a SIGTERM meets the default action and kills the process
+// with an empty log instead of starting its drain: on a loaded machine a
+// process can take seconds to get there.
+func (p *proc) waitStarted(timeout time.Duration) {
+	p.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !p.exited() && p.countLog(startedLine) == 0 {
+		if p.admin != "" {
+			if code, _ := p.get("/healthz"); code != 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("%s: not started (no %s in its log) after %s", p.name, startedLine, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// signal sends sig unless the process has exited. SIGTERM and SIGINT wait
+// until the process is up, so that they reach its handler; SIGKILL (a
+// crash) goes at once.
 func (p *proc) signal(sig syscall.Signal) {
 	p.t.Helper()
+	if sig != syscall.SIGKILL {
+		p.waitStarted(2 * time.Minute)
+	}
 	if p.exited() {
 		return
 	}
@@ -239,6 +269,12 @@ func (p *proc) metric(name string) float64 {
 	if code != http.StatusOK {
 		return -1
 	}
+	return metricValue(body, name)
+}
+
+// metricValue is the value of the unlabelled series name in a /metrics
+// body (Prometheus text format), or -1 when it is not there.
+func metricValue(body, name string) float64 {
 	for _, line := range strings.Split(body, "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
 			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)

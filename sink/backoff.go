@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/produktly/produktly-segment/backoff"
 )
 
 // maxRetryAfter bounds how long a Retry-After header can make a batch wait,
@@ -16,21 +18,13 @@ import (
 const maxRetryAfter = 5 * time.Minute
 
 // backoff returns how long to wait after the given failed attempt (0 for the
-// first): MinBackoff*2^attempt capped at MaxBackoff, with "equal jitter"
-// (half fixed, half random) so that replicas that failed together do not
-// retry together, and never less than retryAfter.
+// first): the backoff package's schedule from MinBackoff doubling up to
+// MaxBackoff, with "equal jitter" (half fixed, half random) so that
+// replicas that failed together do not retry together, and never less
+// than retryAfter (itself capped at maxRetryAfter).
 func (s *Segment) backoff(attempt int, retryAfter time.Duration) time.Duration {
-	d := s.o.MaxBackoff
-	if attempt < 32 {
-		d = min(s.o.MinBackoff<<attempt, s.o.MaxBackoff)
-		if d <= 0 { // overflow
-			d = s.o.MaxBackoff
-		}
-	}
-	if half := d / 2; half > 0 {
-		d = half + rand.N(half+1)
-	}
-	return max(d, min(retryAfter, maxRetryAfter))
+	p := backoff.Policy{Base: s.o.MinBackoff, Max: s.o.MaxBackoff, Jitter: 0.5}
+	return max(p.Delay(attempt), min(retryAfter, maxRetryAfter))
 }
 
 // parseRetryAfter reads a Retry-After header: delay-seconds or an HTTP date

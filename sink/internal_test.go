@@ -259,7 +259,10 @@ func TestWakeupsHeap(t *testing.T) {
 }
 
 // TestIdleDestinationsForgotten: per-destination state is bounded by the
-// destinations in use; the single source of Options is kept.
+// destinations in use; the single source of Options is kept. The sweep is
+// driven by the clock it is given, not by the machine's speed: three
+// destinations used, none forgotten while they are not idle, and all but
+// the single source forgotten once they are.
 func TestIdleDestinationsForgotten(t *testing.T) {
 	srv := segmenttest.NewServer("wk_0", segmenttest.WithWriteKeys("wk_1", "wk_2"))
 	defer srv.Close()
@@ -267,11 +270,21 @@ func TestIdleDestinationsForgotten(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.idleAfter = 20 * time.Millisecond
+	// Longer than any run of this test: Run's own sweep forgets nothing
+	// here, however slowly the deliveries go.
+	s.idleAfter = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	var run sync.WaitGroup
 	run.Go(func() { _ = s.Run(ctx) })
-	defer func() { cancel(); run.Wait() }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			run.Wait()
+		}
+	}
+	defer stop()
 
 	var done sync.WaitGroup
 	for i := range 3 {
@@ -291,20 +304,23 @@ func TestIdleDestinationsForgotten(t *testing.T) {
 		}
 	}
 	done.Wait()
-	count := func() int {
-		s.destMu.RLock()
-		defer s.destMu.RUnlock()
-		return len(s.dests)
-	}
-	if n := count(); n != 3 {
+	// Run owns the destinations; with it stopped the test may sweep.
+	stop()
+	if n := len(s.dests); n != 3 {
 		t.Fatalf("%d destinations known after three were used, want 3", n)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for count() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d destinations still known, want only the single source", count())
+	s.sweep(time.Now())
+	if n := len(s.dests); n != 3 {
+		t.Fatalf("%d destinations known after a sweep before they were idle, want 3", n)
+	}
+	s.sweep(time.Now().Add(s.idleAfter))
+	if n := len(s.dests); n != 1 {
+		t.Fatalf("%d destinations known after a sweep once they were idle, want only the single source", n)
+	}
+	for _, d := range s.dests {
+		if !d.single {
+			t.Errorf("the destination kept is not the single source")
 		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	if srv.Count() != 3 {
 		t.Errorf("server got %d messages, want 3", srv.Count())

@@ -19,6 +19,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
+	"github.com/produktly/produktly-segment/consumer"
 	"github.com/produktly/produktly-segment/mapping"
 	"github.com/produktly/produktly-segment/sink/segmenttest"
 )
@@ -188,7 +189,7 @@ func serviceCmd(ctx context.Context, o options, topic, group, endpoint string) (
 // drain starts cmd, waits until group has committed every offset of topic,
 // stops it with SIGTERM and returns the elapsed time and its resource use.
 func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, topic, group, logPath string) (result, error) {
-	ends, err := offsets(ctx, client, topic, o.partitions, "")
+	ends, err := consumer.EndOffsets(ctx, client, topic, o.partitions)
 	if err != nil {
 		return result{}, err
 	}
@@ -209,8 +210,7 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 	var peak int64
 	var elapsed time.Duration
 	for {
-		committed, err := offsets(ctx, client, topic, o.partitions, group)
-		if err == nil && slices.Equal(committed, ends) {
+		if up, err := consumer.CaughtUp(ctx, client, group, topic, o.partitions); err == nil && up {
 			elapsed = time.Since(start)
 			break
 		}
@@ -254,41 +254,6 @@ func peakRSS(pid int) int64 {
 		}
 	}
 	return 0
-}
-
-// offsets returns the end offsets of topic, or a group's committed offsets
-// when group is set, in partition order.
-func offsets(ctx context.Context, client *kafka.Client, topic string, partitions int, group string) ([]int64, error) {
-	out := make([]int64, partitions)
-	if group == "" {
-		req := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-		for p := 0; p < partitions; p++ {
-			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
-		}
-		res, err := client.ListOffsets(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		for _, po := range res.Topics[topic] {
-			out[po.Partition] = po.LastOffset
-		}
-		return out, nil
-	}
-	ps := make([]int, partitions)
-	for i := range ps {
-		ps[i] = i
-	}
-	res, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err != nil {
-		return nil, err
-	}
-	if res.Error != nil {
-		return nil, res.Error
-	}
-	for _, p := range res.Topics[topic] {
-		out[p.Partition] = p.CommittedOffset
-	}
-	return out, nil
 }
 
 // live runs the service on a fresh topic, produces at o.liveRate for

@@ -86,9 +86,9 @@ func settings() []setting {
 	return []setting{
 		{env: "KAFKA_BROKERS", option: "Brokers", required: true, help: "comma-separated Kafka bootstrap addresses (host:port)",
 			set: func(c *config, v string) error { return parseBrokers(&c.Brokers, v) }},
-		{env: "KAFKA_TOPIC", option: "Topic", def: "produktly.interactions", help: "source topic of raw Produktly records",
+		{env: "KAFKA_TOPIC", option: "Topic", def: consumer.DefaultTopic, help: "source topic of raw Produktly records",
 			set: str(func(c *config) *string { return &c.Topic })},
-		{env: "KAFKA_GROUP_ID", option: "GroupID", def: "produktly-segment", help: "consumer group id",
+		{env: "KAFKA_GROUP_ID", option: "GroupID", def: consumer.DefaultGroupID, help: "consumer group id",
 			set: str(func(c *config) *string { return &c.GroupID })},
 		{env: "KAFKA_DLQ_TOPIC", option: "DeadLetterTopic", help: "dead-letter topic (default: the source topic plus .dlq)",
 			set: str(func(c *config) *string { return &c.DLQTopic })},
@@ -144,21 +144,21 @@ func settings() []setting {
 			set: intIn(func(c *config) *int { return &c.Concurrency }, 1, 1000)},
 		{env: "SEGMENT_TIMEOUT", def: sink.DefaultTimeout.String(), help: "timeout of one Segment request",
 			set: dur(func(c *config) *time.Duration { return &c.SegmentTimeout })},
-		{env: "MAX_IN_FLIGHT", option: "MaxInFlight", def: "50000", help: "records fetched and not yet acknowledged, all partitions",
+		{env: "MAX_IN_FLIGHT", option: "MaxInFlight", def: strconv.Itoa(consumer.DefaultMaxInFlight), help: "records fetched and not yet acknowledged, all partitions",
 			set: intIn(func(c *config) *int { return &c.MaxInFlight }, 1, 10_000_000)},
-		{env: "MAX_IN_FLIGHT_PER_PARTITION", option: "MaxInFlightPerPartition", def: "10000", help: "records fetched and not yet acknowledged, per partition",
+		{env: "MAX_IN_FLIGHT_PER_PARTITION", option: "MaxInFlightPerPartition", def: strconv.Itoa(consumer.DefaultMaxInFlightPerPartition), help: "records fetched and not yet acknowledged, per partition",
 			set: intIn(func(c *config) *int { return &c.MaxInFlightPart }, 1, 10_000_000)},
-		{env: "MAX_IN_FLIGHT_BYTES", option: "MaxInFlightBytes", def: "32MiB", help: "key and value bytes of the records in flight (e.g. 32MiB, 64MiB)",
+		{env: "MAX_IN_FLIGHT_BYTES", option: "MaxInFlightBytes", def: formatBytes(consumer.DefaultMaxInFlightBytes), help: "key and value bytes of the records in flight (e.g. 32MiB, 64MiB)",
 			set: func(c *config, v string) error { return parseBytes(&c.MaxInFlightBytes, v) }},
-		{env: "KAFKA_SESSION_TIMEOUT", option: "SessionTimeout", def: "30s", help: "group session timeout: how long a silent member keeps its partitions",
+		{env: "KAFKA_SESSION_TIMEOUT", option: "SessionTimeout", def: consumer.DefaultSessionTimeout.String(), help: "group session timeout: how long a silent member keeps its partitions",
 			set: dur(func(c *config) *time.Duration { return &c.SessionTimeout })},
-		{env: "KAFKA_HEARTBEAT_INTERVAL", option: "HeartbeatInterval", def: "3s", help: "group heartbeat interval",
+		{env: "KAFKA_HEARTBEAT_INTERVAL", option: "HeartbeatInterval", def: consumer.DefaultHeartbeatInterval.String(), help: "group heartbeat interval",
 			set: dur(func(c *config) *time.Duration { return &c.HeartbeatInterval })},
-		{env: "KAFKA_REBALANCE_TIMEOUT", option: "RebalanceTimeout", def: "30s", help: "how long the group waits for members to rejoin in a rebalance",
+		{env: "KAFKA_REBALANCE_TIMEOUT", option: "RebalanceTimeout", def: consumer.DefaultRebalanceTimeout.String(), help: "how long the group waits for members to rejoin in a rebalance",
 			set: dur(func(c *config) *time.Duration { return &c.RebalanceTimeout })},
-		{env: "KAFKA_REVOKE_TIMEOUT", option: "RevokeTimeout", def: "10s", help: "time in-flight records of a revoked partition get before they are abandoned (< rebalance timeout)",
+		{env: "KAFKA_REVOKE_TIMEOUT", option: "RevokeTimeout", def: consumer.DefaultRevokeTimeout.String(), help: "time in-flight records of a revoked partition get before they are abandoned (< rebalance timeout)",
 			set: dur(func(c *config) *time.Duration { return &c.RevokeTimeout })},
-		{env: "KAFKA_COMMIT_INTERVAL", option: "CommitInterval", def: "1s", help: "how often acknowledged offsets are committed",
+		{env: "KAFKA_COMMIT_INTERVAL", option: "CommitInterval", def: consumer.DefaultCommitInterval.String(), help: "how often acknowledged offsets are committed",
 			set: dur(func(c *config) *time.Duration { return &c.CommitInterval })},
 		{env: "ADMIN_ADDR", def: ":8080", help: "listen address of /healthz, /readyz, /metrics and, in accounts mode, /accounts",
 			set: func(c *config, v string) error {
@@ -170,7 +170,7 @@ func settings() []setting {
 			}},
 		{env: "ADMIN_PPROF", def: "false", help: "serve Go runtime profiles under /debug/pprof/ on the admin server",
 			set: func(c *config, v string) error { return parseBool(&c.Pprof, v) }},
-		{env: "SHUTDOWN_TIMEOUT", option: "ShutdownTimeout", def: "25s", help: "time in-flight records get to be acknowledged on SIGTERM",
+		{env: "SHUTDOWN_TIMEOUT", option: "ShutdownTimeout", def: consumer.DefaultShutdownTimeout.String(), help: "time in-flight records get to be acknowledged on SIGTERM",
 			set: dur(func(c *config) *time.Duration { return &c.ShutdownTimeout })},
 		{env: "LOG_LEVEL", def: "info", help: "debug, info, warn or error",
 			set: oneOf(func(c *config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
@@ -440,12 +440,31 @@ func parseBrokers(dst *[]string, v string) error {
 }
 
 // parseBytes reads a size such as 1048576, 512KiB or 32MiB.
-func parseBytes(dst *int, v string) error {
-	mult, num := 1, v
-	for _, u := range []struct {
+// byteUnits are the suffixes of sizes, largest first.
+func byteUnits() []struct {
+	suffix string
+	mult   int
+} {
+	return []struct {
 		suffix string
 		mult   int
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}}
+}
+
+// formatBytes writes n the way parseBytes reads it, in the largest unit
+// that divides it.
+func formatBytes(n int) string {
+	for _, u := range byteUnits() {
+		if n%u.mult == 0 {
+			return strconv.Itoa(n/u.mult) + u.suffix
+		}
+	}
+	return strconv.Itoa(n)
+}
+
+func parseBytes(dst *int, v string) error {
+	mult, num := 1, v
+	for _, u := range byteUnits() {
 		if n, ok := strings.CutSuffix(v, u.suffix); ok {
 			mult, num = u.mult, n
 			break

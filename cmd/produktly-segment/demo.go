@@ -180,7 +180,7 @@ func demo(ctx context.Context, stdout, stderr io.Writer, verbose bool) error {
 
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		if caughtUp(ctx, client, group, topic, partitions) {
+		if up, err := consumer.CaughtUp(ctx, client, group, topic, partitions); err == nil && up {
 			break
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
@@ -271,34 +271,6 @@ func indent(s string) string {
 		b.WriteString("  " + l + "\n")
 	}
 	return b.String()
-}
-
-// caughtUp reports whether the group committed every partition to its end.
-func caughtUp(ctx context.Context, client *kafka.Client, group, topic string, partitions int) bool {
-	ps := make([]int, partitions)
-	lreq := &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{}}
-	for i := range ps {
-		ps[i] = i
-		lreq.Topics[topic] = append(lreq.Topics[topic], kafka.LastOffsetOf(i))
-	}
-	ends, err := client.ListOffsets(ctx, lreq)
-	if err != nil {
-		return false
-	}
-	com, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: ps}})
-	if err != nil {
-		return false
-	}
-	committed := map[int]int64{}
-	for _, p := range com.Topics[topic] {
-		committed[p.Partition] = p.CommittedOffset
-	}
-	for _, p := range ends.Topics[topic] {
-		if committed[p.Partition] != p.LastOffset {
-			return false
-		}
-	}
-	return true
 }
 
 // readAll reads every record currently in topic.

@@ -1,0 +1,53 @@
+package main
+
+import (
+	"io"
+	"testing"
+
+	"github.com/produktly/produktly-segment/consumer"
+)
+
+// TestConsumerDefaults: with no setting given, the service hands the
+// consumer exactly the consumer's own defaults; the --help text and the
+// library cannot drift apart.
+func TestConsumerDefaults(t *testing.T) {
+	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "SEGMENT_WRITE_KEY": "k"}
+	c, err := parseConfig("test", nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := consumerOptions(c).WithDefaults()
+	want := consumer.Options{Brokers: c.Brokers}.WithDefaults()
+	for _, f := range []struct {
+		name      string
+		got, want any
+	}{
+		{"Topic", got.Topic, want.Topic},
+		{"GroupID", got.GroupID, want.GroupID},
+		{"DeadLetterTopic", got.DeadLetterTopic, want.DeadLetterTopic},
+		{"RetryTopic", got.RetryTopic, want.RetryTopic},
+		{"MaxInFlight", got.MaxInFlight, want.MaxInFlight},
+		{"MaxInFlightPerPartition", got.MaxInFlightPerPartition, want.MaxInFlightPerPartition},
+		{"MaxInFlightBytes", got.MaxInFlightBytes, want.MaxInFlightBytes},
+		{"MaxUncommitted", got.MaxUncommitted, want.MaxUncommitted},
+		{"CommitInterval", got.CommitInterval, want.CommitInterval},
+		{"SessionTimeout", got.SessionTimeout, want.SessionTimeout},
+		{"HeartbeatInterval", got.HeartbeatInterval, want.HeartbeatInterval},
+		{"RebalanceTimeout", got.RebalanceTimeout, want.RebalanceTimeout},
+		{"RevokeTimeout", got.RevokeTimeout, want.RevokeTimeout},
+		{"ShutdownTimeout", got.ShutdownTimeout, want.ShutdownTimeout},
+	} {
+		if f.got != f.want {
+			t.Errorf("%s: the service's default is %v, the consumer's %v", f.name, f.got, f.want)
+		}
+	}
+}
+
+func TestFormatBytes(t *testing.T) {
+	for _, n := range []int{1, 1000, 1 << 10, 3 << 10, 32 << 20, 1 << 30, 5<<30 + 1<<10} {
+		var back int
+		if err := parseBytes(&back, formatBytes(n)); err != nil || back != n {
+			t.Errorf("parseBytes(formatBytes(%d) = %q) = %d, %v", n, formatBytes(n), back, err)
+		}
+	}
+}
