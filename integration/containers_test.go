@@ -127,10 +127,13 @@ func (d *dockerEnv) removeOrphans(ctx context.Context) {
 	}
 }
 
-// removeAll removes every container of this run.
+// removeAll removes every container this process started in this run (a
+// run's other test processes, such as the one TestHoldKafka runs in, keep
+// theirs).
 func (d *dockerEnv) removeAll(ctx context.Context) {
 	list, err := d.provider.Client().ContainerList(ctx, container.ListOptions{
-		All: true, Filters: filters.NewArgs(filters.Arg("label", labelRun+"="+d.run)),
+		All: true, Filters: filters.NewArgs(filters.Arg("label", labelRun+"="+d.run),
+			filters.Arg("label", labelPID+"="+strconv.Itoa(os.Getpid()))),
 	})
 	if err != nil {
 		return

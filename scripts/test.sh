@@ -18,7 +18,22 @@ cd "$(dirname "$0")/.."
 
 FUZZTIME=${FUZZTIME:-30s}
 started=""
-cleanup() { if [ -n "$started" ]; then scripts/kafka.sh down single || true; fi; }
+holder_pid=""
+hold=""
+# stop_holder ends the background test process that holds the single-node
+# Kafka container (containers mode): removing its file makes it return, and
+# its TestMain removes the container.
+stop_holder() {
+  if [ -n "$holder_pid" ]; then
+    rm -f "$hold"
+    wait "$holder_pid" || true
+    holder_pid=""
+  fi
+}
+cleanup() {
+  stop_holder
+  if [ -n "$started" ]; then scripts/kafka.sh down single || true; fi
+}
 trap cleanup EXIT
 
 docker_client() {
@@ -54,7 +69,30 @@ case "$mode" in
     export KAFKA_IMAGE SERVICE_IMAGE
     kv=$("$DOCKER" image inspect -f '{{index .Config.Labels "org.apache.kafka.version"}}' "$KAFKA_IMAGE" 2>/dev/null || true)
     [ -n "$kv" ] && [ "$kv" != "<no value>" ] || kv=${KAFKA_IMAGE##*:}
-    echo "test.sh: Kafka: Apache Kafka $kv in containers of image $KAFKA_IMAGE (testcontainers-go, host network); service image $SERVICE_IMAGE" ;;
+    echo "test.sh: Kafka: Apache Kafka $kv in containers of image $KAFKA_IMAGE (testcontainers-go, host network); service image $SERVICE_IMAGE"
+    # One single node for every package's broker tests: the integration
+    # package's TestMain starts it with testcontainers-go in a background
+    # test process (TestHoldKafka), which writes KAFKA_BROKERS and the SCRAM
+    # listener's variables to a file and holds the container until the file
+    # is removed.
+    hold=$(mktemp -u -t produktly-kafka-hold.XXXXXX)
+    hlog=$(mktemp -t produktly-kafka-hold-log.XXXXXX)
+    KAFKA_HOLD_FILE=$hold go test -count=1 -v -timeout 90m -run '^TestHoldKafka$' ./integration/ > "$hlog" 2>&1 &
+    holder_pid=$!
+    for _ in $(seq 1 600); do
+      [ -f "$hold" ] && break
+      if ! kill -0 "$holder_pid" 2>/dev/null; then
+        cat "$hlog" >&2
+        echo "test.sh: the single-node Kafka container could not be started (log above)" >&2
+        exit 1
+      fi
+      sleep 0.5
+    done
+    [ -f "$hold" ] || { cat "$hlog" >&2; echo "test.sh: no Kafka container after 300 s" >&2; exit 1; }
+    while IFS='=' read -r k v; do
+      case "$k" in KAFKA_BROKERS|KAFKA_BROKER_DESC|KAFKA_SCRAM_BROKERS|KAFKA_SCRAM_CA_FILE|KAFKA_SCRAM_USER|KAFKA_SCRAM_PASSWORD) export "$k=$v" ;; esac
+    done < "$hold"
+    grep -E '^integration: ' "$hlog" || true ;;
   jars)
     # The broker also gets a SASL_SSL listener with a SCRAM user, so the
     # security tests run against real TLS and SCRAM.
@@ -77,7 +115,7 @@ case "$mode" in
       echo "test.sh: no broker started and no Docker engine; integration tests will skip." >&2
     fi ;;
 esac
-echo "test.sh: KAFKA_BROKERS=${KAFKA_BROKERS:-<set by the tests: containers>}"
+echo "test.sh: KAFKA_BROKERS=${KAFKA_BROKERS:-<none>}"
 
 go vet ./...
 # One package at a time: the integration tests start several processes
