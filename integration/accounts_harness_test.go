@@ -72,32 +72,17 @@ func newAccountsWorld(t testing.TB, partitions int) *accountsWorld {
 // group timings of the single-source tests.
 func (w *accountsWorld) environ(extra map[string]string) map[string]string {
 	env := map[string]string{
-		"KAFKA_BROKERS":            strings.Join(brokers(w.t), ","),
-		"KAFKA_TOPIC":              w.topic,
-		"KAFKA_GROUP_ID":           w.group,
-		"KAFKA_DLQ_TOPIC":          w.dlq,
-		"KAFKA_RETRY_TOPIC":        w.retry,
-		"INTEGRATIONS_TOPIC":       w.integrations,
-		"SEGMENT_ENDPOINT":         w.us.URL(),
-		"SEGMENT_EU_ENDPOINT":      w.eu.URL(),
-		"SEGMENT_TIMEOUT":          "2s",
-		"ADMIN_ADDR":               freeAddr(w.t),
-		"LOG_FORMAT":               "json",
-		"LOG_LEVEL":                "info",
-		"KAFKA_SESSION_TIMEOUT":    "6s",
-		"KAFKA_HEARTBEAT_INTERVAL": "1s",
-		"KAFKA_REBALANCE_TIMEOUT":  "10s",
-		"KAFKA_REVOKE_TIMEOUT":     "5s",
-		"KAFKA_COMMIT_INTERVAL":    "200ms",
-		"SHUTDOWN_TIMEOUT":         "10s",
+		"KAFKA_BROKERS":       strings.Join(brokers(w.t), ","),
+		"KAFKA_TOPIC":         w.topic,
+		"KAFKA_GROUP_ID":      w.group,
+		"KAFKA_DLQ_TOPIC":     w.dlq,
+		"KAFKA_RETRY_TOPIC":   w.retry,
+		"INTEGRATIONS_TOPIC":  w.integrations,
+		"SEGMENT_ENDPOINT":    w.us.URL(),
+		"SEGMENT_EU_ENDPOINT": w.eu.URL(),
+		"SEGMENT_TIMEOUT":     "2s",
 	}
-	for k, v := range w.env {
-		env[k] = v
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	return env
+	return memberEnv(w.t, env, w.env, extra)
 }
 
 // start starts one member of the group.
@@ -445,16 +430,5 @@ func committedThrough(committed, end map[int]int64) bool {
 // waitCommittedThrough is waitCommitted with committedThrough.
 func waitCommittedThrough(t testing.TB, group, topic string, partitions int, timeout time.Duration) {
 	t.Helper()
-	want := endOffsets(t, topic, partitions)
-	deadline := time.Now().Add(timeout)
-	for {
-		got := committedOffsets(t, group, topic, partitions)
-		if committedThrough(got, want) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("committed offsets of group %s on %s = %v, want the end offsets %v", group, topic, got, want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitCommittedBy(t, group, topic, partitions, timeout, committedThrough)
 }

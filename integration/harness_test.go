@@ -251,15 +251,22 @@ func committedOffsets(t testing.TB, group, topic string, partitions int) map[int
 // offsets of topic, or fails the test after timeout.
 func waitCommitted(t testing.TB, group, topic string, partitions int, timeout time.Duration) {
 	t.Helper()
+	waitCommittedBy(t, group, topic, partitions, timeout, equalOffsets)
+}
+
+// waitCommittedBy polls until done(committed, end offsets of topic) holds
+// for the group, or fails the test after timeout.
+func waitCommittedBy(t testing.TB, group, topic string, partitions int, timeout time.Duration, done func(committed, end map[int]int64) bool) {
+	t.Helper()
 	want := endOffsets(t, topic, partitions)
 	deadline := time.Now().Add(timeout)
 	for {
 		got := committedOffsets(t, group, topic, partitions)
-		if equalOffsets(got, want) {
+		if done(got, want) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("committed offsets of group %s = %v, want end offsets %v", group, got, want)
+			t.Fatalf("committed offsets of group %s on %s = %v, want the end offsets %v", group, topic, got, want)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -56,13 +56,22 @@ func newPipeline(t testing.TB, partitions int) *pipeline {
 // rebalances take seconds, not the production default of half a minute.
 func (pl *pipeline) environ(extra map[string]string) map[string]string {
 	env := map[string]string{
-		"KAFKA_BROKERS":            strings.Join(brokers(pl.t), ","),
-		"KAFKA_TOPIC":              pl.topic,
-		"KAFKA_GROUP_ID":           pl.group,
-		"KAFKA_DLQ_TOPIC":          pl.dlq,
-		"SEGMENT_WRITE_KEY":        writeKey,
-		"SEGMENT_ENDPOINT":         pl.seg.URL(),
-		"ADMIN_ADDR":               freeAddr(pl.t),
+		"KAFKA_BROKERS":     strings.Join(brokers(pl.t), ","),
+		"KAFKA_TOPIC":       pl.topic,
+		"KAFKA_GROUP_ID":    pl.group,
+		"KAFKA_DLQ_TOPIC":   pl.dlq,
+		"SEGMENT_WRITE_KEY": writeKey,
+		"SEGMENT_ENDPOINT":  pl.seg.URL(),
+	}
+	return memberEnv(pl.t, env, pl.env, extra)
+}
+
+// memberEnv completes a member's environment with what every test member
+// shares (a free admin port, JSON logs, short group timings), then applies
+// the overrides in order.
+func memberEnv(t testing.TB, env map[string]string, overrides ...map[string]string) map[string]string {
+	for k, v := range map[string]string{
+		"ADMIN_ADDR":               freeAddr(t),
 		"LOG_FORMAT":               "json",
 		"LOG_LEVEL":                "info",
 		"KAFKA_SESSION_TIMEOUT":    "6s",
@@ -71,12 +80,13 @@ func (pl *pipeline) environ(extra map[string]string) map[string]string {
 		"KAFKA_REVOKE_TIMEOUT":     "5s",
 		"KAFKA_COMMIT_INTERVAL":    "200ms",
 		"SHUTDOWN_TIMEOUT":         "10s",
-	}
-	for k, v := range pl.env {
+	} {
 		env[k] = v
 	}
-	for k, v := range extra {
-		env[k] = v
+	for _, o := range overrides {
+		for k, v := range o {
+			env[k] = v
+		}
 	}
 	return env
 }
