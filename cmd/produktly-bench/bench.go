@@ -116,9 +116,20 @@ func bench(ctx context.Context, o options, log io.Writer) (report, error) {
 		}
 	}
 	if o.profile != "" {
-		fmt.Fprintln(log, "profiling the service at HEAD, single source, on the same backlog...")
-		if err := profileService(ctx, o, client, bl, log); err != nil {
-			return rep, fmt.Errorf("profile: %w", err)
+		// The single-source profile at o.profile, the accounts-mode one
+		// beside it.
+		for _, key := range []string{"service", "accounts"} {
+			if !o.scenarios[key] {
+				continue
+			}
+			path := o.profile
+			if key == "accounts" {
+				path = strings.TrimSuffix(o.profile, ".pprof") + ".accounts.pprof"
+			}
+			fmt.Fprintf(log, "profiling %s on the same backlog...\n", key)
+			if err := profileService(ctx, o, client, bl, key, path, log); err != nil {
+				return rep, fmt.Errorf("profile %s: %w", key, err)
+			}
 		}
 	}
 	if o.scenarios["latency"] {
@@ -156,50 +167,13 @@ func bench(ctx context.Context, o options, log io.Writer) (report, error) {
 func runContender(ctx context.Context, o options, client *kafka.Client, bl backlog, key, run string, log io.Writer) (result, error) {
 	group := "bench-" + key + "-" + run + "-" + bl.topic
 	logPath := filepath.Join(o.logDir, "bench-"+key+"-"+run+".log")
-	var (
-		cmd *exec.Cmd
-		srv *segmenttest.Server
-		err error
-	)
-	switch key {
-	case "kafka-go", "franz-go":
-		self, e := os.Executable()
-		if e != nil {
-			return result{}, e
-		}
-		child := map[string]string{"kafka-go": "ceiling", "franz-go": "franz"}[key]
-		cmd = exec.CommandContext(ctx, self, child, "-brokers", strings.Join(o.brokers, ","), "-topic", bl.topic, "-group", group)
-	case "baseline", "service":
-		srv = segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
-		bin := o.binary
-		if key == "baseline" {
-			bin = o.baseline
-		}
-		cmd, err = serviceCmd(ctx, o, bin, bl.topic, group, singleEnv(srv.URL()))
-	case "accounts":
-		keys := make([]string, len(bl.accounts))
-		for i, a := range bl.accounts {
-			keys[i] = a.writeKey
-		}
-		// One test server serves both regions' endpoints.
-		srv = segmenttest.NewServer(keys[0], segmenttest.WithoutBodies(), segmenttest.WithWriteKeys(keys...))
-		cmd, err = serviceCmd(ctx, o, o.binary, bl.topic, group, []string{
-			"INTEGRATIONS_FILE=" + bl.file,
-			"SEGMENT_ENDPOINT=" + srv.URL(),
-			"SEGMENT_EU_ENDPOINT=" + srv.URL(),
-		})
-	default:
-		return result{}, fmt.Errorf("unknown contender %q", key)
-	}
+	cmd, srv, err := contenderCmd(ctx, o, bl, key, group, nil)
 	if err != nil {
-		if srv != nil {
-			srv.Close()
-		}
 		return result{}, err
 	}
 	r, err := drain(ctx, o, client, cmd, bl.topic, group, logPath)
 	if srv != nil {
-		r.note = fmt.Sprintf("%d distinct delivered of %d good", srv.Distinct(), bl.good)
+		r.note = fmt.Sprintf("%d distinct delivered of %d good, in %d requests", srv.Distinct(), bl.good, srv.Requests())
 		srv.Close()
 	}
 	if err != nil {
@@ -209,21 +183,66 @@ func runContender(ctx context.Context, o options, client *kafka.Client, bl backl
 	return r, nil
 }
 
-// profileService drains the backlog once more with the service at HEAD in
-// single-source mode and ADMIN_PPROF, and writes a CPU profile of the drain
-// to o.profile. The profile runs for o.profileFor from the moment the admin
+// contenderCmd is the process of contender key consuming the backlog in
+// group, and the Segment test server it sends to (nil for the bare
+// consumers; the caller closes it). extra is added to a service's
+// environment.
+func contenderCmd(ctx context.Context, o options, bl backlog, key, group string, extra []string) (*exec.Cmd, *segmenttest.Server, error) {
+	switch key {
+	case "kafka-go", "franz-go":
+		self, err := os.Executable()
+		if err != nil {
+			return nil, nil, err
+		}
+		child := map[string]string{"kafka-go": "ceiling", "franz-go": "franz"}[key]
+		return exec.CommandContext(ctx, self, child, "-brokers", strings.Join(o.brokers, ","), "-topic", bl.topic, "-group", group), nil, nil
+	case "baseline", "service":
+		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
+		bin := o.binary
+		if key == "baseline" {
+			bin = o.baseline
+		}
+		cmd, err := serviceCmd(ctx, o, bin, bl.topic, group, append(singleEnv(srv.URL()), extra...))
+		if err != nil {
+			srv.Close()
+			return nil, nil, err
+		}
+		return cmd, srv, nil
+	case "accounts":
+		keys := make([]string, len(bl.accounts))
+		for i, a := range bl.accounts {
+			keys[i] = a.writeKey
+		}
+		// One test server serves both regions' endpoints.
+		srv := segmenttest.NewServer(keys[0], segmenttest.WithoutBodies(), segmenttest.WithWriteKeys(keys...))
+		cmd, err := serviceCmd(ctx, o, o.binary, bl.topic, group, append([]string{
+			"INTEGRATIONS_FILE=" + bl.file,
+			"SEGMENT_ENDPOINT=" + srv.URL(),
+			"SEGMENT_EU_ENDPOINT=" + srv.URL(),
+		}, extra...))
+		if err != nil {
+			srv.Close()
+			return nil, nil, err
+		}
+		return cmd, srv, nil
+	}
+	return nil, nil, fmt.Errorf("unknown contender %q", key)
+}
+
+// profileService drains the backlog once more with contender key (a
+// service at HEAD) and ADMIN_PPROF, and writes a CPU profile of the drain
+// to path. The profile runs for o.profileFor from the moment the admin
 // server answers; the drain must take at least that long to be covered
 // whole, and any idle tail adds no samples.
-func profileService(ctx context.Context, o options, client *kafka.Client, bl backlog, log io.Writer) error {
-	srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
-	defer srv.Close()
-	group := "bench-profile-" + bl.topic
-	cmd, err := serviceCmd(ctx, o, o.binary, bl.topic, group, append(singleEnv(srv.URL()), "ADMIN_PPROF=true"))
+func profileService(ctx context.Context, o options, client *kafka.Client, bl backlog, key, path string, log io.Writer) error {
+	group := "bench-profile-" + key + "-" + bl.topic
+	cmd, srv, err := contenderCmd(ctx, o, bl, key, group, []string{"ADMIN_PPROF=true"})
 	if err != nil {
 		return err
 	}
+	defer srv.Close()
 	admin := envOf(cmd, "ADMIN_ADDR")
-	logf, err := os.Create(filepath.Join(o.logDir, "bench-profile.log"))
+	logf, err := os.Create(filepath.Join(o.logDir, "bench-profile-"+key+".log"))
 	if err != nil {
 		return err
 	}
@@ -242,7 +261,7 @@ func profileService(ctx context.Context, o options, client *kafka.Client, bl bac
 			if resp.StatusCode != http.StatusOK {
 				return fmt.Errorf("%s: %s", url, resp.Status)
 			}
-			f, err := os.Create(o.profile)
+			f, err := os.Create(path)
 			if err != nil {
 				return err
 			}
@@ -269,9 +288,9 @@ func profileService(ctx context.Context, o options, client *kafka.Client, bl bac
 		return err
 	}
 	if !slices.Equal(committed, ends) {
-		fmt.Fprintf(log, "profile: the drain outlasted the %s profile; it covers only its start\n", o.profileFor)
+		fmt.Fprintf(log, "%s profile: the drain outlasted the %s profile; it covers only its start\n", key, o.profileFor)
 	}
-	fmt.Fprintf(log, "profile written to %s (%d distinct delivered of %d good)\n", o.profile, srv.Distinct(), bl.good)
+	fmt.Fprintf(log, "%s profile written to %s (%d distinct delivered of %d good)\n", key, path, srv.Distinct(), bl.good)
 	return nil
 }
 
