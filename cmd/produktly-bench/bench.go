@@ -42,76 +42,253 @@ func (r result) cpuPerMillion() float64 {
 	return r.cpu.Seconds() / (float64(r.records) / 1e6)
 }
 
+// cpuPerRecord is the process's user + system CPU time per record, in µs
+// (numerically the same as CPU seconds per million records).
+func (r result) cpuPerRecord() float64 { return r.cpuPerMillion() }
+
 const writeKey = "bench-write-key"
 
-func bench(ctx context.Context, o options, log io.Writer) ([]result, error) {
-	var results []result
+// backlog is the preloaded topic every contender drains.
+type backlog struct {
+	topic string
+	bytes int64
+	good  int
+	// accounts are the integrations of accounts mode, written to file.
+	accounts []benchAccount
+	file     string
+}
+
+// contenders, in the order of the table. Each runs as its own process.
+var contenders = []struct{ key, name string }{
+	{"kafka-go", "kafka-go Reader + GroupID, FetchMessage + commit"},
+	{"franz-go", "franz-go bare consumer group, poll + mark + autocommit"},
+	{"baseline", "service at the baseline commit, single source"},
+	{"service", "service at HEAD, single source"},
+	{"accounts", "service at HEAD, accounts mode"},
+}
+
+func bench(ctx context.Context, o options, log io.Writer) (report, error) {
+	var rep report
 	topic := fmt.Sprintf("bench-%d", time.Now().Unix())
 	client := &kafka.Client{Addr: kafka.TCP(o.brokers...), Timeout: 30 * time.Second}
-	if err := createTopics(ctx, client, o.partitions, topic, topic+".dlq"); err != nil {
-		return nil, err
+	if err := createTopics(ctx, client, o.partitions, topic, topic+".dlq", topic+".retry"); err != nil {
+		return rep, err
 	}
-	fmt.Fprintf(log, "preloading %d records into %s (%d partitions)...\n", o.records, topic, o.partitions)
+	fmt.Fprintf(log, "preloading %d records into %s (%d partitions, %d Zipf accounts)...\n", o.records, topic, o.partitions, o.accounts)
 	start := time.Now()
 	bytes, good, err := preload(ctx, o, topic)
 	if err != nil {
-		return nil, err
+		return rep, err
 	}
 	fmt.Fprintf(log, "preloaded %d records (%d good, %.0f MB) in %s\n", o.records, good, float64(bytes)/1e6, time.Since(start).Round(time.Millisecond))
-
-	if o.scenarios["ceiling"] {
-		self, err := os.Executable()
-		if err != nil {
-			return results, err
+	bl := backlog{topic: topic, bytes: bytes, good: good, accounts: benchAccounts(o.accounts)}
+	if o.scenarios["accounts"] {
+		bl.file = filepath.Join(o.logDir, "bench-integrations.json")
+		if err := writeIntegrations(bl.file, bl.accounts); err != nil {
+			return rep, err
 		}
-		group := "bench-ceiling-" + topic
-		cmd := exec.CommandContext(ctx, self, "ceiling", "-brokers", strings.Join(o.brokers, ","), "-topic", topic, "-group", group)
-		r, err := drain(ctx, o, client, cmd, topic, group, filepath.Join(o.logDir, "bench-ceiling.log"))
-		if err != nil {
-			return results, fmt.Errorf("ceiling: %w", err)
-		}
-		r.name, r.bytes = "ceiling: kafka-go consumer group, fetch + commit", bytes
-		results = append(results, r)
-		fmt.Fprintf(log, "ceiling: %.0f records/s\n", r.rate())
 	}
-	for _, sc := range []struct {
-		key     string
-		name    string
-		latency time.Duration
-	}{
-		{"service", "service, Segment answers at once", 0},
-		{"latency", fmt.Sprintf("service, Segment adds %s per request", o.latency), o.latency},
-	} {
-		if !o.scenarios[sc.key] {
-			continue
+	var active []string
+	for _, c := range contenders {
+		if o.scenarios[c.key] && (c.key != "baseline" || o.baseline != "") {
+			active = append(active, c.key)
 		}
+	}
+	if len(active) > 0 {
+		// Warm the broker once (page cache, log segments, group
+		// coordinator), untimed, so that whoever runs first does not pay.
+		fmt.Fprintln(log, "warming the broker: one untimed kafka-go drain...")
+		if _, err := runContender(ctx, o, client, bl, "kafka-go", "warm", log); err != nil {
+			return rep, fmt.Errorf("warm-up: %w", err)
+		}
+	}
+	rep.runs = map[string][]result{}
+	for round := 0; round < o.runs; round++ {
+		// Rotate the order each round: no contender always runs first.
+		for i := range active {
+			key := active[(i+round)%len(active)]
+			r, err := runContender(ctx, o, client, bl, key, fmt.Sprintf("r%d", round+1), log)
+			if err != nil {
+				return rep, fmt.Errorf("%s run %d: %w", key, round+1, err)
+			}
+			rep.runs[key] = append(rep.runs[key], r)
+			fmt.Fprintf(log, "run %d %s: %.0f records/s, %.2f CPU-µs/record, %d MB peak (%s)\n",
+				round+1, key, r.rate(), r.cpuPerRecord(), r.peakRSS>>20, r.note)
+		}
+	}
+	if o.profile != "" {
+		// The single-source profile at o.profile, the accounts-mode one
+		// beside it.
+		for _, key := range []string{"service", "accounts"} {
+			if !o.scenarios[key] {
+				continue
+			}
+			path := o.profile
+			if key == "accounts" {
+				path = strings.TrimSuffix(o.profile, ".pprof") + ".accounts.pprof"
+			}
+			fmt.Fprintf(log, "profiling %s on the same backlog...\n", key)
+			if err := profileService(ctx, o, client, bl, key, path, log); err != nil {
+				return rep, fmt.Errorf("profile %s: %w", key, err)
+			}
+		}
+	}
+	if o.scenarios["latency"] {
 		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
-		srv.SetLatency(sc.latency)
-		group := "bench-" + sc.key + "-" + topic
-		cmd, err := serviceCmd(ctx, o, topic, group, srv.URL())
+		srv.SetLatency(o.latency)
+		group := "bench-latency-" + topic
+		cmd, err := serviceCmd(ctx, o, o.binary, topic, group, singleEnv(srv.URL()))
 		if err != nil {
 			srv.Close()
-			return results, err
+			return rep, err
 		}
-		r, err := drain(ctx, o, client, cmd, topic, group, filepath.Join(o.logDir, "bench-"+sc.key+".log"))
+		r, err := drain(ctx, o, client, cmd, topic, group, filepath.Join(o.logDir, "bench-latency.log"))
 		delivered := srv.Distinct()
 		srv.Close()
 		if err != nil {
-			return results, fmt.Errorf("%s: %w", sc.key, err)
+			return rep, fmt.Errorf("latency: %w", err)
 		}
-		r.name, r.bytes = sc.name, bytes
+		r.name, r.bytes = fmt.Sprintf("service, Segment adds %s per request", o.latency), bytes
 		r.note = fmt.Sprintf("%d distinct delivered of %d good", delivered, good)
-		results = append(results, r)
-		fmt.Fprintf(log, "%s: %.0f records/s (%s)\n", sc.key, r.rate(), r.note)
+		rep.extra = append(rep.extra, r)
+		fmt.Fprintf(log, "latency: %.0f records/s (%s)\n", r.rate(), r.note)
 	}
 	if o.scenarios["live"] {
 		r, err := live(ctx, o, client, log)
 		if err != nil {
-			return results, fmt.Errorf("live: %w", err)
+			return rep, fmt.Errorf("live: %w", err)
 		}
-		results = append(results, r)
+		rep.extra = append(rep.extra, r)
 	}
-	return results, nil
+	return rep, nil
+}
+
+// runContender drains the backlog once with contender key, from a fresh
+// consumer group, and returns its figures.
+func runContender(ctx context.Context, o options, client *kafka.Client, bl backlog, key, run string, log io.Writer) (result, error) {
+	group := "bench-" + key + "-" + run + "-" + bl.topic
+	logPath := filepath.Join(o.logDir, "bench-"+key+"-"+run+".log")
+	cmd, srv, err := contenderCmd(ctx, o, bl, key, group, nil)
+	if err != nil {
+		return result{}, err
+	}
+	r, err := drain(ctx, o, client, cmd, bl.topic, group, logPath)
+	if srv != nil {
+		r.note = fmt.Sprintf("%d distinct delivered of %d good, in %d requests", srv.Distinct(), bl.good, srv.Requests())
+		srv.Close()
+	}
+	if err != nil {
+		return result{}, err
+	}
+	r.name, r.bytes = key, bl.bytes
+	return r, nil
+}
+
+// contenderCmd is the process of contender key consuming the backlog in
+// group, and the Segment test server it sends to (nil for the bare
+// consumers; the caller closes it). extra is added to a service's
+// environment.
+func contenderCmd(ctx context.Context, o options, bl backlog, key, group string, extra []string) (*exec.Cmd, *segmenttest.Server, error) {
+	switch key {
+	case "kafka-go", "franz-go":
+		self, err := os.Executable()
+		if err != nil {
+			return nil, nil, err
+		}
+		child := map[string]string{"kafka-go": "ceiling", "franz-go": "franz"}[key]
+		return exec.CommandContext(ctx, self, child, "-brokers", strings.Join(o.brokers, ","), "-topic", bl.topic, "-group", group), nil, nil
+	case "baseline", "service":
+		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
+		bin := o.binary
+		if key == "baseline" {
+			bin = o.baseline
+		}
+		cmd, err := serviceCmd(ctx, o, bin, bl.topic, group, append(singleEnv(srv.URL()), extra...))
+		if err != nil {
+			srv.Close()
+			return nil, nil, err
+		}
+		return cmd, srv, nil
+	case "accounts":
+		keys := make([]string, len(bl.accounts))
+		for i, a := range bl.accounts {
+			keys[i] = a.writeKey
+		}
+		// One test server serves both regions' endpoints.
+		srv := segmenttest.NewServer(keys[0], segmenttest.WithoutBodies(), segmenttest.WithWriteKeys(keys...))
+		cmd, err := serviceCmd(ctx, o, o.binary, bl.topic, group, append([]string{
+			"INTEGRATIONS_FILE=" + bl.file,
+			"SEGMENT_ENDPOINT=" + srv.URL(),
+			"SEGMENT_EU_ENDPOINT=" + srv.URL(),
+		}, extra...))
+		if err != nil {
+			srv.Close()
+			return nil, nil, err
+		}
+		return cmd, srv, nil
+	}
+	return nil, nil, fmt.Errorf("unknown contender %q", key)
+}
+
+// profileService drains the backlog once more with contender key (a
+// service at HEAD) and ADMIN_PPROF, and writes a CPU profile of the drain
+// to path. The profile runs for o.profileFor from the moment the admin
+// server answers; the drain must take at least that long to be covered
+// whole, and any idle tail adds no samples.
+func profileService(ctx context.Context, o options, client *kafka.Client, bl backlog, key, path string, log io.Writer) error {
+	group := "bench-profile-" + key + "-" + bl.topic
+	cmd, srv, err := contenderCmd(ctx, o, bl, key, group, []string{"ADMIN_PPROF=true"})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	admin := envOf(cmd, "ADMIN_ADDR")
+	logf, err := os.Create(filepath.Join(o.logDir, "bench-profile-"+key+".log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, int(o.profileFor.Seconds()))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(url)
+		if err == nil {
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("%s: %s", url, resp.Status)
+			}
+			f, err := os.Create(path)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(f, resp.Body); err != nil {
+				f.Close()
+				return err
+			}
+			if err := f.Close(); err != nil {
+				return err
+			}
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("admin server never answered: %w", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	up, err := consumer.CaughtUp(ctx, client, group, bl.topic, o.partitions)
+	if err != nil {
+		return err
+	}
+	if !up {
+		fmt.Fprintf(log, "%s profile: the drain outlasted the %s profile; it covers only its start\n", key, o.profileFor)
+	}
+	fmt.Fprintf(log, "%s profile written to %s (%d distinct delivered of %d good)\n", key, path, srv.Distinct(), bl.good)
+	return nil
 }
 
 func createTopics(ctx context.Context, client *kafka.Client, partitions int, topics ...string) error {
@@ -140,7 +317,11 @@ func preload(ctx context.Context, o options, topic string) (int64, int, error) {
 		RequiredAcks: kafka.RequireOne, BatchSize: 5000, BatchBytes: 4 << 20, BatchTimeout: 10 * time.Millisecond,
 	}
 	defer w.Close()
-	gen := newRecordGen(1, o.badShare)
+	var accounts *zipf
+	if o.accounts > 0 {
+		accounts = newZipf(o.accounts, o.zipf)
+	}
+	gen := newRecordGen(1, o.badShare, accounts)
 	var bytes int64
 	good := 0
 	batch := make([]kafka.Message, 0, 20000)
@@ -162,21 +343,24 @@ func preload(ctx context.Context, o options, topic string) (int64, int, error) {
 	return bytes, good, nil
 }
 
-func serviceCmd(ctx context.Context, o options, topic, group, endpoint string) (*exec.Cmd, error) {
+func singleEnv(endpoint string) []string {
+	return []string{"SEGMENT_WRITE_KEY=" + writeKey, "SEGMENT_ENDPOINT=" + endpoint}
+}
+
+func serviceCmd(ctx context.Context, o options, binary, topic, group string, mode []string) (*exec.Cmd, error) {
 	admin, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, o.binary, "run")
+	cmd := exec.CommandContext(ctx, binary, "run")
 	cmd.Env = append(os.Environ(),
 		"KAFKA_BROKERS="+strings.Join(o.brokers, ","),
 		"KAFKA_TOPIC="+topic,
 		"KAFKA_GROUP_ID="+group,
-		"SEGMENT_WRITE_KEY="+writeKey,
-		"SEGMENT_ENDPOINT="+endpoint,
 		"ADMIN_ADDR="+admin,
 		"LOG_LEVEL=info",
 	)
+	cmd.Env = append(cmd.Env, mode...)
 	if o.concurrency > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("SEGMENT_CONCURRENCY=%d", o.concurrency))
 	}
@@ -221,6 +405,11 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			return result{}, ctx.Err()
+		}
+		if time.Since(start) > o.drainTimeout {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			return result{}, fmt.Errorf("offsets not all committed after %s (log %s)", o.drainTimeout, logPath)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -267,7 +456,7 @@ func live(ctx context.Context, o options, client *kafka.Client, log io.Writer) (
 	srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
 	defer srv.Close()
 	group := "bench-live-" + topic
-	cmd, err := serviceCmd(ctx, o, topic, group, srv.URL())
+	cmd, err := serviceCmd(ctx, o, o.binary, topic, group, singleEnv(srv.URL()))
 	if err != nil {
 		return result{}, err
 	}
@@ -295,7 +484,7 @@ func live(ctx context.Context, o options, client *kafka.Client, log io.Writer) (
 		RequiredAcks: kafka.RequireOne, BatchSize: 1000, BatchTimeout: time.Millisecond,
 	}
 	defer w.Close()
-	gen := newRecordGen(2, 0)
+	gen := newRecordGen(2, 0, nil)
 	tick := 10 * time.Millisecond
 	per := max(o.liveRate*int(tick)/int(time.Second), 1)
 	t := time.NewTicker(tick)
@@ -401,28 +590,4 @@ func freeAddr() (string, error) {
 	}
 	defer l.Close()
 	return l.Addr().String(), nil
-}
-
-func printTable(w io.Writer, o options, rs []result) {
-	host, _ := os.Hostname()
-	fmt.Fprintf(w, "\n%d records, %d partitions, %.1f%% bad; machine: %s, %d cores\n\n", o.records, o.partitions, o.badShare*100, host, numCPU())
-	fmt.Fprintln(w, "| scenario | events/s | MB/s | CPU s per 1M events | peak RSS | p50 / p99 latency | ÷ ceiling |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
-	var ceiling float64
-	for _, r := range rs {
-		if strings.HasPrefix(r.name, "ceiling") {
-			ceiling = r.rate()
-		}
-	}
-	for _, r := range rs {
-		ratio, lat := "", "n/a (backlog)"
-		if ceiling > 0 && !strings.HasPrefix(r.name, "live") {
-			ratio = fmt.Sprintf("%.0f%%", 100*r.rate()/ceiling)
-		}
-		if r.p99 > 0 {
-			lat = fmt.Sprintf("%s / %s", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
-		}
-		fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %d MB | %s | %s |\n",
-			r.name, r.rate(), r.mbps(), r.cpuPerMillion(), r.peakRSS>>20, lat, ratio)
-	}
 }

@@ -5,13 +5,24 @@
 //
 //	produktly-bench -brokers 127.0.0.1:29092 -binary bin/produktly-segment
 //
-// Scenarios, in one run on one preloaded topic:
-//  1. ceiling: a plain kafka-go consumer group (separate process) fetches
-//     every record and commits; no mapping, no Segment.
-//  2. service: the real binary drains the backlog from a fresh group until
-//     every offset is committed; the test server acknowledges at once.
-//  3. service with the test server adding latency to every request.
-//  4. live: the service caught up, a producer at a fixed rate; latency from
+// Contenders, each its own process, each draining the same preloaded
+// backlog from a fresh consumer group until every offset is committed,
+// after one untimed warm-up drain, -runs times in rotating order:
+//   - kafka-go: a plain kafka-go consumer group fetches every record and
+//     commits; no mapping, no Segment;
+//   - franz-go: the same with a bare franz-go consumer group;
+//   - baseline: the service built from an earlier commit (-baseline),
+//     single source, the test server acknowledging at once;
+//   - service: the service at HEAD, single source;
+//   - accounts: the service at HEAD in accounts mode (INTEGRATIONS_FILE of
+//     -accounts active accounts, whose volumes in the backlog follow a
+//     Zipf law).
+//
+// Each reports CPU-µs per record (user + system time of the process over
+// the backlog's records) and events/s, as median and spread. Then, once:
+//   - latency: the service with the test server adding latency to every
+//     request;
+//   - live: the service caught up, a producer at a fixed rate; latency from
 //     the record's timestamp to Segment's receipt.
 //
 // It reports; it never fails on a figure.
@@ -43,6 +54,16 @@ type options struct {
 	concurrency int
 	batchSize   int
 	logDir      string
+	runs        int
+	accounts    int
+	zipf        float64
+	baseline    string
+	baselineRev string
+	profile     string
+	profileFor  time.Duration
+	// drainTimeout bounds one drain: a contender that never commits every
+	// offset fails the run instead of hanging it.
+	drainTimeout time.Duration
 }
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -50,6 +71,9 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "ceiling" {
 		return runCeilingChild(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "franz" {
+		return runFranzChild(args[1:], stdout, stderr)
 	}
 	fs := flag.NewFlagSet("produktly-bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -65,7 +89,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.concurrency, "segment-concurrency", 0, "SEGMENT_CONCURRENCY for the service (0: its default)")
 	fs.IntVar(&o.batchSize, "segment-batch-size", 0, "SEGMENT_BATCH_SIZE for the service (0: its default)")
 	fs.StringVar(&o.logDir, "log-dir", os.TempDir(), "where the service's logs go")
-	only := fs.String("only", "ceiling,service,latency,live", "scenarios to run")
+	fs.IntVar(&o.runs, "runs", 3, "timed runs of every contender (median and spread are reported)")
+	fs.IntVar(&o.accounts, "accounts", 1000, "active accounts of the accounts-mode workload; the backlog's records carry their accountId")
+	fs.Float64Var(&o.zipf, "zipf", 1, "exponent of the Zipf law of the accounts' record volumes")
+	fs.StringVar(&o.baseline, "baseline", "", "a produktly-segment binary built from an earlier commit, run as the baseline contender (empty: not run)")
+	fs.StringVar(&o.baselineRev, "baseline-rev", "baseline", "the commit -baseline was built from, for the table")
+	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of the service at HEAD, single source, draining the backlog, to this file (empty: none)")
+	fs.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "how long the CPU profile runs")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Minute, "longest one drain may take")
+	only := fs.String("only", "kafka-go,franz-go,baseline,service,accounts,latency,live", "contenders and scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -84,8 +116,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	results, err := bench(ctx, o, stderr)
-	printTable(stdout, o, results)
+	if o.runs < 1 {
+		fmt.Fprintln(stderr, "produktly-bench: -runs must be at least 1")
+		return 2
+	}
+	if o.scenarios["accounts"] && o.accounts < 1 {
+		fmt.Fprintln(stderr, "produktly-bench: the accounts contender needs -accounts of at least 1")
+		return 2
+	}
+	rep, err := bench(ctx, o, stderr)
+	printReport(stdout, o, rep)
 	if err != nil {
 		fmt.Fprintf(stderr, "produktly-bench: %v\n", err)
 		return 1

@@ -9,15 +9,19 @@ import (
 
 // recordGen makes a realistic mix of raw Produktly records: all 14 event
 // types, ids as strings and numbers, a few extra context fields, 200–600
-// bytes each, plus a share of records that break the contract.
+// bytes each, optionally an accountId drawn from a Zipf law, plus a share
+// of records that break the contract.
 type recordGen struct {
 	rng    *rand.Rand
 	badPer int // one bad record every badPer records; 0: none
 	n      int
+	// accounts draws each good record's accountId (benchAccounts' ids);
+	// nil: records without one.
+	accounts *zipf
 }
 
-func newRecordGen(seed uint64, badShare float64) *recordGen {
-	g := &recordGen{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
+func newRecordGen(seed uint64, badShare float64, accounts *zipf) *recordGen {
+	g := &recordGen{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), accounts: accounts}
 	if badShare > 0 {
 		g.badPer = int(1 / badShare)
 	}
@@ -63,6 +67,9 @@ func (g *recordGen) next(at time.Time) (key, value []byte, good bool) {
 	var b strings.Builder
 	b.Grow(600)
 	fmt.Fprintf(&b, `{"type":%q,"id":"evt-%d-%016x","userId":"user-%d"`, ev.typ, g.n, g.rng.Uint64(), user)
+	if g.accounts != nil {
+		fmt.Fprintf(&b, `,"accountId":"acct-%04d"`, g.accounts.draw(g.rng))
+	}
 	if g.rng.IntN(4) == 0 {
 		fmt.Fprintf(&b, `,"anonymousId":"%08x-%04x-4%03x-8%03x-%012x"`, g.rng.Uint32(), g.rng.IntN(1<<16), g.rng.IntN(1<<12), g.rng.IntN(1<<12), g.rng.Uint64()&(1<<48-1))
 	}

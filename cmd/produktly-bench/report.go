@@ -1,0 +1,117 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report is a whole run: every contender's repeated drains, and the
+// single-run scenarios (Segment latency, live traffic).
+type report struct {
+	runs  map[string][]result
+	extra []result
+}
+
+// summary is the median and the spread (min–max) of one figure over a
+// contender's runs.
+type summary struct{ median, min, max float64 }
+
+func summarise(rs []result, f func(result) float64) summary {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	s := summary{min: v[0], max: v[len(v)-1]}
+	if n := len(v); n%2 == 1 {
+		s.median = v[n/2]
+	} else {
+		s.median = (v[n/2-1] + v[n/2]) / 2
+	}
+	return s
+}
+
+func printReport(w io.Writer, o options, rep report) {
+	host, _ := os.Hostname()
+	fmt.Fprintf(w, "\n%d records, %d partitions, %.1f%% bad, %d accounts (Zipf s=%.2f); %d runs per contender; machine: %s, %d cores, load average %s\n\n",
+		o.records, o.partitions, o.badShare*100, o.accounts, o.zipf, o.runs, host, numCPU(), loadAverage())
+	fmt.Fprintln(w, "| contender | CPU-µs per record, median (min–max) | events/s, median (min–max) | peak RSS (max) | CPU ÷ baseline | events/s ÷ kafka-go | delivered |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
+	cpu := func(r result) float64 { return r.cpuPerRecord() }
+	rate := func(r result) float64 { return r.rate() }
+	var baseCPU, kgoRate float64
+	if rs := rep.runs["baseline"]; len(rs) > 0 {
+		baseCPU = summarise(rs, cpu).median
+	}
+	if rs := rep.runs["kafka-go"]; len(rs) > 0 {
+		kgoRate = summarise(rs, rate).max // the bench's fastest kafka-go consumer
+	}
+	for _, c := range contenders {
+		rs := rep.runs[c.key]
+		if len(rs) == 0 {
+			continue
+		}
+		cs, ts := summarise(rs, cpu), summarise(rs, rate)
+		var peak int64
+		for _, r := range rs {
+			peak = max(peak, r.peakRSS)
+		}
+		name := c.name
+		if c.key == "baseline" {
+			name = strings.Replace(name, "the baseline commit", o.baselineRev, 1)
+		}
+		ratioCPU, ratioRate := "", ""
+		if baseCPU > 0 {
+			ratioCPU = fmt.Sprintf("%.2f", cs.median/baseCPU)
+		}
+		if kgoRate > 0 {
+			ratioRate = fmt.Sprintf("%.0f%%", 100*ts.median/kgoRate)
+		}
+		note := rs[len(rs)-1].note
+		if note == "" {
+			note = "n/a (no Segment)"
+		}
+		fmt.Fprintf(w, "| %s | %.2f (%.2f–%.2f) | %.0f (%.0f–%.0f) | %d MB | %s | %s | %s |\n",
+			name, cs.median, cs.min, cs.max, ts.median, ts.min, ts.max, peak>>20, ratioCPU, ratioRate, note)
+	}
+	if a, s := rep.runs["accounts"], rep.runs["service"]; len(a) > 0 && len(s) > 0 {
+		fmt.Fprintf(w, "\naccounts ÷ single source (HEAD, medians): CPU per record %.2f, events/s %.2f\n",
+			summarise(a, cpu).median/summarise(s, cpu).median, summarise(a, rate).median/summarise(s, rate).median)
+	}
+	if len(rep.extra) > 0 {
+		fmt.Fprintln(w, "\n| scenario (one run) | events/s | MB/s | CPU-µs per record | peak RSS | p50 / p99 latency |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+		for _, r := range rep.extra {
+			lat := "n/a (backlog)"
+			if r.p99 > 0 {
+				lat = fmt.Sprintf("%s / %s", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
+			}
+			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %d MB | %s |\n",
+				r.name, r.rate(), r.mbps(), r.cpuPerRecord(), r.peakRSS>>20, lat)
+		}
+	}
+	fmt.Fprintln(w, "\nper run:")
+	for _, c := range contenders {
+		for i, r := range rep.runs[c.key] {
+			fmt.Fprintf(w, "- %s run %d: %d records in %s, CPU %s, %.2f CPU-µs/record, %.0f events/s, peak RSS %d MB\n",
+				c.key, i+1, r.records, r.elapsed.Round(time.Millisecond), r.cpu.Round(time.Millisecond), r.cpuPerRecord(), r.rate(), r.peakRSS>>20)
+		}
+	}
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load average.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
