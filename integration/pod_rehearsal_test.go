@@ -511,16 +511,23 @@ func TestPodRehearsal(t *testing.T) {
 	for i := 0; i < large; i += 10000 {
 		produce(t, pl.topic, records(run, first+second+i, 10000))
 	}
-	// Per-partition in-flight cap (MAX_IN_FLIGHT_PER_PARTITION, default
-	// 10000) times the partitions: 90% of it means the consumer has fetched
-	// all it may while nothing is acknowledged.
-	const wantInFlight = 0.9 * parts * 10000
+	// The in-flight budget is full when fetching has stopped short of the
+	// backlog: whichever cap binds first (records per partition, or the
+	// bytes a record really holds, MAX_IN_FLIGHT_BYTES), the count of
+	// records in flight then stays put while nothing is acknowledged.
 	var peak uint64
+	var level float64
+	var since time.Time
 	waitFor(t, 5*time.Minute, "the in-flight budget filled during the outage", func() bool {
 		r.running()
 		_, p := r.memory()
 		peak = max(peak, p)
-		return r.metric("produktly_segment_records_in_flight") >= wantInFlight
+		n := r.metric("produktly_segment_records_in_flight")
+		if n != level {
+			level, since = n, time.Now()
+			return false
+		}
+		return n >= 1000 && n < large && time.Since(since) >= 5*time.Second
 	}, func() string {
 		return fmt.Sprintf("in flight %v, Segment requests %d", r.metric("produktly_segment_records_in_flight"), pl.seg.Requests())
 	})
