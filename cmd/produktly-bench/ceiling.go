@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,19 +16,16 @@ import (
 // that fetches every record and commits it (committed every second, as a
 // consumer without mapping or delivery would), until SIGTERM.
 func runCeilingChild(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("produktly-bench ceiling", flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "")
-	topic := fs.String("topic", "", "")
-	group := fs.String("group", "", "")
-	if err := fs.Parse(args); err != nil {
+	c, ok := parseChild("ceiling", args)
+	if !ok {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	r := kafka.NewReader(kafka.ReaderConfig{
-		Brokers:           strings.Split(*brokers, ","),
-		GroupID:           *group,
-		Topic:             *topic,
+		Brokers:           c.brokers,
+		GroupID:           c.group,
+		Topic:             c.topic,
 		StartOffset:       kafka.FirstOffset,
 		MinBytes:          1,
 		MaxBytes:          1 << 20,

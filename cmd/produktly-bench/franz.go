@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -18,19 +16,16 @@ import (
 // commit the marks every second (as the kafka-go ceiling commits every
 // second), until SIGTERM. No mapping, no Segment.
 func runFranzChild(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("produktly-bench franz", flag.ContinueOnError)
-	brokers := fs.String("brokers", "", "")
-	topic := fs.String("topic", "", "")
-	group := fs.String("group", "", "")
-	if err := fs.Parse(args); err != nil {
+	c, ok := parseChild("franz", args)
+	if !ok {
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(strings.Split(*brokers, ",")...),
-		kgo.ConsumerGroup(*group),
-		kgo.ConsumeTopics(*topic),
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ConsumerGroup(c.group),
+		kgo.ConsumeTopics(c.topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.AutoCommitMarks(),
 		kgo.AutoCommitInterval(time.Second),
