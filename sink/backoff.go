@@ -52,8 +52,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 // owner may be waiting for it to finish handing its partition over. When
 // wake is closed (Segment answered another batch) the rest of the wait
 // shrinks to a short random one, so recovered batches do not all retry in
-// the same instant. Parking of the batch's destination ends the wait too.
-func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last error, wake <-chan struct{}) {
+// the same instant, and sleep reports true: Segment is back. Parking of the
+// batch's destination ends the wait too.
+func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last error, wake <-chan struct{}) (woken bool) {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	parked := b.d.parkedCh() // parking ends the wait: the messages complete Parked
@@ -80,6 +81,7 @@ func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last err
 			if !timer.Stop() {
 				return
 			}
+			woken = true
 			timer.Reset(rand.N(min(2*s.o.MinBackoff, time.Second) + 1))
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -357,5 +358,58 @@ func TestRetryAfterIsNotWoken(t *testing.T) {
 	}
 	if gap := limitedAt.Sub(first); gap < 2900*time.Millisecond {
 		t.Fatalf("the rate-limited batch was retried %s after its 429 (Retry-After: 3), woken by another batch's success", gap)
+	}
+}
+
+// TestBackoffStartsOverAfterRecovery: the failures a batch met during an
+// outage say nothing about Segment once it is back. A batch woken by the
+// recovery that then meets one ordinary failure (30 % of requests failing
+// at random, say) must back off from MinBackoff again, not from where the
+// outage left it: that wait would hold its partition's commit point for
+// longer than a shutdown or revoke allows, and everything delivered behind
+// it would be read and delivered again.
+func TestBackoffStartsOverAfterRecovery(t *testing.T) {
+	srv := newServer(t)
+	srv.SetOutage(503)
+	h := start(t, srv, srv.URL(), func(o *sink.Options) {
+		o.BatchSize = 1
+		o.MinBackoff = 500 * time.Millisecond
+		o.MaxBackoff = time.Minute
+	})
+	h.enqueue("old", 1, 0, nil)
+	// Five failed attempts: its sixth failure would wait 8–16 s.
+	eventually(t, 30*time.Second, "five failed attempts of the old batch", func() bool { return srv.Requests() >= 5 })
+	var mu sync.Mutex
+	var failedAt time.Time
+	srv.FailMessages(503, func(m segmenttest.Received) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if m.MessageID != "old-0" || !failedAt.IsZero() {
+			return false
+		}
+		failedAt = time.Now()
+		return true // its first attempt after the recovery fails
+	})
+	srv.ClearOutage()
+	h.enqueue("new", 1, 0, nil) // succeeds: Segment is back, which wakes the old batch
+	got := h.res.wait(2, 30*time.Second)
+	if c := outcomes(got); c[sink.Delivered] != 2 {
+		t.Fatalf("outcomes %v, want both delivered", c)
+	}
+	var deliveredAt time.Time
+	for _, m := range srv.Messages() {
+		if m.MessageID == "old-0" {
+			deliveredAt = m.At
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failedAt.IsZero() {
+		t.Fatal("the old batch was never failed after the recovery")
+	}
+	// From MinBackoff its next wait is 0.25–0.5 s; carried over from the
+	// outage it would be at least 8 s.
+	if gap := deliveredAt.Sub(failedAt); gap > 4*time.Second {
+		t.Fatalf("the old batch waited %s after one failure following the recovery: its backoff carried the outage's attempts over", gap)
 	}
 }

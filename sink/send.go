@@ -39,6 +39,13 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		}
 	}()
 	var last error // the last failure, for the Err of abandoned messages
+	// streak counts the failures that set the backoff: those since the
+	// batch was woken by its destination's recovery after an outage. What
+	// it met during the outage says nothing about Segment once it is back;
+	// carried over, one ordinary failure afterwards would wait out the
+	// outage's longest backoff and hold its partition's commit point past
+	// any revoke or shutdown timeout.
+	streak := 0
 	failing := false
 	defer func() {
 		if failing {
@@ -148,7 +155,8 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			why += ": " + a.err.Error()
 		}
 		parked := s.failed(d, now, why)
-		wait := s.backoff(attempt, a.retryAfter)
+		wait := s.backoff(streak, a.retryAfter)
+		streak++
 		s.m.retries.Inc()
 		// Every failed attempt is counted in the metrics; the log gets the
 		// 1st, 2nd, 4th, 8th... of each batch at warn, so a long outage
@@ -180,7 +188,9 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		if a.retryAfter == 0 && a.status != http.StatusTooManyRequests {
 			wake = d.health.recovered()
 		}
-		s.sleep(ctx, b, wait, last, wake)
+		if s.sleep(ctx, b, wait, last, wake) {
+			streak = 0
+		}
 	}
 }
 

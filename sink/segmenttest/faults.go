@@ -29,6 +29,7 @@ type faults struct {
 	rng        *rand.Rand
 	drop       int
 	reject     func(Received) bool
+	rejectWith int // the status a batch holding a rejected message gets
 	byKey      map[string]keyFault
 }
 
@@ -103,9 +104,17 @@ func (s *Server) DropConnections(n int) {
 // RejectMessages makes a batch that holds a message for which bad returns
 // true answer 400 as a whole, like Segment does for a bad call. nil stops.
 func (s *Server) RejectMessages(bad func(Received) bool) {
+	s.FailMessages(http.StatusBadRequest, bad)
+}
+
+// FailMessages makes a batch that holds a message for which bad returns
+// true answer status as a whole (a retryable 503, say), while batches
+// without one are served: bad decides per call, so it can fail a message
+// once and let its retry through. nil stops.
+func (s *Server) FailMessages(status int, bad func(Received) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.f.reject = bad
+	s.f.reject, s.f.rejectWith = bad, status
 }
 
 // FailKey makes every request with write key key answer status (or Hang,
@@ -135,6 +144,7 @@ type plan struct {
 	latency    time.Duration
 	retryAfter time.Duration
 	reject     func(Received) bool
+	rejectWith int
 }
 
 // nextPlan counts the request and draws its fault, in order of precedence:
@@ -144,7 +154,7 @@ func (s *Server) nextPlan(key string) plan {
 	defer s.mu.Unlock()
 	s.requests++
 	s.byKey[key]++
-	p := plan{latency: s.f.latency, retryAfter: s.f.retryAfter, reject: s.f.reject}
+	p := plan{latency: s.f.latency, retryAfter: s.f.retryAfter, reject: s.f.reject, rejectWith: s.f.rejectWith}
 	switch {
 	case s.f.drop > 0:
 		s.f.drop--

@@ -94,7 +94,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.reject != nil {
 		for _, m := range msgs {
 			if p.reject(m) {
-				answer(w, http.StatusBadRequest, fmt.Sprintf("message %s is invalid", m.MessageID))
+				answer(w, p.rejectWith, fmt.Sprintf("message %s is invalid", m.MessageID))
 				return
 			}
 		}
