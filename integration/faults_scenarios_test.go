@@ -233,7 +233,15 @@ func faultAll(t *testing.T) {
 	}
 	s := newScenario(t, "all", nil)
 	down := map[brokerNode]bool{}
+	// The killed broker is restarted in the background: a restart takes
+	// 5–20 s on a busy machine, and the schedule (the outage's end, the
+	// burst, the crash and the scale-down) must not slip behind it.
+	var restarted chan error
 	t.Cleanup(func() {
+		if restarted != nil {
+			<-restarted
+			return
+		}
 		for n, d := range down {
 			if d {
 				n.start(t, s.l)
@@ -268,8 +276,8 @@ func faultAll(t *testing.T) {
 	s.l.note("Segment outage for %s", profile.allOutage)
 	if brokerFaults {
 		s.at(w * 45 / 100)
-		n.start(t, s.l)
-		down[n] = false
+		restarted = make(chan error, 1)
+		go func() { restarted <- n.restart(s.l) }()
 	}
 	s.at(w*35/100 + profile.allOutage)
 	s.l.seg.ClearOutage()
@@ -288,6 +296,14 @@ func faultAll(t *testing.T) {
 	s.at(w)
 	s.l.seg.SetFaultRate(0, 0)
 	s.l.note("Segment healthy")
+	if restarted != nil {
+		err := <-restarted
+		restarted = nil
+		if err != nil {
+			t.Fatal(err)
+		}
+		down[n] = false
+	}
 	s.finish()
 }
 

@@ -591,15 +591,31 @@ func (n brokerNode) kill(t *testing.T, l *ledger) {
 // start starts the node again with its storage and waits for its port.
 func (n brokerNode) start(t *testing.T, l *ledger) {
 	t.Helper()
+	if err := n.restart(l); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// restart is start for any goroutine: it returns what went wrong.
+func (n brokerNode) restart(l *ledger) error {
 	if kc := env.kafka; kc != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 		defer cancel()
 		if err := kc.start(ctx, int(n)); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		l.note("broker %d restarted (container start, port open)", n)
-		return
+		return nil
 	}
-	kafkaScript(t, "start", strconv.Itoa(int(n)), "cluster")
+	script, err := filepath.Abs(filepath.Join("..", "scripts", "kafka.sh"))
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, script, "start", strconv.Itoa(int(n)), "cluster").CombinedOutput(); err != nil {
+		return fmt.Errorf("kafka.sh start %d cluster: %v\n%s", n, err, out)
+	}
 	l.note("broker %d restarted (port open)", n)
+	return nil
 }
