@@ -215,6 +215,43 @@ func TestCommitsDuringDrain(t *testing.T) {
 	tc.fc.waitCommitted(t, 0, 4, 10*time.Second)
 }
 
+// TestShutdownDuringRevokeKeepsDraining: SIGTERM during a rebalance's
+// drain must not cut the drain short at the revoke timeout and abandon
+// what is still in flight (its partition's next owner would deliver
+// everything behind it again): the records get the shutdown timeout, are
+// committed, and the member leaves.
+func TestShutdownDuringRevokeKeepsDraining(t *testing.T) {
+	const revoke = time.Second
+	tc := newTestConsumer(t, 1, func(o *Options) {
+		o.RevokeTimeout = revoke
+		o.ShutdownTimeout = 20 * time.Second
+		o.RebalanceTimeout = 30 * time.Second
+	})
+	tc.topic.produce(0, 3)
+	held := tc.idOf(t, 0, 1)
+	tc.sink.hold = func(m sink.Message) bool { return m.ID == held }
+	stop := tc.run(t)
+	g1 := tc.fc.start(t, 1, 0)
+	tc.sink.waitFor(t, "all enqueued", 10*time.Second, func(s *fakeSink) bool { return len(s.got) == 3 })
+	tc.fc.waitCommitted(t, 0, 1, 10*time.Second)
+	g1.end() // a rebalance: the drain has RevokeTimeout
+	tc.sink.waitFor(t, "the revoke's drain", 10*time.Second, func(*fakeSink) bool { return !tc.ready.Load() })
+	stopped := make(chan struct{})
+	go func() { defer close(stopped); stop() }() // and then SIGTERM
+	// Past the revoke timeout the held record must still be in flight,
+	// not abandoned.
+	time.Sleep(revoke + 500*time.Millisecond)
+	if !tc.sink.complete(held, sink.Result{Outcome: sink.Delivered}) {
+		t.Fatalf("the record in flight was abandoned at the revoke timeout (%s) although shutdown, with its %s, had begun", revoke, 20*time.Second)
+	}
+	tc.fc.waitCommitted(t, 0, 3, 10*time.Second)
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after the drain")
+	}
+}
+
 // TestAbandonedDropsTrackerEntry: a record the sink abandoned no longer
 // counts as in flight (drain does not wait for it), and the commit point
 // never passes it.

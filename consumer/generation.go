@@ -140,7 +140,13 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen generation) 
 		inflight += p.tr.inFlight()
 	}
 	log.Info().Bool("shutdown", shutdown).Int("in_flight", inflight).Dur("timeout", timeout).Msg("generation ending: draining")
-	c.drain(parts, timeout)
+	if c.drain(ctx, parts, timeout, !shutdown) {
+		// Shutdown began during a revoke's drain: the records left got
+		// the shutdown's time too, and the partitions are given up now
+		// rather than carried to a generation this member will not join.
+		shutdown = true
+		c.draining.Store(true)
+	}
 	close(stopCommits)
 	<-commitDone
 	c.commit(gen, parts, true)
@@ -219,17 +225,42 @@ func (c *Consumer) releaseCarried() {
 	c.carried = nil
 }
 
-// drain waits until no record of parts is in flight, or timeout.
-func (c *Consumer) drain(parts []*partition, timeout time.Duration) {
+// drain waits until no record of parts is in flight, or timeout. When
+// revoking (a rebalance ended the generation) and shutdown begins (ctx ends)
+// meanwhile, the records still in flight get ShutdownTimeout from that
+// moment, as they would have had the shutdown come first, but no longer
+// than the group waits for this member to rejoin (RebalanceTimeout from the
+// drain's start, less a second for the final commit): after that its
+// commits are refused. It reports whether shutdown began during a revoke.
+func (c *Consumer) drain(ctx context.Context, parts []*partition, timeout time.Duration, revoking bool) (shutdown bool) {
+	start := time.Now()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	var shut <-chan struct{}
+	if revoking {
+		shut = ctx.Done()
+	}
 	for _, p := range parts {
-		select {
-		case <-p.tr.drained():
-		case <-deadline.C:
-			return
+		for waiting := true; waiting; {
+			select {
+			case <-p.tr.drained():
+				waiting = false
+			case <-deadline.C:
+				return shutdown
+			case <-shut:
+				shut, shutdown = nil, true
+				until := time.Now().Add(c.opts.ShutdownTimeout)
+				if limit := start.Add(max(c.opts.RebalanceTimeout-time.Second, timeout)); until.After(limit) {
+					until = limit
+				}
+				if d := time.Until(until); d > time.Until(start.Add(timeout)) {
+					c.log.Info().Dur("until", d).Msg("shutdown during a revoke: in-flight records get the shutdown timeout")
+					deadline.Reset(d)
+				}
+			}
 		}
 	}
+	return shutdown
 }
 
 // commit commits every partition whose commit point moved past what was
