@@ -99,6 +99,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
+	if p.fault == Cut {
+		for i := range msgs {
+			msgs[i].Cut = true
+		}
+	}
 	s.record(msgs)
 	if p.fault == Cut {
 		cut(w, "HTTP/1.1 200 OK\r\nContent-Type: appl")

@@ -48,6 +48,10 @@ type Received struct {
 	Raw json.RawMessage
 	// At is when the request that carried it arrived.
 	At time.Time
+	// Cut: the request that carried it was accepted but its answer cut
+	// off (the Cut fault), so the client cannot know it arrived and sends
+	// it again: the next copy is a duplicate by design.
+	Cut bool
 }
 
 // Option configures a Server.
@@ -106,6 +110,7 @@ type compactMsg struct {
 	at    int64 // unix nanoseconds
 	event uint16
 	key   uint32 // index into keyNames
+	cut   bool
 }
 
 // NewServer starts a Server on 127.0.0.1 at a random port (or WithAddr's
@@ -191,7 +196,7 @@ func (s *Server) Messages() []Received {
 	out := make([]Received, 0, len(s.msgs)+len(s.compact))
 	out = append(out, s.msgs...)
 	for _, c := range s.compact {
-		out = append(out, Received{WriteKey: s.keyNames[c.key], MessageID: c.id.String(), Event: s.events[c.event], At: time.Unix(0, c.at)})
+		out = append(out, Received{WriteKey: s.keyNames[c.key], MessageID: c.id.String(), Event: s.events[c.event], At: time.Unix(0, c.at), Cut: c.cut})
 	}
 	if len(s.msgs) > 0 && len(s.compact) > 0 {
 		sort.SliceStable(out, func(i, j int) bool { return out[i].At.Before(out[j].At) })
@@ -256,7 +261,7 @@ func (s *Server) record(msgs []Received) {
 			// Only the canonical lower-case form, so String gives it back.
 			if id, err := uuid.Parse(m.MessageID); err == nil && len(m.MessageID) == 36 && strings.ToLower(m.MessageID) == m.MessageID {
 				s.ids[id] = struct{}{}
-				s.compact = append(s.compact, compactMsg{id: id, at: m.At.UnixNano(), event: s.eventID(m.Event), key: s.keyID(m.WriteKey)})
+				s.compact = append(s.compact, compactMsg{id: id, at: m.At.UnixNano(), event: s.eventID(m.Event), key: s.keyID(m.WriteKey), cut: m.Cut})
 				continue
 			}
 		}

@@ -202,8 +202,8 @@ func TestConnectionFaults(t *testing.T) {
 	if _, _, _, err := post(t, c, s.URL(), key, body(msg("c"))); err == nil {
 		t.Error("cut response: got an answer")
 	}
-	if got := s.Messages(); len(got) != 1 || got[0].MessageID != "c" {
-		t.Errorf("after the faults the server holds %v, want only the cut batch", got)
+	if got := s.Messages(); len(got) != 1 || got[0].MessageID != "c" || !got[0].Cut {
+		t.Errorf("after the faults the server holds %v, want only the cut batch, marked Cut", got)
 	}
 	s.SetLatency(100 * time.Millisecond)
 	begin = time.Now()
