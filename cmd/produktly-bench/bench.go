@@ -153,6 +153,16 @@ func bench(ctx context.Context, o options, log io.Writer) (report, error) {
 		rep.extra = append(rep.extra, r)
 		fmt.Fprintf(log, "latency: %.0f records/s (%s)\n", r.rate(), r.note)
 	}
+	for _, key := range []string{"service", "accounts"} {
+		if !o.scenarios["outage"] || (key == "accounts" && !o.scenarios["accounts"]) {
+			continue
+		}
+		r, err := outage(ctx, o, client, bl, key, log)
+		if err != nil {
+			return rep, err
+		}
+		rep.extra = append(rep.extra, r)
+	}
 	if o.scenarios["live"] {
 		r, err := live(ctx, o, client, log)
 		if err != nil {
@@ -430,13 +440,17 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 // peakRSS reads the peak resident set (VmHWM) of a running process. The
 // rusage of a child is no use for this: Linux carries the parent's peak
 // over the fork into the child's maxrss.
-func peakRSS(pid int) int64 {
+func peakRSS(pid int) int64 { return procStatus(pid, "VmHWM:") }
+
+// procStatus reads one memory field of /proc/<pid>/status ("VmHWM:",
+// "VmRSS:"), in bytes; 0 when the process is gone.
+func procStatus(pid int, field string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if v, ok := strings.CutPrefix(line, field); ok {
 			var kb int64
 			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
 			return kb * 1024

@@ -61,6 +61,8 @@ type options struct {
 	baselineRev string
 	profile     string
 	profileFor  time.Duration
+	// outageFor is how long Segment answers 503 in the outage scenario.
+	outageFor time.Duration
 	// drainTimeout bounds one drain: a contender that never commits every
 	// offset fails the run instead of hanging it.
 	drainTimeout time.Duration
@@ -96,8 +98,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.baselineRev, "baseline-rev", "baseline", "the commit -baseline was built from, for the table")
 	fs.StringVar(&o.profile, "profile", "", "write a CPU profile of the service at HEAD, single source, draining the backlog, to this file (empty: none)")
 	fs.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "how long the CPU profile runs")
+	fs.DurationVar(&o.outageFor, "outage-for", time.Minute, "how long Segment is down in the outage scenario")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Minute, "longest one drain may take")
-	only := fs.String("only", "kafka-go,franz-go,baseline,service,accounts,latency,live", "contenders and scenarios to run")
+	only := fs.String("only", "kafka-go,franz-go,baseline,service,accounts,latency,outage,live", "contenders and scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

@@ -83,15 +83,15 @@ func printReport(w io.Writer, o options, rep report) {
 			summarise(a, cpu).median/summarise(s, cpu).median, summarise(a, rate).median/summarise(s, rate).median)
 	}
 	if len(rep.extra) > 0 {
-		fmt.Fprintln(w, "\n| scenario (one run) | events/s | MB/s | CPU-µs per record | peak RSS | p50 / p99 latency |")
-		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "\n| scenario (one run) | events/s | MB/s | CPU-µs per record | peak RSS | p50 / p99 latency | notes |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
 		for _, r := range rep.extra {
 			lat := "n/a (backlog)"
 			if r.p99 > 0 {
 				lat = fmt.Sprintf("%s / %s", r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
 			}
-			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %d MB | %s |\n",
-				r.name, r.rate(), r.mbps(), r.cpuPerRecord(), r.peakRSS>>20, lat)
+			fmt.Fprintf(w, "| %s | %.0f | %.1f | %.2f | %d MB | %s | %s |\n",
+				r.name, r.rate(), r.mbps(), r.cpuPerRecord(), r.peakRSS>>20, lat, r.note)
 		}
 	}
 	fmt.Fprintln(w, "\nper run:")
