@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -85,4 +86,65 @@ func rec(key, value string) kafka.Message {
 
 func integ(key, region string, active bool) string {
 	return fmt.Sprintf(`{"writeKey":%q,"region":%q,"active":%v}`, key, region, active)
+}
+
+// watcher reads every partition of a topic from its start with plain
+// kafka-go readers and notes when each record (key and value) was first
+// seen. It is the reference for "in force within topicBound": a broker
+// that stalls (one took 12 s over a controller event on a loaded machine)
+// delays the reference as much as the table, so the stall is not counted
+// against the table.
+type watcher struct {
+	mu      sync.Mutex
+	seen    map[string]time.Time
+	changed chan struct{}
+}
+
+func watchTopic(t testing.TB, bs []string, topic string, partitions int) *watcher {
+	t.Helper()
+	w := &watcher{seen: map[string]time.Time{}, changed: make(chan struct{})}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for p := range partitions {
+		r := kafka.NewReader(kafka.ReaderConfig{Brokers: bs, Topic: topic, Partition: p, MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 100 * time.Millisecond})
+		wg.Go(func() {
+			defer r.Close()
+			for {
+				m, err := r.ReadMessage(ctx)
+				if err != nil {
+					return
+				}
+				w.mu.Lock()
+				if k := watchKey(m); w.seen[k].IsZero() {
+					w.seen[k] = time.Now()
+					close(w.changed)
+					w.changed = make(chan struct{})
+				}
+				w.mu.Unlock()
+			}
+		})
+	}
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return w
+}
+
+func watchKey(m kafka.Message) string { return string(m.Key) + "\x00" + string(m.Value) }
+
+// at waits up to within for a plain reader to have seen m, and says when.
+func (w *watcher) at(t testing.TB, m kafka.Message, within time.Duration) time.Time {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		w.mu.Lock()
+		at, changed := w.seen[watchKey(m)], w.changed
+		w.mu.Unlock()
+		if !at.IsZero() {
+			return at
+		}
+		select {
+		case <-changed:
+		case <-deadline:
+			t.Fatalf("a plain reader did not see %q within %s", m.Key, within)
+		}
+	}
 }
