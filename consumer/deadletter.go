@@ -3,7 +3,6 @@ package consumer
 import (
 	"context"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -48,9 +47,7 @@ type dlqItem struct {
 //     write succeeds, the record's partition is abandoned or run's ctx
 //     ends; the backoff ends early on either.
 type deadLetter struct {
-	w       *topicWriter
-	lanes   *lanes[topicPartition, *dlqItem]
-	limits  limitCheck
+	copyWriter[*dlqItem]
 	log     zerolog.Logger
 	metrics *metrics
 }
@@ -64,12 +61,9 @@ type topicPartition struct {
 func newDeadLetter(o Options, log zerolog.Logger, m *metrics) *deadLetter {
 	log = log.With().Str("dlq_topic", o.DeadLetterTopic).Logger()
 	return &deadLetter{
-		w:     newTopicWriter(writerConfig{Brokers: o.Brokers, Transport: o.Transport, Topic: o.DeadLetterTopic}),
-		lanes: newLanes(func(it *dlqItem) topicPartition { return topicPartition{it.msg.Topic, it.msg.Partition} }, 100),
-		limits: limitCheck{
-			brokers: o.Brokers, transport: o.Transport, source: o.Topic, target: o.DeadLetterTopic,
-			log: log, metrics: m,
-		},
+		copyWriter: newCopyWriter(o, o.DeadLetterTopic, log, m, func(it *dlqItem) topicPartition {
+			return topicPartition{it.msg.Topic, it.msg.Partition}
+		}),
 		log:     log,
 		metrics: m,
 	}
@@ -86,16 +80,7 @@ func (d *deadLetter) send(it dlqItem) {
 // written. It also checks, once, that the dead-letter topic takes records
 // as large as the source topic's (limitCheck).
 func (d *deadLetter) run(ctx context.Context) error {
-	defer d.w.Close()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		d.limits.run(ctx)
-	}()
-	d.lanes.run(ctx, d.write, func(it *dlqItem) { it.done(false) })
-	wg.Wait()
-	return nil
+	return d.copyWriter.run(ctx, d.write, func(it *dlqItem) { it.done(false) })
 }
 
 // write writes batch (records of one source partition), retrying those

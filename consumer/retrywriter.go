@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -65,10 +64,8 @@ type parkItem struct {
 //     are written in the order they were parked, and one partition's
 //     failures never hold up another's.
 type retryWriter struct {
+	copyWriter[*parkItem]
 	topic   string
-	w       *topicWriter
-	lanes   *lanes[topicPartition, *parkItem]
-	limits  limitCheck
 	log     zerolog.Logger
 	metrics *metrics
 	now     func() time.Time
@@ -77,13 +74,10 @@ type retryWriter struct {
 func newRetryWriter(o Options, log zerolog.Logger, m *metrics) *retryWriter {
 	log = log.With().Str("retry_topic", o.RetryTopic).Logger()
 	return &retryWriter{
-		topic: o.RetryTopic,
-		w:     newTopicWriter(writerConfig{Brokers: o.Brokers, Transport: o.Transport, Topic: o.RetryTopic}),
-		lanes: newLanes(func(it *parkItem) topicPartition { return topicPartition{it.src.Topic, it.src.Partition} }, 100),
-		limits: limitCheck{
-			brokers: o.Brokers, transport: o.Transport, source: o.Topic, target: o.RetryTopic,
-			log: log, metrics: m,
-		},
+		copyWriter: newCopyWriter(o, o.RetryTopic, log, m, func(it *parkItem) topicPartition {
+			return topicPartition{it.src.Topic, it.src.Partition}
+		}),
+		topic:   o.RetryTopic,
 		log:     log,
 		metrics: m,
 		now:     time.Now,
@@ -105,16 +99,7 @@ func (r *retryWriter) park(m kafka.Message, account string, cancel <-chan struct
 // ErrParkAbandoned. It also checks, once, that the retry topic takes
 // records as large as the source topic's.
 func (r *retryWriter) run(ctx context.Context) error {
-	defer r.w.Close()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		r.limits.run(ctx)
-	}()
-	r.lanes.run(ctx, r.write, func(it *parkItem) { it.done(ErrParkAbandoned) })
-	wg.Wait()
-	return nil
+	return r.copyWriter.run(ctx, r.write, func(it *parkItem) { it.done(ErrParkAbandoned) })
 }
 
 func (r *retryWriter) write(ctx context.Context, batch []*parkItem) {
