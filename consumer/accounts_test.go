@@ -317,12 +317,8 @@ func TestAccountsParkAbandonedDrops(t *testing.T) {
 	tc, _ := newAccountsConsumer(t, 1, nil)
 	p := tc.newPartition("src", 0, 0)
 	m := kafka.Message{Topic: "src", Partition: 0, Offset: 0, Value: record("a", "1")}
-	if err := p.acquire(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	p.tr.add(0)
-	w, _ := p.take(context.Background(), m, nil)
-	p.finish(m, w, sent{dst: sink.Destination{Account: "a"}}, sink.Result{Outcome: sink.Parked, Err: sink.ErrParked})
+	h := takeOne(t, p, m)
+	p.finish(m, h, sent{dst: sink.Destination{Account: "a"}}, sink.Result{Outcome: sink.Parked, Err: sink.ErrParked})
 	pc := tc.parker.wait(t, 0, 10*time.Second)
 	if got := p.tr.inFlight(); got != 1 {
 		t.Fatalf("in flight while parking = %d, want 1", got)

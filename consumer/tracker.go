@@ -83,6 +83,52 @@ func (t *tracker) add(offset int64) {
 	t.inflight++
 }
 
+// addRange records that the records at offsets (ascending, after every
+// offset added before) were fetched together and are now in flight: add
+// for each of them, under one lock and one clock reading.
+func (t *tracker) addRange(offsets []int64) {
+	if len(offsets) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.live() == 0 && offsets[0] > t.commit {
+		t.setCommit(offsets[0])
+	}
+	if t.inflight == 0 {
+		t.idle = make(chan struct{})
+	}
+	now := t.now().UnixNano()
+	t.offsets = append(t.offsets, offsets...)
+	for range offsets {
+		t.state = append(t.state, pending)
+		t.since = append(t.since, now)
+	}
+	t.inflight += len(offsets)
+}
+
+// admit returns how many of the records at offsets (ascending, the first
+// at or after next, the offset the fetch loop reads next) may be taken now
+// under the span cap: the rule spanFull applies before each single fetch,
+// applied to each record in turn with the offset to read before it (next,
+// then one past the previous record). It is at least 1 when spanFull(next,
+// limit) is false.
+func (t *tracker) admit(next int64, offsets []int64, limit int64) int {
+	t.mu.Lock()
+	commit := t.commit
+	t.mu.Unlock()
+	if commit < 0 {
+		return len(offsets)
+	}
+	for i, o := range offsets {
+		if next >= 0 && next-commit >= limit {
+			return i
+		}
+		next = o + 1
+	}
+	return len(offsets)
+}
+
 func (t *tracker) setCommit(o int64) {
 	if o != t.commit {
 		t.commit = o
