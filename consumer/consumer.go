@@ -296,9 +296,11 @@ func New(o Options) (*Consumer, error) {
 	c.dlq = newDeadLetter(o, c.log, c.metrics)
 	c.balancer = &stickyBalancer{}
 	c.seams = seams{
-		waitTopics:     c.waitTopics,
-		newGroup:       c.newKafkaGroup,
-		newReader:      func(topic string, id int) reader { return &messageReader{Reader: kafka.NewReader(c.readerConfig(topic, id))} },
+		waitTopics: c.waitTopics,
+		newGroup:   c.newKafkaGroup,
+		newReader: func(topic string, id int) reader {
+			return &messageReader{Reader: kafka.NewReader(c.readerConfig(topic, id))}
+		},
 		runDeadLetters: c.dlq.run,
 	}
 	if o.Integrations != nil {
