@@ -90,11 +90,12 @@ type Options struct {
 	// RetryTopic receives the records of parked accounts (contract v2).
 	// Default Topic + ".retry".
 	RetryTopic string
-	// Dialer carries TLS and SASL settings. Default kafka.DefaultDialer.
+	// Dialer carries TLS and SASL settings for the group membership.
+	// Default kafka.DefaultDialer.
 	Dialer *kafka.Dialer
-	// Transport is used by the dead-letter writer and admin requests; it
-	// must carry the same TLS and SASL settings as Dialer. Default
-	// kafka.DefaultTransport.
+	// Transport is used by the partition readers (Fetch requests), the
+	// dead-letter and retry writers and admin requests; it must carry the
+	// same TLS and SASL settings as Dialer. Default kafka.DefaultTransport.
 	Transport kafka.RoundTripper
 
 	// MaxInFlight caps the records fetched and not yet acknowledged, over
@@ -296,11 +297,9 @@ func New(o Options) (*Consumer, error) {
 	c.dlq = newDeadLetter(o, c.log, c.metrics)
 	c.balancer = &stickyBalancer{}
 	c.seams = seams{
-		waitTopics: c.waitTopics,
-		newGroup:   c.newKafkaGroup,
-		newReader: func(topic string, id int) reader {
-			return &messageReader{Reader: kafka.NewReader(c.readerConfig(topic, id))}
-		},
+		waitTopics:     c.waitTopics,
+		newGroup:       c.newKafkaGroup,
+		newReader:      func(topic string, id int) reader { return c.newBatchReader(topic, id) },
 		runDeadLetters: c.dlq.run,
 	}
 	if o.Integrations != nil {

@@ -309,14 +309,6 @@ func TestSetOffsetFailureNotReady(t *testing.T) {
 	}
 }
 
-// TestReaderReadCommitted: records of aborted transactions are never read.
-func TestReaderReadCommitted(t *testing.T) {
-	tc := newTestConsumer(t, 1, nil)
-	if got := tc.readerConfig("src", 0).IsolationLevel; got != kafka.ReadCommitted {
-		t.Errorf("IsolationLevel = %v, want ReadCommitted", got)
-	}
-}
-
 // TestRecordWeightCountsWhatItHolds: the byte cap counts the message with
 // its headers, the mapped JSON and its copy in the request body.
 func TestRecordWeightCountsWhatItHolds(t *testing.T) {

@@ -16,8 +16,8 @@ import (
 	"github.com/produktly/produktly-segment/sink"
 )
 
-// reader reads one partition: kafka-go's Reader in production, a fake in
-// unit tests.
+// reader reads one partition: batchReader in production, a fake in unit
+// tests.
 type reader interface {
 	SetOffset(offset int64) error
 	// FetchBatch returns the partition's next records, at least one, in
@@ -26,21 +26,6 @@ type reader interface {
 	// messages' keys, values and headers stay valid.
 	FetchBatch(ctx context.Context) ([]kafka.Message, error)
 	Close() error
-}
-
-// messageReader is the reader over kafka-go's Reader: one record a batch.
-type messageReader struct {
-	*kafka.Reader
-	one [1]kafka.Message
-}
-
-func (r *messageReader) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
-	m, err := r.FetchMessage(ctx)
-	if err != nil {
-		return nil, err
-	}
-	r.one[0] = m
-	return r.one[:], nil
 }
 
 // partition is one assigned partition. It lives as long as this member owns
@@ -115,36 +100,6 @@ func (p *partition) resume(committed int64) bool {
 	}
 	p.next = next
 	return true
-}
-
-// readerConfig is the configuration of a partition's reader.
-func (c *Consumer) readerConfig(topic string, id int) kafka.ReaderConfig {
-	o := c.opts
-	return kafka.ReaderConfig{
-		Brokers:   o.Brokers,
-		Dialer:    o.Dialer,
-		Topic:     topic,
-		Partition: id,
-		MinBytes:  1,
-		MaxBytes:  o.FetchMaxBytes,
-		// Records of aborted transactions are never delivered, and those
-		// of open ones wait for their commit.
-		IsolationLevel: kafka.ReadCommitted,
-		// kafka-go asks the broker to wait this minus one second (its RTT
-		// allowance, or a quarter of it when shorter) and gives up on the
-		// answer after the whole of it. 1.5 s leaves the broker 0.5 s and
-		// the answer a second of slack: shorter (the old 250 ms left 62 ms)
-		// makes idle partitions time out spuriously on a loaded machine,
-		// longer delays closing a reader on revoke and shutdown, which
-		// waits for the fetch in progress.
-		MaxWait:        1500 * time.Millisecond,
-		QueueCapacity:  256,
-		ReadBackoffMin: 100 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) {
-			c.log.Warn().Str("reader_topic", topic).Int("partition", id).Msgf("kafka-go reader: "+f, a...)
-		}),
-	}
 }
 
 // maxChunk caps the records handed on together as one chunk. A chunk's
