@@ -204,3 +204,55 @@ func TestBatchReaderReadCommitted(t *testing.T) {
 		t.Errorf("next offset %d, want 9 (past the markers and the aborted records)", r.offset)
 	}
 }
+
+// TestBatchReaderReadCommittedInterleaved: two transactional producers
+// write into one partition at once; one aborts, the other commits. Only
+// the committed producer's records are returned, whichever order their
+// batches and markers landed in.
+func TestBatchReaderReadCommittedInterleaved(t *testing.T) {
+	topic := brokerTopics(t, kafka.TopicConfig{NumPartitions: 1})[0]
+	brokers := strings.Split(os.Getenv("KAFKA_BROKERS"), ",")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	client := func(id string) *kgo.Client {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(id+"-"+topic), kgo.DefaultProduceTopic(topic))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		return cl
+	}
+	abort, commit := client("abort"), client("commit")
+	send := func(cl *kgo.Client, v string) {
+		t.Helper()
+		if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(abort, "x1")
+	send(commit, "c1")
+	send(abort, "x2")
+	send(commit, "c2")
+	if err := abort.EndTransaction(ctx, kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
+	send(commit, "c3")
+	if err := commit.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, topic, kafka.Message{Value: []byte("d1")})
+
+	r := newTestBatchReader(t, topic, 0)
+	// x1 c1 x2 c2 abort-marker c3 commit-marker d1: the end is 8.
+	got := readUntil(t, r, 8)
+	var values []string
+	for _, m := range got {
+		values = append(values, string(m.Value))
+	}
+	if want := "c1 c2 c3 d1"; strings.Join(values, " ") != want {
+		t.Errorf("read %q, want %q", strings.Join(values, " "), want)
+	}
+}
