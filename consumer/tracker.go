@@ -41,8 +41,9 @@ type tracker struct {
 	// idle is closed while no record is pending and replaced when one
 	// is added, so drain can wait for it.
 	idle chan struct{}
-	// moved is closed and replaced whenever the commit point moves, so
-	// waitSpan can wait for it.
+	// moved is closed when the commit point moves, so waitSpan can wait
+	// for it; nil while nobody waits (made by waitSpan, so that a commit
+	// point moving record by record allocates nothing).
 	moved chan struct{}
 	now   func() time.Time
 }
@@ -61,7 +62,7 @@ const (
 func newTracker(start int64) *tracker {
 	idle := make(chan struct{})
 	close(idle)
-	return &tracker{commit: start, idle: idle, moved: make(chan struct{}), now: time.Now}
+	return &tracker{commit: start, idle: idle, now: time.Now}
 }
 
 // add records that the record at offset was fetched and is now in flight.
@@ -132,8 +133,10 @@ func (t *tracker) admit(next int64, offsets []int64, limit int64) int {
 func (t *tracker) setCommit(o int64) {
 	if o != t.commit {
 		t.commit = o
-		close(t.moved)
-		t.moved = make(chan struct{})
+		if t.moved != nil {
+			close(t.moved)
+			t.moved = nil
+		}
 	}
 }
 
@@ -289,11 +292,15 @@ func (t *tracker) oldest() time.Duration {
 func (t *tracker) waitSpan(ctx context.Context, next int64, limit int64) error {
 	for {
 		t.mu.Lock()
-		commit, moved := t.commit, t.moved
-		t.mu.Unlock()
-		if commit < 0 || next < 0 || next-commit < limit {
+		if t.commit < 0 || next < 0 || next-t.commit < limit {
+			t.mu.Unlock()
 			return nil
 		}
+		if t.moved == nil {
+			t.moved = make(chan struct{})
+		}
+		moved := t.moved
+		t.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
