@@ -11,6 +11,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // newTestBatchReader is the production reader of topic's partition on the
@@ -254,5 +255,47 @@ func TestBatchReaderReadCommittedInterleaved(t *testing.T) {
 	}
 	if want := "c1 c2 c3 d1"; strings.Join(values, " ") != want {
 		t.Errorf("read %q, want %q", strings.Join(values, " "), want)
+	}
+}
+
+// TestBatchReaderBeforeLogStart: an offset below the partition's log start
+// (records deleted by retention) moves the reader to the first offset, as
+// kafka-go's Reader does.
+func TestBatchReaderBeforeLogStart(t *testing.T) {
+	topic := brokerTopics(t, kafka.TopicConfig{NumPartitions: 1})[0]
+	var msgs []kafka.Message
+	for i := range 10 {
+		msgs = append(msgs, kafka.Message{Value: []byte(fmt.Sprint(i))})
+	}
+	produce(t, topic, msgs...)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(os.Getenv("KAFKA_BROKERS"), ",")...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrDeleteRecordsRequest()
+	req.TimeoutMillis = 10000
+	rt := kmsg.NewDeleteRecordsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	rp.Partition, rp.Offset = 0, 6
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	res, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := res.Topics[0].Partitions[0].ErrorCode; code != 0 {
+		t.Fatalf("DeleteRecords: %v", kafka.Error(code))
+	}
+	r := newTestBatchReader(t, topic, 0)
+	if err := r.SetOffset(2); err != nil {
+		t.Fatal(err)
+	}
+	got := readUntil(t, r, 10)
+	if len(got) != 4 || got[0].Offset != 6 {
+		t.Errorf("from 2 with the log starting at 6: %d records from %d, want 4 from 6", len(got), got[0].Offset)
 	}
 }
