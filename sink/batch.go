@@ -176,8 +176,10 @@ func (s *Segment) batchLoop(ctx context.Context) {
 			return
 		case <-ready:
 			// Take no more than maxHeld allows, as one message at a time
-			// would; what stays waiting keeps its token in ready.
-			in = s.queue.take(in[:0], int(s.maxHeld-s.held.Load()))
+			// would, and a batch's worth at most, so that timers and
+			// finished batches are looked at in between; what stays
+			// waiting keeps its token in ready.
+			in = s.queue.take(in[:0], min(int(s.maxHeld-s.held.Load()), s.o.BatchSize))
 			now := time.Now()
 			for _, m := range in {
 				s.accept(ctx, m, now)
