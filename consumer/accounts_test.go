@@ -317,12 +317,8 @@ func TestAccountsParkAbandonedDrops(t *testing.T) {
 	tc, _ := newAccountsConsumer(t, 1, nil)
 	p := tc.newPartition("src", 0, 0)
 	m := kafka.Message{Topic: "src", Partition: 0, Offset: 0, Value: record("a", "1")}
-	if err := p.acquire(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	p.tr.add(0)
-	w, _ := p.take(context.Background(), m, nil)
-	p.finish(m, w, sent{dst: sink.Destination{Account: "a"}}, sink.Result{Outcome: sink.Parked, Err: sink.ErrParked})
+	h := takeOne(t, p, m)
+	p.finish(m, h, sent{dst: sink.Destination{Account: "a"}}, sink.Result{Outcome: sink.Parked, Err: sink.ErrParked})
 	pc := tc.parker.wait(t, 0, 10*time.Second)
 	if got := p.tr.inFlight(); got != 1 {
 		t.Fatalf("in flight while parking = %d, want 1", got)
@@ -442,5 +438,41 @@ func TestAccountsTopics(t *testing.T) {
 	tc, _ := newAccountsConsumer(t, 1, nil)
 	if got := tc.topics(); len(got) != 2 || got[0] != "src" || got[1] != "src.retry" {
 		t.Errorf("accounts topics %v, want [src src.retry]", got)
+	}
+}
+
+// TestAccountsRetryHoldStopsChunk: retry-topic records fetched together
+// are taken up to the first one not due yet; the records after it wait
+// with it, although due themselves, so the partition's offsets stay in
+// order.
+func TestAccountsRetryHoldStopsChunk(t *testing.T) {
+	tc, table := newAccountsConsumer(t, 1, nil)
+	table.set("a", "key-a", integrations.RegionUS, true)
+	retry := func(id string, notBefore time.Time) {
+		tc.retryTopic.append(0, record("a", id),
+			kafka.Header{Key: HeaderRetryAccount, Value: []byte("a")},
+			kafka.Header{Key: HeaderRetryAttempt, Value: []byte("1")},
+			kafka.Header{Key: HeaderRetryNotBefore, Value: []byte(notBefore.UTC().Format(notBeforeLayout))},
+		)
+	}
+	retry("due-0", time.Now().Add(-time.Minute))
+	retry("held-1", time.Now().Add(time.Hour))
+	retry("due-2", time.Now().Add(-time.Minute))
+	stop := tc.run(t)
+	tc.fc.startTopics(t, 1, map[string][]int{"src": {0}, "src.retry": {0}})
+	tc.fc.waitCommittedIn(t, "src.retry", 0, 1, 10*time.Second)
+	// Taken together with the first record, the third would have been
+	// handed to the sink with it, before the first one's commit.
+	tc.sink.mu.Lock()
+	n := len(tc.sink.got)
+	tc.sink.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d retry records sent, want only the first: the held second stops the third", n)
+	}
+	stop()
+	tc.fc.mu.Lock()
+	defer tc.fc.mu.Unlock()
+	if o := tc.fc.other["src.retry"][0]; o != 1 {
+		t.Errorf("retry topic committed %d, want 1", o)
 	}
 }

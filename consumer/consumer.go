@@ -56,11 +56,15 @@ import (
 	"github.com/produktly/produktly-segment/sink"
 )
 
-// Sink is what the consumer needs of the Segment side: take one encoded
-// call, report its outcome once through m.Done.
+// Sink is what the consumer needs of the Segment side: take a batch of
+// encoded calls all or none (on an error none was taken and no outcome is
+// reported), and report each one's outcome once, through its Acker or Done.
+// *sink.Segment satisfies it.
 type Sink interface {
-	Enqueue(ctx context.Context, m sink.Message) error
+	EnqueueBatch(ctx context.Context, msgs []sink.Message) error
 }
+
+var _ Sink = (*sink.Segment)(nil)
 
 // Integrations is what the consumer needs of the integrations table in
 // accounts mode: the integration in force for an account, and whether its
@@ -86,11 +90,12 @@ type Options struct {
 	// RetryTopic receives the records of parked accounts (contract v2).
 	// Default Topic + ".retry".
 	RetryTopic string
-	// Dialer carries TLS and SASL settings. Default kafka.DefaultDialer.
+	// Dialer carries TLS and SASL settings for the group membership.
+	// Default kafka.DefaultDialer.
 	Dialer *kafka.Dialer
-	// Transport is used by the dead-letter writer and admin requests; it
-	// must carry the same TLS and SASL settings as Dialer. Default
-	// kafka.DefaultTransport.
+	// Transport is used by the partition readers (Fetch requests), the
+	// dead-letter and retry writers and admin requests; it must carry the
+	// same TLS and SASL settings as Dialer. Default kafka.DefaultTransport.
 	Transport kafka.RoundTripper
 
 	// MaxInFlight caps the records fetched and not yet acknowledged, over
@@ -235,7 +240,7 @@ type Consumer struct {
 	opts    Options
 	log     zerolog.Logger
 	metrics *metrics
-	slots   *semaphore.Weighted // MaxInFlight records, all partitions
+	slots   *budget             // MaxInFlight records, all partitions
 	bytes   *semaphore.Weighted // MaxInFlightBytes
 	dlq     *deadLetter
 	retry   parker // accounts mode only
@@ -286,7 +291,7 @@ func New(o Options) (*Consumer, error) {
 		opts:    o,
 		log:     o.Logger.With().Str("topic", o.Topic).Str("group", o.GroupID).Logger(),
 		metrics: m,
-		slots:   semaphore.NewWeighted(int64(o.MaxInFlight)),
+		slots:   newBudget(o.MaxInFlight),
 		bytes:   semaphore.NewWeighted(int64(o.MaxInFlightBytes)),
 	}
 	c.dlq = newDeadLetter(o, c.log, c.metrics)
@@ -294,7 +299,7 @@ func New(o Options) (*Consumer, error) {
 	c.seams = seams{
 		waitTopics:     c.waitTopics,
 		newGroup:       c.newKafkaGroup,
-		newReader:      func(topic string, id int) reader { return kafka.NewReader(c.readerConfig(topic, id)) },
+		newReader:      func(topic string, id int) reader { return c.newBatchReader(topic, id) },
 		runDeadLetters: c.dlq.run,
 	}
 	if o.Integrations != nil {

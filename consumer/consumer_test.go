@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -259,12 +258,8 @@ func TestAbandonedDropsTrackerEntry(t *testing.T) {
 	tc := newTestConsumer(t, 1, nil)
 	p := tc.newPartition("src", 0, 0)
 	m := kafka.Message{Partition: 0, Offset: 0, Value: []byte(`{}`)}
-	if err := p.acquire(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	p.tr.add(0)
-	w, _ := p.take(context.Background(), m, nil)
-	p.finish(m, w, sent{}, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
+	h := takeOne(t, p, m)
+	p.finish(m, h, sent{}, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
 	if n := p.tr.inFlight(); n != 0 {
 		t.Errorf("in flight after Abandoned = %d, want 0", n)
 	}
@@ -295,8 +290,7 @@ func TestRejectedCodeFromSinkError(t *testing.T) {
 		tc := newTestConsumer(t, 1, nil)
 		p := tc.newPartition("src", 0, 0)
 		m := kafka.Message{Offset: 0, Value: []byte(`{}`)}
-		p.tr.add(0)
-		p.finish(m, 0, sent{}, sink.Result{Outcome: sink.Rejected, Err: tt.err})
+		p.finish(m, takeOne(t, p, m), sent{}, sink.Result{Outcome: sink.Rejected, Err: tt.err})
 		// The dead-letter writer is not running: the item waits in the
 		// lanes' intake.
 		tc.dlq.lanes.mu.Lock()
@@ -352,14 +346,6 @@ func TestSetOffsetFailureNotReady(t *testing.T) {
 	}
 }
 
-// TestReaderReadCommitted: records of aborted transactions are never read.
-func TestReaderReadCommitted(t *testing.T) {
-	tc := newTestConsumer(t, 1, nil)
-	if got := tc.readerConfig("src", 0).IsolationLevel; got != kafka.ReadCommitted {
-		t.Errorf("IsolationLevel = %v, want ReadCommitted", got)
-	}
-}
-
 // TestRecordWeightCountsWhatItHolds: the byte cap counts the message with
 // its headers, the mapped JSON and its copy in the request body.
 func TestRecordWeightCountsWhatItHolds(t *testing.T) {
@@ -378,4 +364,65 @@ func counterValue(c prometheus.Counter) float64 {
 		return -1
 	}
 	return m.GetCounter().GetValue()
+}
+
+// TestChunkClaimsReleased: records taken in chunks give back every slot
+// and byte they took once they are all delivered, whatever the chunking.
+func TestChunkClaimsReleased(t *testing.T) {
+	for _, batch := range []int{1, 3, 64} {
+		tc := newTestConsumer(t, 2, func(o *Options) {
+			o.MaxInFlight, o.MaxInFlightPerPartition, o.MaxUncommitted = 20, 10, 40
+			o.MaxInFlightBytes = 4000 // a chunk of a few records reaches it
+		})
+		tc.seams.newReader = func(_ string, id int) reader { return &fakeReader{topic: tc.topic, part: id, batch: batch} }
+		tc.topic.produce(0, 150)
+		tc.topic.produce(1, 150)
+		stop := tc.run(t)
+		tc.fc.start(t, 1, 0, 1)
+		tc.fc.waitCommitted(t, 0, 150, 10*time.Second)
+		tc.fc.waitCommitted(t, 1, 150, 10*time.Second)
+		stop()
+		tc.sink.wg.Wait() // the last outcomes are reported after their commit
+		if !tc.bytes.TryAcquire(int64(tc.opts.MaxInFlightBytes)) {
+			t.Errorf("batch %d: bytes of the byte cap still taken after every record finished", batch)
+		}
+		tc.slots.mu.Lock()
+		free := tc.slots.free
+		tc.slots.mu.Unlock()
+		if free != int64(tc.opts.MaxInFlight) {
+			t.Errorf("batch %d: %d of %d slots free after every record finished", batch, free, tc.opts.MaxInFlight)
+		}
+		if got := gaugeValue(tc.metrics.inFlight); got != 0 {
+			t.Errorf("batch %d: records in flight = %v, want 0", batch, got)
+		}
+	}
+}
+
+// TestChunkRefusedBySinkIsReadAgain: a chunk the sink refuses (fetching
+// stopped while its queue was full) is dropped whole, and the partition,
+// kept by the member, reads it again in the next generation: nothing is
+// skipped and nothing is committed past it.
+func TestChunkRefusedBySinkIsReadAgain(t *testing.T) {
+	tc := newTestConsumer(t, 1, nil)
+	tc.topic.produce(0, 12)
+	refuse := newRefusingSink(tc.sink)
+	tc.opts.Sink = refuse
+	tc.run(t)
+	g1 := tc.fc.start(t, 1, 0)
+	// The first chunk (offsets 0-4) is taken; the second blocks in the
+	// sink until the generation ends, and is refused.
+	<-refuse.blocked
+	tc.fc.waitCommitted(t, 0, 5, 10*time.Second)
+	g1.end()
+	<-g1.ended
+	refuse.pass()
+	tc.fc.start(t, 2, 0)
+	tc.fc.waitCommitted(t, 0, 12, 10*time.Second)
+	tc.sink.mu.Lock()
+	defer tc.sink.mu.Unlock()
+	for o := int64(0); o < 12; o++ {
+		if n := tc.sink.byID[tc.idOf(t, 0, o)]; n != 1 {
+			t.Errorf("offset %d enqueued %d times, want 1", o, n)
+		}
+	}
 }

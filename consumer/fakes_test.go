@@ -64,7 +64,15 @@ type fakeReader struct {
 	pos   int64
 	// setOffsetErr, when set, answers SetOffset until it returns nil.
 	setOffsetErr func() error
+	// batch is the most records one FetchBatch returns (0:
+	// defaultFakeBatch).
+	batch int
+	buf   []kafka.Message
 }
+
+// defaultFakeBatch makes the fake reader return several records a fetch,
+// as Kafka does, so that every test goes through chunks of records.
+const defaultFakeBatch = 5
 
 func (r *fakeReader) SetOffset(o int64) error {
 	if r.setOffsetErr != nil {
@@ -81,7 +89,11 @@ func (r *fakeReader) SetOffset(o int64) error {
 	return nil
 }
 
-func (r *fakeReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
+func (r *fakeReader) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
+	max := r.batch
+	if max == 0 {
+		max = defaultFakeBatch
+	}
 	for {
 		r.topic.mu.Lock()
 		log, grew := r.topic.logs[r.part], r.topic.grew
@@ -89,16 +101,21 @@ func (r *fakeReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 		r.mu.Lock()
 		pos := r.pos
 		if pos < int64(len(log)) {
-			r.pos++
+			n := min(int64(max), int64(len(log))-pos)
+			r.pos += n
 			r.mu.Unlock()
-			m := log[pos]
-			m.HighWaterMark = int64(len(log))
-			return m, nil
+			// The buffer is reused, as the real reader may: the consumer
+			// must not keep the slice past the next call.
+			r.buf = append(r.buf[:0], log[pos:pos+n]...)
+			for i := range r.buf {
+				r.buf[i].HighWaterMark = int64(len(log))
+			}
+			return r.buf, nil
 		}
 		r.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return kafka.Message{}, ctx.Err()
+			return nil, ctx.Err()
 		case <-grew:
 		}
 	}
@@ -329,10 +346,27 @@ func newFakeSink() *fakeSink {
 	return &fakeSink{byID: map[string]int{}, at: map[string]time.Time{}, held: map[string]sink.Message{}, changed: make(chan struct{}), canceled: map[string]bool{}}
 }
 
-func (s *fakeSink) Enqueue(ctx context.Context, m sink.Message) error {
+func (s *fakeSink) EnqueueBatch(ctx context.Context, msgs []sink.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	for _, m := range msgs {
+		s.enqueue(m)
+	}
+	return nil
+}
+
+// report gives m its outcome, as the real sink does: through its Acker or
+// its Done.
+func report(m sink.Message, r sink.Result) {
+	if m.Acker != nil {
+		m.Acker.Ack(m.Seq, r)
+		return
+	}
+	m.Done(r)
+}
+
+func (s *fakeSink) enqueue(m sink.Message) {
 	s.mu.Lock()
 	s.got = append(s.got, m)
 	s.byID[m.ID]++
@@ -355,7 +389,7 @@ func (s *fakeSink) Enqueue(ctx context.Context, m sink.Message) error {
 			s.notify()
 			s.mu.Unlock()
 			if still {
-				m.Done(sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
+				report(m, sink.Result{Outcome: sink.Abandoned, Err: sink.ErrCanceled})
 			}
 		}()
 	}
@@ -365,10 +399,9 @@ func (s *fakeSink) Enqueue(ctx context.Context, m sink.Message) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			m.Done(sink.Result{Outcome: sink.Delivered})
+			report(m, sink.Result{Outcome: sink.Delivered})
 		}()
 	}
-	return nil
 }
 
 func (s *fakeSink) notify() {
@@ -383,7 +416,7 @@ func (s *fakeSink) complete(id string, r sink.Result) bool {
 	delete(s.held, id)
 	s.mu.Unlock()
 	if ok {
-		m.Done(r)
+		report(m, r)
 	}
 	return ok
 }
@@ -490,4 +523,58 @@ func (tc *testConsumer) run(t *testing.T) (stop func()) {
 	}
 	t.Cleanup(stop)
 	return stop
+}
+
+// takeOne takes m as a chunk of its own, as fetch and handle do (slots,
+// tracker, bytes), and returns its claim.
+func takeOne(t *testing.T, p *partition, m kafka.Message) held {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := p.acquire(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	c := p.newChunk([]kafka.Message{m})
+	p.tr.add(m.Offset)
+	w := p.weight(m, nil)
+	if err := p.c.bytes.Acquire(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	c.overhead = min(w, messageOverhead)
+	c.w[0] = w - c.overhead
+	return held{c: c, w: c.w[0]}
+}
+
+// refusingSink passes the first EnqueueBatch to its fakeSink, then blocks
+// the next ones until their ctx ends (and refuses them, as the real sink
+// does with a full queue), until pass is called.
+type refusingSink struct {
+	*fakeSink
+	mu      sync.Mutex
+	calls   int
+	open    bool
+	blocked chan struct{} // closed when a call first blocks
+	once    sync.Once
+}
+
+func newRefusingSink(s *fakeSink) *refusingSink {
+	return &refusingSink{fakeSink: s, blocked: make(chan struct{})}
+}
+
+func (r *refusingSink) pass() {
+	r.mu.Lock()
+	r.open = true
+	r.mu.Unlock()
+}
+
+func (r *refusingSink) EnqueueBatch(ctx context.Context, msgs []sink.Message) error {
+	r.mu.Lock()
+	r.calls++
+	through := r.open || r.calls == 1
+	r.mu.Unlock()
+	if through {
+		return r.fakeSink.EnqueueBatch(ctx, msgs)
+	}
+	r.once.Do(func() { close(r.blocked) })
+	<-ctx.Done()
+	return ctx.Err()
 }

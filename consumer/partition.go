@@ -10,18 +10,21 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/segmentio/kafka-go"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/produktly/produktly-segment/integrations"
 	"github.com/produktly/produktly-segment/mapping"
 	"github.com/produktly/produktly-segment/sink"
 )
 
-// reader reads one partition: kafka-go's Reader in production, a fake in
-// unit tests.
+// reader reads one partition: batchReader in production, a fake in unit
+// tests.
 type reader interface {
 	SetOffset(offset int64) error
-	FetchMessage(ctx context.Context) (kafka.Message, error)
+	// FetchBatch returns the partition's next records, at least one, in
+	// offset order: from the offset set, then from one past the last
+	// record returned. The slice is valid until the next call; the
+	// messages' keys, values and headers stay valid.
+	FetchBatch(ctx context.Context) ([]kafka.Message, error)
 	Close() error
 }
 
@@ -36,7 +39,7 @@ type partition struct {
 	// coordinates and sent with sink.Message.Retry.
 	retry bool
 	tr    *tracker
-	slots *semaphore.Weighted // MaxInFlightPerPartition
+	slots *budget // MaxInFlightPerPartition
 	log   zerolog.Logger
 	hwm   atomic.Int64 // high watermark seen on the last fetch
 	// next is the next offset to fetch. Only the fetch loop changes it;
@@ -45,6 +48,11 @@ type partition struct {
 	// committed is the last offset committed for the partition by this
 	// member, or the offset it was assigned at.
 	committed atomic.Int64
+
+	// Scratch of the fetch loop, reused from chunk to chunk.
+	offs []int64
+	acts []action
+	out  []sink.Message
 
 	// work outlives fetching: it ends only when the partition's remaining
 	// records are abandoned, so the sink stops retrying them.
@@ -66,7 +74,7 @@ func (c *Consumer) newPartition(topic string, id int, start int64) *partition {
 		retry:   retry,
 		next:    start,
 		tr:      newTracker(start),
-		slots:   semaphore.NewWeighted(int64(c.opts.MaxInFlightPerPartition)),
+		slots:   newBudget(c.opts.MaxInFlightPerPartition),
 		log:     lc.Logger(),
 		work:    work,
 		abandon: abandon,
@@ -94,40 +102,19 @@ func (p *partition) resume(committed int64) bool {
 	return true
 }
 
-// readerConfig is the configuration of a partition's reader.
-func (c *Consumer) readerConfig(topic string, id int) kafka.ReaderConfig {
-	o := c.opts
-	return kafka.ReaderConfig{
-		Brokers:   o.Brokers,
-		Dialer:    o.Dialer,
-		Topic:     topic,
-		Partition: id,
-		MinBytes:  1,
-		MaxBytes:  o.FetchMaxBytes,
-		// Records of aborted transactions are never delivered, and those
-		// of open ones wait for their commit.
-		IsolationLevel: kafka.ReadCommitted,
-		// kafka-go asks the broker to wait this minus one second (its RTT
-		// allowance, or a quarter of it when shorter) and gives up on the
-		// answer after the whole of it. 1.5 s leaves the broker 0.5 s and
-		// the answer a second of slack: shorter (the old 250 ms left 62 ms)
-		// makes idle partitions time out spuriously on a loaded machine,
-		// longer delays closing a reader on revoke and shutdown, which
-		// waits for the fetch in progress.
-		MaxWait:        1500 * time.Millisecond,
-		QueueCapacity:  256,
-		ReadBackoffMin: 100 * time.Millisecond,
-		ReadBackoffMax: time.Second,
-		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) {
-			c.log.Warn().Str("reader_topic", topic).Int("partition", id).Msgf("kafka-go reader: "+f, a...)
-		}),
-	}
-}
+// maxChunk caps the records handed on together as one chunk. A chunk's
+// bookkeeping (its copy of the kafka.Message headers, what was sent) lives
+// until its last record finishes, so the cap bounds what one slow record
+// keeps alive besides itself.
+const maxChunk = 256
 
-// fetch reads the partition from p.next until ctx ends, handing every
-// record on. Before each fetch it waits for the span from the commit point
-// to stay below MaxUncommitted and for an in-flight slot: the back-pressure
-// that keeps memory flat while Segment is down or a record never finishes.
+// fetch reads the partition from p.next until ctx ends, handing the
+// records on in chunks. Before each chunk it waits for the span from the
+// commit point to stay below MaxUncommitted and for in-flight slots: the
+// back-pressure that keeps memory flat while Segment is down or a record
+// never finishes. The span rule is the one of a fetch per record: a chunk
+// ends at the first record that fetching one at a time would have waited
+// for.
 func (p *partition) fetch(ctx context.Context) {
 	r := p.c.seams.newReader(p.topic, p.id)
 	defer r.Close()
@@ -136,7 +123,24 @@ func (p *partition) fetch(ctx context.Context) {
 	}
 	p.log.Info().Str("start", humanOffset(p.next)).Msg("partition fetching")
 	limit := int64(p.c.opts.MaxUncommitted)
+	var pending []kafka.Message // fetched and not taken yet, from p.next on
 	for {
+		if len(pending) == 0 {
+			batch, err := r.FetchBatch(ctx)
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				p.log.Warn().Err(err).Msg("fetch")
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+				continue
+			}
+			pending = batch
+		}
 		if p.tr.spanFull(p.next, limit) {
 			p.log.Warn().Int64("next", p.next).Int64("commit_point", p.tr.committable()).Int64("limit", limit).
 				Msg("uncommitted span at its limit: fetching waits for the oldest record to finish")
@@ -145,33 +149,54 @@ func (p *partition) fetch(ctx context.Context) {
 				return
 			}
 		}
-		if err := p.acquire(ctx); err != nil {
-			return
+		n := p.admit(pending, limit)
+		if p.retry {
+			// Revoked or shutting down while the first record waited: it
+			// is not taken (p.next stays at it) and is read again.
+			var ok bool
+			if n, ok = p.due(ctx, pending[:n]); !ok {
+				return
+			}
 		}
-		m, err := r.FetchMessage(ctx)
+		n, err := p.acquire(ctx, n)
 		if err != nil {
-			p.release(0)
-			if ctx.Err() != nil {
-				return
-			}
-			p.log.Warn().Err(err).Msg("fetch")
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		if p.retry && !p.hold(ctx, m) {
-			// Revoked or shutting down while the record waited: it is
-			// not taken (p.next stays at it) and is read again.
-			p.release(0)
 			return
 		}
-		p.hwm.Store(m.HighWaterMark)
-		p.next = m.Offset + 1
-		p.handle(ctx, m)
+		c := p.newChunk(pending[:n])
+		pending = pending[n:]
+		p.hwm.Store(c.msgs[n-1].HighWaterMark)
+		p.next = c.msgs[n-1].Offset + 1
+		p.handle(ctx, c)
 	}
+}
+
+// admit returns how many of the records fetched (at least one) the next
+// chunk takes: at most maxChunk and MaxInFlightPerPartition, and no further
+// than the span cap allows.
+func (p *partition) admit(pending []kafka.Message, limit int64) int {
+	n := min(len(pending), maxChunk, p.c.opts.MaxInFlightPerPartition)
+	p.offs = p.offs[:0]
+	for i := range pending[:n] {
+		p.offs = append(p.offs, pending[i].Offset)
+	}
+	return max(1, p.tr.admit(p.next, p.offs, limit))
+}
+
+// due holds a retry-topic chunk until its first record's not-before time,
+// then returns how many of its records are due: a record not due yet ends
+// the chunk there (it is held in turn by the next chunk). It returns false
+// when ctx ends while the first record waits.
+func (p *partition) due(ctx context.Context, msgs []kafka.Message) (int, bool) {
+	if !p.hold(ctx, msgs[0]) {
+		return 0, false
+	}
+	now := time.Now()
+	for i := 1; i < len(msgs); i++ {
+		if _, _, notBefore, ok := retryInfo(msgs[i]); ok && notBefore.After(now) {
+			return i, true
+		}
+	}
+	return len(msgs), true
 }
 
 // hold waits until a retry-topic record's not-before time. Only this
@@ -225,16 +250,15 @@ func (p *partition) setOffset(ctx context.Context, r reader) bool {
 	}
 }
 
-// messageOverhead is what a captured kafka.Message costs beyond its key,
-// value and headers: the struct, its topic, and the sink.Message and
-// closures that carry it while it is in flight.
+// messageOverhead is what a record costs in flight beyond its key, value,
+// headers and JSON: its copy of the kafka.Message in its chunk, what was
+// sent, and the sink.Message that carries it.
 const messageOverhead = 512
 
 // weight is what a record counts against MaxInFlightBytes: everything it
-// holds while in flight (the captured message with its key, value and
-// headers, the mapped JSON and the sink's copy of it in a request body),
-// or the whole cap for a record larger than it, so it can still pass on
-// its own.
+// holds while in flight (the message with its key, value and headers, the
+// mapped JSON and the sink's copy of it in a request body), or the whole
+// cap for a record larger than it, so it can still pass on its own.
 func (p *partition) weight(m kafka.Message, json []byte) int64 {
 	n := int64(len(m.Key) + len(m.Value) + messageOverhead + 2*len(json))
 	for _, h := range m.Headers {
@@ -243,45 +267,211 @@ func (p *partition) weight(m kafka.Message, json []byte) int64 {
 	return min(n, int64(p.c.opts.MaxInFlightBytes))
 }
 
-func (p *partition) acquire(ctx context.Context) error {
-	if err := p.slots.Acquire(ctx, 1); err != nil {
-		return err
+// acquire takes in-flight slots for up to n records, of the partition's
+// cap and of the consumer's: at least one, as many as are free, in one
+// operation each. It returns how many it took.
+func (p *partition) acquire(ctx context.Context, n int) (int, error) {
+	n, err := p.slots.take(ctx, n)
+	if err != nil {
+		return 0, err
 	}
-	if err := p.c.slots.Acquire(ctx, 1); err != nil {
-		p.slots.Release(1)
-		return err
+	k, err := p.c.slots.take(ctx, n)
+	if err != nil {
+		p.slots.release(n)
+		return 0, err
 	}
-	p.c.metrics.inFlight.Inc()
-	return nil
+	if k < n {
+		p.slots.release(n - k)
+	}
+	p.c.metrics.inFlight.Add(float64(k))
+	return k, nil
 }
 
-// release gives back the in-flight slot of one record that is finished or
-// abandoned, and bytes of the byte cap. Every acquired slot is released
-// exactly once.
-func (p *partition) release(bytes int64) {
+// chunk is records of one partition taken together: their slots were
+// acquired at once, their bytes of the byte cap too, they were added to
+// the tracker as one range and handed to the sink in one EnqueueBatch. The
+// sink reports each record's outcome through the chunk (sink.Acker, Seq =
+// the record's index), so no closure is made per record.
+//
+// Each record gives its slot back as it finishes (so that one slow
+// destination holds only its own records' slots), and the bytes of its
+// payload (key, value, headers, JSON); the chunk's own bookkeeping
+// (messageOverhead per record) is given back when its last record
+// finishes, since it lives until then.
+type chunk struct {
+	p    *partition
+	msgs []kafka.Message // cleared as each record finishes
+	sent []sent          // what each was sent as; cleared likewise
+	w    []int64         // payload bytes each record gives back
+	// overhead is the bytes of the byte cap the chunk gives back once
+	// left, the records not finished yet, reaches zero.
+	overhead int64
+	left     atomic.Int32
+}
+
+func (p *partition) newChunk(msgs []kafka.Message) *chunk {
+	n := len(msgs)
+	c := &chunk{p: p, msgs: append(make([]kafka.Message, 0, n), msgs...), sent: make([]sent, n), w: make([]int64, n)}
+	c.left.Store(int32(n))
+	return c
+}
+
+// Ack takes the sink's outcome for record i.
+func (c *chunk) Ack(i int, r sink.Result) {
+	m, s := c.msgs[i], c.sent[i]
+	c.msgs[i], c.sent[i] = kafka.Message{}, sent{}
+	c.p.finish(m, held{c: c, w: c.w[i]}, s, r)
+}
+
+// held is one record's claim on the in-flight caps: one slot of each, and
+// w payload bytes; its chunk's bookkeeping bytes go back with the chunk's
+// last record. Every record's claim is released exactly once.
+type held struct {
+	c *chunk
+	w int64
+}
+
+// release gives back the record's slots and bytes, and its chunk's
+// bookkeeping once the chunk's last record finishes.
+func (h held) release() {
+	p := h.c.p
 	p.c.metrics.inFlight.Dec()
-	if bytes > 0 {
-		p.c.bytes.Release(bytes)
+	b := h.w
+	if h.c.left.Add(-1) == 0 {
+		b += h.c.overhead
 	}
-	p.c.slots.Release(1)
-	p.slots.Release(1)
+	if b > 0 {
+		p.c.bytes.Release(b)
+	}
+	p.c.slots.release(1)
+	p.slots.release(1)
 }
 
-// handle maps one record and routes it. ctx ends when fetching stops; a
-// hand-over blocked by the byte cap or a full sink queue then gives up, so
-// a revoke or shutdown never waits on it, and the record is read again.
-func (p *partition) handle(ctx context.Context, m kafka.Message) {
-	p.tr.add(m.Offset)
-	p.c.metrics.consumed.Inc()
+// action is what handle decided for one record of a chunk.
+type action struct {
+	kind   actionKind
+	code   mapping.Code // dead letters
+	reason string
+}
+
+type actionKind uint8
+
+const (
+	toSink actionKind = iota
+	toSkip            // accounts mode: unknown or inactive account
+	toDeadLetter
+)
+
+// handle maps a chunk's records and routes each one. ctx ends when
+// fetching stops; a hand-over blocked by the byte cap or a full sink queue
+// then gives up, so a revoke or shutdown never waits on it, and the
+// chunk's records are read again (none of them was handed on: the sink
+// takes a chunk's messages all or none, and skips and dead letters are
+// handed on only after it did).
+func (p *partition) handle(ctx context.Context, c *chunk) {
+	n := len(c.msgs)
+	p.tr.addRange(p.offs[:n])
+	p.c.metrics.consumed.Add(float64(n))
+	acts := p.acts[:0]
+	var total int64
+	for i := range c.msgs {
+		a := p.route(&c.msgs[i], &c.sent[i])
+		acts = append(acts, a)
+		switch a.kind {
+		case toSink:
+			c.w[i] = p.weight(c.msgs[i], c.sent[i].json)
+		case toDeadLetter:
+			c.w[i] = p.weight(c.msgs[i], nil)
+		}
+		total += c.w[i]
+	}
+	p.acts = acts
+	// A chunk heavier than the cap takes the whole of it, so that it can
+	// still pass on its own; its bytes then go back with its last record.
+	limit := int64(p.c.opts.MaxInFlightBytes)
+	took := min(total, limit)
+	if took > 0 {
+		if err := p.c.bytes.Acquire(ctx, took); err != nil {
+			p.dropChunk(c, 0)
+			return
+		}
+	}
+	if total > limit {
+		clear(c.w)
+		c.overhead = took
+	} else {
+		for i := range c.w {
+			o := min(c.w[i], messageOverhead)
+			c.w[i] -= o
+			c.overhead += o
+		}
+	}
+	out := p.out[:0]
+	for i, a := range acts {
+		if a.kind == toSink {
+			s := &c.sent[i]
+			out = append(out, sink.Message{ID: s.id, JSON: s.json, Cancel: p.work.Done(), Destination: s.dst, Retry: p.retry, Acker: c, Seq: i})
+		}
+	}
+	if len(out) > 0 {
+		err := p.c.opts.Sink.EnqueueBatch(ctx, out)
+		clear(out)
+		p.out = out[:0]
+		if err != nil {
+			// Fetching stopped (or the sink did) before the sink took
+			// the chunk: it stays uncommitted and is read again.
+			p.dropChunk(c, took)
+			return
+		}
+	}
+	for i, a := range acts {
+		if a.kind == toSink {
+			continue
+		}
+		m := c.msgs[i]
+		c.msgs[i], c.sent[i] = kafka.Message{}, sent{}
+		h := held{c: c, w: c.w[i]}
+		if a.kind == toSkip {
+			p.done(m, h)
+		} else {
+			p.deadLetter(m, h, a.code, a.reason)
+		}
+	}
+	clear(acts)
+}
+
+// dropChunk gives up a chunk none of whose records was handed on: they are
+// dropped from the tracker (read again by whoever reads the partition
+// next) and its slots and the bytes it took go back.
+func (p *partition) dropChunk(c *chunk, took int64) {
+	n := len(c.msgs)
+	for i := range c.msgs {
+		p.tr.drop(c.msgs[i].Offset)
+	}
+	p.c.metrics.inFlight.Sub(float64(n))
+	if took > 0 {
+		p.c.bytes.Release(took)
+	}
+	p.c.slots.release(n)
+	p.slots.release(n)
+}
+
+// route maps one record and decides what happens to it; it is the one
+// place for that decision, and fills s for a record to deliver. A record
+// that does not map is dead-lettered. Single-source mode: deliver.
+// Accounts mode, by the account's integration in force now (at map time):
+// active, deliver to its region's endpoint with its write key; unknown or
+// inactive, skip (acknowledged like a delivered record, counted).
+func (p *partition) route(m *kafka.Message, s *sent) action {
 	rec := mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value}
 	if len(m.Headers) > 0 {
 		switch {
 		case p.retry:
 			// A parked record keeps the messageId of its first copy.
-			rec.Topic, rec.Partition, rec.Offset = origin(m)
+			rec.Topic, rec.Partition, rec.Offset = origin(*m)
 		default:
 			// So does a replayed one.
-			if t, part, off, ok := replayOrigin(m); ok {
+			if t, part, off, ok := replayOrigin(*m); ok {
 				rec.Topic, rec.Partition, rec.Offset = t, part, off
 			}
 		}
@@ -296,49 +486,19 @@ func (p *partition) handle(ctx context.Context, m kafka.Message) {
 		if !errors.As(err, &merr) {
 			merr = &mapping.Error{Code: mapping.CodeInvalidJSON, Msg: err.Error()}
 		}
-		w, ok := p.take(ctx, m, nil)
-		if !ok {
-			return
-		}
-		p.deadLetter(m, w, merr.Code, merr.Error())
-		return
+		return action{kind: toDeadLetter, code: merr.Code, reason: merr.Error()}
 	}
-	p.route(ctx, m, call)
-}
-
-// take acquires a record's bytes of the byte cap; when ctx ends first the
-// record is dropped (read again by whoever reads the partition next).
-func (p *partition) take(ctx context.Context, m kafka.Message, json []byte) (int64, bool) {
-	w := p.weight(m, json)
-	if err := p.c.bytes.Acquire(ctx, w); err != nil {
-		p.tr.drop(m.Offset)
-		p.release(0)
-		return 0, false
-	}
-	return w, true
-}
-
-// route decides what happens to a record that mapped to a call. It is the
-// one place for that decision. Single-source mode: deliver. Accounts mode,
-// by the account's integration in force now (at map time): active,
-// deliver to its region's endpoint with its write key; unknown or
-// inactive, skip (acknowledged like a delivered record, counted).
-func (p *partition) route(ctx context.Context, m kafka.Message, call mapping.Call) {
 	var dst sink.Destination
 	if in := p.c.opts.Integrations; in != nil {
 		it, ok := in.Lookup(call.AccountID)
 		if !ok {
 			p.c.metrics.skippedInactive.Inc()
-			p.done(m, 0)
-			return
+			return action{kind: toSkip}
 		}
 		dst = sink.Destination{Account: call.AccountID, WriteKey: it.WriteKey.Reveal(), Endpoint: p.c.endpoint(it.Region)}
 	}
-	w, ok := p.take(ctx, m, call.JSON)
-	if !ok {
-		return
-	}
-	p.send(ctx, m, w, sent{id: call.MessageID, json: call.JSON, dst: dst}, p.retry)
+	*s = sent{id: call.MessageID, json: call.JSON, dst: dst}
+	return action{kind: toSink}
 }
 
 // sent is what a record was handed to the sink as, kept for a redelivery.
@@ -348,22 +508,20 @@ type sent struct {
 	dst  sink.Destination
 }
 
-// send hands one record of weight w to the sink. Its Done closure is the
-// one allocation per record here: it holds s by value.
-func (p *partition) send(ctx context.Context, m kafka.Message, w int64, s sent, retry bool) {
-	err := p.c.opts.Sink.Enqueue(ctx, sink.Message{
+// resend hands one record to the sink again, on its own, with Retry set
+// (a parked record the retry topic refused as too large).
+func (p *partition) resend(ctx context.Context, m kafka.Message, h held, s sent) {
+	err := p.c.opts.Sink.EnqueueBatch(ctx, []sink.Message{{
 		ID:          s.id,
 		JSON:        s.json,
 		Cancel:      p.work.Done(),
 		Destination: s.dst,
-		Retry:       retry,
-		Done:        func(r sink.Result) { p.finish(m, w, s, r) },
-	})
+		Retry:       true,
+		Done:        func(r sink.Result) { p.finish(m, h, s, r) },
+	}})
 	if err != nil {
-		// Fetching stopped (or the sink did) before the sink took the
-		// record: it stays uncommitted and is read again.
 		p.tr.drop(m.Offset)
-		p.release(w)
+		h.release()
 	}
 }
 
@@ -375,15 +533,15 @@ func (c *Consumer) endpoint(r integrations.Region) string {
 	return c.opts.Endpoint
 }
 
-// finish takes the sink's outcome for one record of weight w, sent as s.
-func (p *partition) finish(m kafka.Message, w int64, s sent, r sink.Result) {
+// finish takes the sink's outcome for one record, sent as s.
+func (p *partition) finish(m kafka.Message, h held, s sent, r sink.Result) {
 	switch r.Outcome {
 	case sink.Delivered:
 		p.c.metrics.delivered.Inc()
 		if p.retry {
 			p.c.metrics.redelivered.Inc()
 		}
-		p.done(m, w)
+		p.done(m, h)
 	case sink.Rejected:
 		code := mapping.CodeRejected
 		var rej *sink.RejectedError
@@ -394,15 +552,15 @@ func (p *partition) finish(m kafka.Message, w int64, s sent, r sink.Result) {
 		if r.Err != nil {
 			reason = r.Err.Error()
 		}
-		p.deadLetter(m, w, code, reason)
+		p.deadLetter(m, h, code, reason)
 	case sink.Parked:
-		p.park(m, w, s)
+		p.park(m, h, s)
 	default:
 		// Abandoned: the sink gave up on it (the partition was abandoned,
 		// or the sink stopped). It no longer counts as in flight and the
 		// commit point never passes it.
 		p.tr.drop(m.Offset)
-		p.release(w)
+		h.release()
 	}
 }
 
@@ -411,38 +569,38 @@ func (p *partition) finish(m kafka.Message, w int64, s sent, r sink.Result) {
 // refuses as too large is delivered in place (sent again with Retry, so
 // the sink attempts it while the account is parked); one whose partition
 // was abandoned stays uncommitted.
-func (p *partition) park(m kafka.Message, w int64, s sent) {
+func (p *partition) park(m kafka.Message, h held, s sent) {
 	if p.c.retry == nil {
 		// Single-source mode never parks (the sink's ParkAfter is unset).
 		// Should it, the record is treated as abandoned: it stays
 		// uncommitted and is read again, never lost.
 		p.log.Error().Int64("offset", m.Offset).Msg("sink parked a record outside accounts mode; it stays uncommitted")
 		p.tr.drop(m.Offset)
-		p.release(w)
+		h.release()
 		return
 	}
 	p.c.retry.park(m, s.dst.Account, p.work.Done(), func(err error) {
 		switch {
 		case err == nil:
-			p.done(m, w)
+			p.done(m, h)
 		case errors.Is(err, ErrRecordTooLarge):
 			// Called from the retry writer's goroutine, never from a
 			// sink callback, so it may enqueue.
-			p.send(p.work, m, w, s, true)
+			p.resend(p.work, m, h, s)
 		default: // ErrParkAbandoned
 			p.tr.drop(m.Offset)
-			p.release(w)
+			h.release()
 		}
 	})
 }
 
-// done acknowledges one record and frees its slot.
-func (p *partition) done(m kafka.Message, w int64) {
+// done acknowledges one record and frees its claim.
+func (p *partition) done(m kafka.Message, h held) {
 	p.tr.ack(m.Offset)
-	p.release(w)
+	h.release()
 }
 
-func (p *partition) deadLetter(m kafka.Message, w int64, code mapping.Code, reason string) {
+func (p *partition) deadLetter(m kafka.Message, h held, code mapping.Code, reason string) {
 	p.log.Warn().Int64("offset", m.Offset).Str("code", string(code)).Str("reason", reason).Msg("dead-lettering record")
 	p.c.dlq.send(dlqItem{
 		msg:    m,
@@ -451,10 +609,10 @@ func (p *partition) deadLetter(m kafka.Message, w int64, code mapping.Code, reas
 		cancel: p.work.Done(),
 		done: func(written bool) {
 			if written {
-				p.done(m, w)
+				p.done(m, h)
 			} else {
 				p.tr.drop(m.Offset)
-				p.release(w)
+				h.release()
 			}
 		},
 	})

@@ -41,8 +41,9 @@ type tracker struct {
 	// idle is closed while no record is pending and replaced when one
 	// is added, so drain can wait for it.
 	idle chan struct{}
-	// moved is closed and replaced whenever the commit point moves, so
-	// waitSpan can wait for it.
+	// moved is closed when the commit point moves, so waitSpan can wait
+	// for it; nil while nobody waits (made by waitSpan, so that a commit
+	// point moving record by record allocates nothing).
 	moved chan struct{}
 	now   func() time.Time
 }
@@ -61,7 +62,7 @@ const (
 func newTracker(start int64) *tracker {
 	idle := make(chan struct{})
 	close(idle)
-	return &tracker{commit: start, idle: idle, moved: make(chan struct{}), now: time.Now}
+	return &tracker{commit: start, idle: idle, now: time.Now}
 }
 
 // add records that the record at offset was fetched and is now in flight.
@@ -83,11 +84,59 @@ func (t *tracker) add(offset int64) {
 	t.inflight++
 }
 
+// addRange records that the records at offsets (ascending, after every
+// offset added before) were fetched together and are now in flight: add
+// for each of them, under one lock and one clock reading.
+func (t *tracker) addRange(offsets []int64) {
+	if len(offsets) == 0 {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.live() == 0 && offsets[0] > t.commit {
+		t.setCommit(offsets[0])
+	}
+	if t.inflight == 0 {
+		t.idle = make(chan struct{})
+	}
+	now := t.now().UnixNano()
+	t.offsets = append(t.offsets, offsets...)
+	for range offsets {
+		t.state = append(t.state, pending)
+		t.since = append(t.since, now)
+	}
+	t.inflight += len(offsets)
+}
+
+// admit returns how many of the records at offsets (ascending, the first
+// at or after next, the offset the fetch loop reads next) may be taken now
+// under the span cap: the rule spanFull applies before each single fetch,
+// applied to each record in turn with the offset to read before it (next,
+// then one past the previous record). It is at least 1 when spanFull(next,
+// limit) is false.
+func (t *tracker) admit(next int64, offsets []int64, limit int64) int {
+	t.mu.Lock()
+	commit := t.commit
+	t.mu.Unlock()
+	if commit < 0 {
+		return len(offsets)
+	}
+	for i, o := range offsets {
+		if next >= 0 && next-commit >= limit {
+			return i
+		}
+		next = o + 1
+	}
+	return len(offsets)
+}
+
 func (t *tracker) setCommit(o int64) {
 	if o != t.commit {
 		t.commit = o
-		close(t.moved)
-		t.moved = make(chan struct{})
+		if t.moved != nil {
+			close(t.moved)
+			t.moved = nil
+		}
 	}
 }
 
@@ -243,11 +292,15 @@ func (t *tracker) oldest() time.Duration {
 func (t *tracker) waitSpan(ctx context.Context, next int64, limit int64) error {
 	for {
 		t.mu.Lock()
-		commit, moved := t.commit, t.moved
-		t.mu.Unlock()
-		if commit < 0 || next < 0 || next-commit < limit {
+		if t.commit < 0 || next < 0 || next-t.commit < limit {
+			t.mu.Unlock()
 			return nil
 		}
+		if t.moved == nil {
+			t.moved = make(chan struct{})
+		}
+		moved := t.moved
+		t.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

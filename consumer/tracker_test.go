@@ -160,11 +160,35 @@ func TestTrackerModel(t *testing.T) {
 				continue
 			}
 			switch r := rng.IntN(50); {
-			case r < 30 && !full:
+			case r < 20 && !full:
 				o := next + int64(rng.IntN(2)*rng.IntN(3)) // sometimes a gap
 				tr.add(o)
 				fetched = append(fetched, o)
 				next = o + 1
+			case r < 30 && !full:
+				// A fetched batch, taken as far as the span cap admits.
+				offs := make([]int64, 1+rng.IntN(int(limit)))
+				o := next
+				for i := range offs {
+					o += int64(rng.IntN(2) * rng.IntN(3))
+					offs[i] = o
+					o++
+				}
+				commit, want, prev := tr.committable(), 0, next
+				for _, o := range offs {
+					if commit >= 0 && prev-commit >= limit {
+						break
+					}
+					want++
+					prev = o + 1
+				}
+				k := tr.admit(next, offs, limit)
+				if k != want || k < 1 {
+					t.Fatalf("seed %d step %d: admit(%d, %v, %d) = %d, want %d (commit %d)", seed, step, next, offs, limit, k, want, commit)
+				}
+				tr.addRange(offs[:k])
+				fetched = append(fetched, offs[:k]...)
+				next = offs[k-1] + 1
 			case len(pending) == 0:
 				continue
 			case r < 49:

@@ -160,21 +160,31 @@ func (s *Segment) batchLoop(ctx context.Context) {
 	sweep := time.NewTicker(s.idleAfter / 2)
 	defer sweep.Stop()
 	var attn []*dest
+	var in []Message // taken off the queue, being accepted
 	for {
 		if len(s.wake) > 0 && (timerAt.IsZero() || s.wake[0].at.Before(timerAt)) {
 			timerAt = s.wake[0].at
 			timer.Reset(time.Until(timerAt))
 		}
-		var queue <-chan Message
+		var ready <-chan struct{}
 		if s.held.Load() < s.maxHeld {
-			queue = s.queue
+			ready = s.queue.ready
 		}
 		select {
 		case <-ctx.Done():
 			s.abandonHeld()
 			return
-		case m := <-queue:
-			s.accept(ctx, m, time.Now())
+		case <-ready:
+			// Take no more than maxHeld allows, as one message at a time
+			// would, and a batch's worth at most, so that timers and
+			// finished batches are looked at in between; what stays
+			// waiting keeps its token in ready.
+			in = s.queue.take(in[:0], min(int(s.maxHeld-s.held.Load()), s.o.BatchSize))
+			now := time.Now()
+			for _, m := range in {
+				s.accept(ctx, m, now)
+			}
+			clear(in)
 		case <-timer.C:
 			timerAt = time.Time{}
 			now := time.Now()

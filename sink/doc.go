@@ -5,8 +5,10 @@
 //
 // # Delivery rules
 //
-// Every message handed to [Segment.Enqueue] ends in exactly one call of its
-// Done function, from a sink goroutine, with one of four outcomes:
+// Every message handed to [Segment.Enqueue] or [Segment.EnqueueBatch] (which
+// takes a batch all or none) ends in exactly one call of its Done function,
+// or of its Acker's Ack with its Seq, from a sink goroutine, with one of
+// four outcomes:
 //
 //   - [Delivered]: Segment answered 2xx for a request that carried it.
 //

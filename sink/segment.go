@@ -72,8 +72,24 @@ type Message struct {
 	// goroutine (or from Run itself as it returns), in no particular order
 	// across messages. It must return quickly and must not call Enqueue:
 	// it runs on the goroutine that sends the next batch, and a full queue
-	// would deadlock it.
+	// would deadlock it. Exactly one of Done and Acker is set.
 	Done func(Result)
+	// Acker, when set instead of Done, receives the outcome as
+	// Acker.Ack(Seq, result), under the same rules as Done: exactly once
+	// per message, from a sink goroutine, quickly, never calling Enqueue.
+	// Many messages may share one Acker (a caller handing over a batch
+	// passes one Acker and each message's index in Seq), so no closure is
+	// needed per message.
+	Acker Acker
+	// Seq is passed to Acker.Ack; the sink does not read it otherwise.
+	Seq int
+}
+
+// Acker receives the outcomes of the messages that name it in
+// Message.Acker. Ack is called exactly once per such message, with its
+// Message.Seq, concurrently and in any order across messages.
+type Acker interface {
+	Ack(seq int, r Result)
 }
 
 // Result is the outcome of one message.
@@ -127,7 +143,7 @@ type Segment struct {
 	m    *metrics
 	pool sync.Pool // *batch, with their bodies and message lists
 
-	queue    chan Message
+	queue    queue
 	held     atomic.Int64  // messages taken off the queue and not finished
 	maxHeld  int64         // the dispatcher takes no more while held reaches it
 	perDest  int           // Options.DestinationConcurrency
@@ -151,8 +167,6 @@ type Segment struct {
 
 	started  atomic.Bool
 	stopping chan struct{} // closed when Run begins to return
-	mu       sync.RWMutex  // Enqueue holds it shared; Run takes it to shut the queue
-	stopped  bool
 
 	sys systemic
 }
@@ -169,7 +183,7 @@ func NewSegment(o Options) (*Segment, error) {
 		log: o.Logger, // the caller names the component
 		// The queue, plus Concurrency batches out and the one being
 		// filled, make about 2×BatchSize×Concurrency messages held at most.
-		queue:           make(chan Message, o.BatchSize*o.Concurrency),
+		queue:           newQueue(o.BatchSize * o.Concurrency),
 		maxHeld:         int64(o.BatchSize*o.Concurrency + o.BatchSize),
 		perDest:         o.DestinationConcurrency,
 		sem:             make(chan struct{}, o.Concurrency),
@@ -184,7 +198,7 @@ func NewSegment(o Options) (*Segment, error) {
 		s.interval = time.Duration(float64(time.Second) / o.MaxRPS)
 	}
 	m, err := newMetrics(o.Registerer, gauges{
-		queue: func() float64 { return float64(len(s.queue)) },
+		queue: func() float64 { return float64(s.queue.len()) },
 		systemic: func() float64 {
 			if s.sys.active() {
 				return 1
@@ -228,48 +242,61 @@ func (s *Segment) Run(ctx context.Context) error {
 // calls it after every sink goroutine has stopped.
 func (s *Segment) shut() {
 	close(s.stopping) // wakes Enqueue calls blocked on a full queue
-	s.mu.Lock()       // waits until none is between its check and its send
-	s.stopped = true
-	s.mu.Unlock()
-	for {
-		select {
-		case m := <-s.queue:
-			s.finish(nil, m, Result{Outcome: Abandoned, Err: ErrClosed})
-		default:
-			return
-		}
+	for _, m := range s.queue.close() {
+		s.finish(nil, m, Result{Outcome: Abandoned, Err: ErrClosed})
 	}
 }
 
-// Enqueue hands m to the sink, which then owns it until it calls m.Done.
-// It blocks while the queue (BatchSize×Concurrency messages) is full, which
-// is how a slow or failing Segment slows the consumer down; with the batches
-// in the senders' hands the sink holds about 2×BatchSize×Concurrency
-// messages at most. It returns ctx.Err() if ctx ends first, ErrClosed
-// once Run has returned, and an error if m.Done is nil; in those cases Done is
-// never called. It may be called before Run starts; the messages wait.
+// Enqueue hands m to the sink, which then owns it until it reports m's
+// outcome (m.Done or m.Acker). It is EnqueueBatch with one message.
 func (s *Segment) Enqueue(ctx context.Context, m Message) error {
-	if m.Done == nil {
-		return errors.New("sink: Message.Done is nil")
-	}
-	if m.Destination.WriteKey == "" && s.o.WriteKey == "" {
-		return ErrNoDestination
+	one := [1]Message{m}
+	return s.EnqueueBatch(ctx, one[:])
+}
+
+// EnqueueBatch hands msgs to the sink as a unit: all of them or none. On a
+// nil error the sink owns every message of msgs and reports each one's
+// outcome exactly once (Done or Acker); on an error it took none of them
+// and reports no outcome for any. It blocks while the queue
+// (BatchSize×Concurrency messages) has no room for the whole of msgs,
+// which is how a slow or failing Segment slows the consumer down; a batch
+// larger than the queue is taken once the queue is empty, so it passes on
+// its own. With the batches in the senders' hands the sink holds about
+// 2×BatchSize×Concurrency messages plus one caller's batch at most.
+//
+// It returns ctx.Err() if ctx ends first, ErrClosed once Run has
+// returned, ErrNoDestination for a message that names no write key when
+// Options has none, and an error for a message with neither or both of
+// Done and Acker. It may be called before Run starts; the messages wait.
+// msgs is copied: the caller may reuse the slice once it returns.
+func (s *Segment) EnqueueBatch(ctx context.Context, msgs []Message) error {
+	for i := range msgs {
+		m := &msgs[i]
+		if (m.Done == nil) == (m.Acker == nil) {
+			return fmt.Errorf("sink: message %d (%s): exactly one of Message.Done and Message.Acker must be set", i, m.ID)
+		}
+		if m.Destination.WriteKey == "" && s.o.WriteKey == "" {
+			return ErrNoDestination
+		}
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.stopped {
-		return ErrClosed
-	}
-	select {
-	case s.queue <- m:
+	if len(msgs) == 0 {
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-s.stopping:
-		return ErrClosed
+	}
+	for {
+		room, err := s.queue.put(msgs)
+		if err != nil || room == nil {
+			return err
+		}
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.stopping:
+			return ErrClosed
+		}
 	}
 }
 
@@ -315,6 +342,10 @@ func (s *Segment) finish(d *dest, m Message, r Result) {
 		s.held.Add(-1)
 	}
 	s.m.outcome(r.Outcome)
+	if m.Acker != nil {
+		m.Acker.Ack(m.Seq, r)
+		return
+	}
 	m.Done(r)
 }
 

@@ -1,0 +1,118 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	fetchAPI "github.com/segmentio/kafka-go/protocol/fetch"
+)
+
+// fakeFetches answers the batch reader's Fetch requests in turn: each
+// answer is an error, a partition error code, or records.
+type fakeFetches struct {
+	mu      sync.Mutex
+	answers []fetchAnswer
+	offsets []int64 // FetchOffset of each request
+}
+
+type fetchAnswer struct {
+	err     error
+	code    kafka.Error
+	records []protocol.Record
+}
+
+func (f *fakeFetches) RoundTrip(ctx context.Context, _ net.Addr, req kafka.Request) (kafka.Response, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fr := req.(*fetchAPI.Request)
+	f.offsets = append(f.offsets, fr.Topics[0].Partitions[0].FetchOffset)
+	if len(f.answers) == 0 {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	a := f.answers[0]
+	f.answers = f.answers[1:]
+	if a.err != nil {
+		return nil, a.err
+	}
+	p := fetchAPI.ResponsePartition{ErrorCode: int16(a.code), HighWatermark: 100}
+	if a.records != nil {
+		p.RecordSet = protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(a.records...)}
+	}
+	return &fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{p}}}}, nil
+}
+
+func fakeBatchReader(f *fakeFetches) *batchReader {
+	return &batchReader{transport: f, addr: kafka.TCP("fake:9092"), topic: "t", partition: 0, maxBytes: 1 << 20, log: func(string, ...any) {}}
+}
+
+// TestBatchReaderRetriesLeaderMoves: answers that a leader moved (the
+// broker's NotLeaderForPartition, or a leader the Transport's metadata does
+// not know yet) are waited out and fetched again at the same offset; an
+// error that is not retriable is returned; an empty answer is fetched
+// again.
+func TestBatchReaderRetriesLeaderMoves(t *testing.T) {
+	f := &fakeFetches{answers: []fetchAnswer{
+		{code: kafka.NotLeaderForPartition},
+		{err: fetchAPI.NewError(protocol.NewErrNoLeader("t", 0))},
+		{records: []protocol.Record{}}, // nothing new within the wait
+		{records: []protocol.Record{
+			{Offset: 3, Value: protocol.NewBytes([]byte("before the offset asked for"))},
+			{Offset: 4, Value: protocol.NewBytes([]byte("a"))},
+			{Offset: 5, Key: protocol.NewBytes([]byte("k")), Value: protocol.NewBytes([]byte("b"))},
+		}},
+		{code: kafka.TopicAuthorizationFailed},
+	}}
+	r := fakeBatchReader(f)
+	r.SetOffset(4)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := r.FetchBatch(ctx)
+	if err != nil {
+		t.Fatalf("FetchBatch = %v, want the records after the leader moves", err)
+	}
+	if len(got) != 2 || got[0].Offset != 4 || string(got[0].Value) != "a" || got[1].Offset != 5 || string(got[1].Key) != "k" {
+		t.Errorf("got %v, want the records at 4 and 5", got)
+	}
+	if want := []int64{4, 4, 4, 4}; len(f.offsets) != 4 || f.offsets[0] != want[0] || f.offsets[3] != want[3] {
+		t.Errorf("fetched at %v, want %v", f.offsets, want)
+	}
+	if _, err := r.FetchBatch(ctx); !errors.Is(err, kafka.TopicAuthorizationFailed) {
+		t.Errorf("FetchBatch after a refusal = %v, want TopicAuthorizationFailed", err)
+	}
+	if last := f.offsets[len(f.offsets)-1]; last != 6 {
+		t.Errorf("fetched next at %d, want 6", last)
+	}
+}
+
+// TestBatchReaderCancelDuringBackoff: a cancelled ctx ends the wait after a
+// retriable error at once.
+func TestBatchReaderCancelDuringBackoff(t *testing.T) {
+	answers := make([]fetchAnswer, 100)
+	for i := range answers {
+		answers[i] = fetchAnswer{code: kafka.LeaderNotAvailable}
+	}
+	r := fakeBatchReader(&fakeFetches{answers: answers})
+	r.SetOffset(0)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.FetchBatch(ctx)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("FetchBatch = %v, want context.Canceled", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("FetchBatch went on retrying after its ctx ended")
+	}
+}
