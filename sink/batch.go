@@ -36,6 +36,10 @@ type batch struct {
 	msgs []Message
 	buf  []byte // head and messages, and after seal the tail
 	size int    // body length if sealed now
+	// report takes the outcomes that write something (Delivered,
+	// Rejected, Parked) of a half of a split batch, to keep them in the
+	// batch's order (see split); nil: Segment.finish at once.
+	report func(m Message, r Result)
 }
 
 // newBatch takes an empty batch from the pool and writes the body's head.
@@ -56,6 +60,7 @@ func (s *Segment) release(b *batch) {
 	clear(b.msgs)
 	b.msgs = b.msgs[:0]
 	b.d = nil
+	b.report = nil
 	if cap(b.buf) > 2*MaxBatchBytes {
 		return
 	}

@@ -96,7 +96,7 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			s.sys.delivered()
 			s.succeeded(d)
 			for _, m := range b.msgs {
-				s.finish(d, m, Result{Outcome: Delivered})
+				s.outcome(b, m, Result{Outcome: Delivered})
 			}
 			return
 
@@ -112,7 +112,7 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			}
 			d.health.record(time.Now(), true)
 			s.log.Error().Str("account", d.account).Str("message_id", m.ID).Int("status", a.status).Str("answer", a.body).Msg("segment rejected message")
-			s.finish(d, m, Result{Outcome: Rejected, Err: &RejectedError{Status: a.status, Body: a.body}})
+			s.outcome(b, m, Result{Outcome: Rejected, Err: &RejectedError{Status: a.status, Body: a.body}})
 			return
 
 		case (a.status == http.StatusBadRequest || a.status == http.StatusRequestEntityTooLarge) && len(b.msgs) > 1:
@@ -123,13 +123,9 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			h := len(b.msgs) / 2
 			s.log.Warn().Str("account", d.account).Int("status", a.status).Int("messages", len(b.msgs)).Str("answer", a.body).Msg("segment rejected batch, splitting it to isolate bad messages")
 			left, right := s.encode(d, b.msgs[:h]), s.encode(d, b.msgs[h:])
+			s.split(ctx, b, left, right)
 			s.release(b)
 			b = nil
-			// The halves go out together: the search then takes one
-			// round trip per halving, not one per sub-batch, and a bad
-			// message holds its batch's partition back that much less.
-			s.wg.Go(func() { s.deliver(ctx, right) })
-			s.deliver(ctx, left)
 			return
 		}
 		// A 413 for one message is retried like an outage: check keeps
@@ -197,12 +193,66 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 	}
 }
 
+// outcome reports the outcome of m, a message of b: through b.report
+// when b is a half of a split batch, else at once.
+func (s *Segment) outcome(b *batch, m Message, r Result) {
+	if b.report != nil {
+		b.report(m, r)
+		return
+	}
+	s.finish(b.d, m, r)
+}
+
+// split delivers the halves of the rejected batch b. They go out together:
+// isolating a bad message then takes one round trip per halving, not one
+// per sub-batch in a row, and holds its partition's commit point back that
+// much less. Their outcomes are still reported in b's order: the right
+// half's wait until the left half is done. Rejections become dead letters,
+// and one partition's dead letters keep the order of its records.
+func (s *Segment) split(ctx context.Context, b, left, right *batch) {
+	parent := func(m Message, r Result) { s.outcome(b, m, r) }
+	var mu sync.Mutex
+	leftDone := false
+	type held struct {
+		m Message
+		r Result
+	}
+	var waiting []held
+	left.report = parent
+	right.report = func(m Message, r Result) {
+		mu.Lock()
+		defer mu.Unlock()
+		if !leftDone {
+			waiting = append(waiting, held{m, r})
+			return
+		}
+		parent(m, r)
+	}
+	done := make(chan struct{})
+	s.wg.Go(func() {
+		defer close(done)
+		s.deliver(ctx, right)
+	})
+	s.deliver(ctx, left)
+	mu.Lock()
+	leftDone = true
+	for _, h := range waiting {
+		parent(h.m, h.r)
+	}
+	waiting = nil
+	mu.Unlock()
+	// b's own report (a half of a larger split) must not be called after
+	// split returns for the part its parent waits on: wait for the right
+	// half too.
+	<-done
+}
+
 // parkAll completes every message of b Parked. Each had its attempt: it is
 // called only after a failed one.
 func (s *Segment) parkAll(b *batch) {
 	err := s.parkedErr(b.d)
 	for _, m := range b.msgs {
-		s.finish(b.d, m, Result{Outcome: Parked, Err: err})
+		s.outcome(b, m, Result{Outcome: Parked, Err: err})
 	}
 	clear(b.msgs)
 	b.msgs = b.msgs[:0]

@@ -1,8 +1,14 @@
 package sink_test
 
 import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,5 +47,62 @@ func TestSplitHalvesInParallel(t *testing.T) {
 	}
 	if p := peak.Load(); p < 2 {
 		t.Fatalf("at most %d request at a time while splitting: the halves were sent one after the other", p)
+	}
+}
+
+// TestSplitReportsRejectionsInOrder: the halves of a rejected batch go out
+// together, but their outcomes are reported in the batch's order, so that
+// the dead letters of one source partition keep their order (a replay puts
+// them back in the order the records were written). Requests that carry
+// the first bad message are made slow here, so the later halves answer
+// first.
+func TestSplitReportsRejectionsInOrder(t *testing.T) {
+	srv := newServer(t)
+	bad := map[string]bool{"m-3": true, "m-6": true, "m-9": true, "m-12": true}
+	srv.RejectMessages(func(m segmenttest.Received) bool { return bad[m.MessageID] })
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		if bytes.Contains(body, []byte(`"m-3"`)) {
+			time.Sleep(300 * time.Millisecond)
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		srv.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	h := start(t, srv, front.URL, func(o *sink.Options) {
+		o.BatchSize = 16
+		o.FlushInterval = time.Hour
+	})
+	var mu sync.Mutex
+	var rejected []string
+	done := make(chan struct{}, 16)
+	for i := range 16 {
+		id := fmt.Sprintf("m-%d", i)
+		m := sink.Message{ID: id, JSON: track(id, 0), Done: func(r sink.Result) {
+			if r.Outcome == sink.Rejected {
+				mu.Lock()
+				rejected = append(rejected, id)
+				mu.Unlock()
+			}
+			done <- struct{}{}
+		}}
+		if err := h.sink.Enqueue(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 16 {
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("not every message finished")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := []string{"m-3", "m-6", "m-9", "m-12"}; !slices.Equal(rejected, want) {
+		t.Fatalf("rejections reported in order %v, want %v", rejected, want)
 	}
 }
