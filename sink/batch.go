@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -38,28 +39,60 @@ type batch struct {
 	size int    // body length if sealed now
 }
 
-// newBatch takes an empty batch from the pool and writes the body's head.
-func (s *Segment) newBatch(d *dest) *batch {
-	b, ok := s.pool.Get().(*batch)
+// Pooled batches come in size classes of their body buffer, from
+// minBatchBuf (4 KiB) doubling to 512 KiB, which holds the largest body
+// (MaxBatchBytes): in accounts mode most destinations send a few messages
+// per request, and a body buffer sized for the largest batch for each of
+// a thousand of them is most of the heap and of the garbage collector's
+// work (docs/performance.md).
+const (
+	minBatchBuf  = 4 << 10
+	batchClasses = 8 // minBatchBuf << 7 = 512 KiB ≥ MaxBatchBytes
+)
+
+// batchPool keeps released batches by the capacity of their body buffer.
+type batchPool [batchClasses]sync.Pool // *batch
+
+// classFor is the smallest class whose buffers hold n bytes.
+func classFor(n int) int {
+	c := 0
+	for c < batchClasses-1 && minBatchBuf<<c < n {
+		c++
+	}
+	return c
+}
+
+// newBatch takes an empty batch whose body buffer holds about hint bytes
+// from the pool, and writes the body's head. hint is a guess (the
+// destination's last body size); the buffer grows past it if need be.
+func (s *Segment) newBatch(d *dest, hint int) *batch {
+	c := classFor(hint)
+	b, ok := s.pool[c].Get().(*batch)
 	if !ok {
-		b = &batch{buf: make([]byte, 0, 64<<10), msgs: make([]Message, 0, min(s.o.BatchSize, 64))}
+		size := minBatchBuf << c
+		b = &batch{buf: make([]byte, 0, size), msgs: make([]Message, 0, min(max(s.o.BatchSize, 1), size/256))}
 	}
 	b.d = d
 	b.reset()
 	return b
 }
 
-// release returns b to the pool. It drops the references to the messages
-// (their Done closures and JSON belong to the caller), and does not keep
-// buffers that grew past what a batch can need.
+// release returns b to the pool of its buffer's class. It drops the
+// references to the messages (their Done closures and JSON belong to the
+// caller), and does not keep buffers that grew past what a batch can need.
 func (s *Segment) release(b *batch) {
 	clear(b.msgs)
 	b.msgs = b.msgs[:0]
 	b.d = nil
-	if cap(b.buf) > 2*MaxBatchBytes {
+	n := cap(b.buf)
+	if n > 2*MaxBatchBytes || n < minBatchBuf {
 		return
 	}
-	s.pool.Put(b)
+	c := batchClasses - 1
+	for minBatchBuf<<c > n {
+		c--
+	}
+	s.pool[c].Put(b)
 }
 
 // reset empties the body, keeping the messages.
@@ -121,7 +154,11 @@ func stamp(body []byte, t time.Time) {
 // encode builds a sealed batch for msgs. The batcher builds bodies message by
 // message; this is for the rare rebuilds after a split or a cancellation.
 func (s *Segment) encode(d *dest, msgs []Message) *batch {
-	b := s.newBatch(d)
+	n := envelope
+	for _, m := range msgs {
+		n += len(m.JSON) + 1
+	}
+	b := s.newBatch(d, n)
 	for _, m := range msgs {
 		b.add(m)
 	}
@@ -145,7 +182,8 @@ func check(m Message) *RejectedError {
 
 // batchLoop is the dispatcher. It takes messages off the queue into their
 // destination's current batch, and hands a batch to a delivery goroutine
-// when it is full or FlushInterval old, if its destination may send: fewer
+// when it is full or due (FlushInterval old under pressure, Linger old in
+// any case: linger.go), if its destination may send: fewer
 // than DestinationConcurrency of its batches are out, and its pacing
 // (MaxRPS) and any Retry-After allow a request now. A destination at its
 // pacing cap keeps filling its batch up to Segment's limits instead of
@@ -163,6 +201,10 @@ func (s *Segment) batchLoop(ctx context.Context) {
 	for {
 		if len(s.wake) > 0 && (timerAt.IsZero() || s.wake[0].at.Before(timerAt)) {
 			timerAt = s.wake[0].at
+			timer.Reset(time.Until(timerAt))
+		}
+		if at := s.pressureAt(); !at.IsZero() && (timerAt.IsZero() || at.Before(timerAt)) {
+			timerAt = at
 			timer.Reset(time.Until(timerAt))
 		}
 		var queue <-chan Message
@@ -185,6 +227,7 @@ func (s *Segment) batchLoop(ctx context.Context) {
 					s.poll(ctx, w.d, now)
 				}
 			}
+			s.flushOldest(ctx, now)
 		case <-s.kick:
 			attn = s.takeAttention(attn)
 			now := time.Now()
@@ -209,6 +252,7 @@ func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
 		s.finish(nil, m, Result{Outcome: Abandoned, Err: ErrCanceled})
 		return
 	}
+	s.linger.lastIn = now
 	d := s.lookup(m.Destination)
 	d.lastUsed = now
 	if d.parked.Load() && !m.Retry {
@@ -228,8 +272,11 @@ func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
 		d.cur = nil
 	}
 	if d.cur == nil {
-		d.cur = s.newBatch(d)
-		d.curDue = now.Add(s.o.FlushInterval)
+		d.cur = s.newBatch(d, d.bodyHint)
+		d.curFirst, d.curDue = now, now.Add(s.o.Linger)
+		if s.lingers() {
+			s.linger.young.push(d, now)
+		}
 	}
 	d.cur.add(m)
 	if reason := s.parkReason(d, now); reason != "" {
@@ -255,7 +302,7 @@ func (s *Segment) poll(ctx context.Context, d *dest, now time.Time) {
 		d.pending = nil // let the array go
 	}
 	due := len(d.pending) > 0
-	if d.cur != nil && (len(d.cur.msgs) >= s.o.BatchSize || !now.Before(d.curDue)) {
+	if d.cur != nil && s.curDue(d, now) {
 		if !due && s.send(ctx, d, d.cur, now) {
 			d.cur = nil
 		} else {
@@ -283,6 +330,7 @@ func (s *Segment) send(ctx context.Context, d *dest, b *batch, now time.Time) bo
 		return false
 	}
 	b.seal()
+	d.bodyHint = len(b.buf)
 	d.live.Add(1)
 	s.wg.Go(func() {
 		s.deliver(ctx, b)
@@ -302,7 +350,7 @@ func (s *Segment) parkHeld(d *dest) {
 		for _, m := range b.msgs {
 			if m.Retry {
 				if kept == nil {
-					kept = s.newBatch(d)
+					kept = s.newBatch(d, 0)
 				}
 				kept.add(m)
 				continue
@@ -327,6 +375,7 @@ func (s *Segment) parkHeld(d *dest) {
 
 // abandonHeld finishes what the dispatcher holds when Run's context ends.
 func (s *Segment) abandonHeld() {
+	s.linger.young.reset()
 	for _, d := range s.dests {
 		for _, b := range d.pending {
 			s.abandon(d, b.msgs, ErrClosed)

@@ -125,7 +125,7 @@ type Segment struct {
 	o    Options // with defaults applied
 	log  zerolog.Logger
 	m    *metrics
-	pool sync.Pool // *batch, with their bodies and message lists
+	pool batchPool // *batch by body buffer size, with their bodies and message lists
 
 	queue    chan Message
 	held     atomic.Int64  // messages taken off the queue and not finished
@@ -141,6 +141,7 @@ type Segment struct {
 	destMu          sync.RWMutex
 	last            *dest // the dispatcher's last lookup
 	wake            wakeups
+	linger          lingerState   // the dispatcher's (linger.go)
 	kick            chan struct{} // capacity 1: something in attn
 	attnMu          sync.Mutex
 	attn            []*dest
@@ -179,6 +180,7 @@ func NewSegment(o Options) (*Segment, error) {
 		parkedIdleAfter: parkedIdleAfter,
 		stopping:        make(chan struct{}),
 		sys:             systemic{limit: o.SystemicRejects},
+		linger:          lingerState{stall: stallGap(o.FlushInterval)},
 	}
 	if o.MaxRPS > 0 {
 		s.interval = time.Duration(float64(time.Second) / o.MaxRPS)

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -363,19 +364,20 @@ func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, 
 }
 
 // cancelChans returns the distinct Cancel channels of msgs, and whether
-// every message has one. Messages of one partition usually share one.
+// every message has one. Messages of one partition share one, so there are
+// few of them, and runs of one are common: a scan of the ones found so far,
+// the last one first, costs less than a map for each request.
 func cancelChans(msgs []Message) (chans []<-chan struct{}, all bool) {
 	all = true
-	seen := make(map[<-chan struct{}]struct{})
 	for _, m := range msgs {
 		if m.Cancel == nil {
 			all = false
 			continue
 		}
-		if _, ok := seen[m.Cancel]; !ok {
-			seen[m.Cancel] = struct{}{}
-			chans = append(chans, m.Cancel)
+		if n := len(chans); n > 0 && chans[n-1] == m.Cancel || slices.Contains(chans, m.Cancel) {
+			continue
 		}
+		chans = append(chans, m.Cancel)
 	}
 	return chans, all && len(chans) > 0
 }

@@ -1,0 +1,157 @@
+package sink
+
+import (
+	"context"
+	"time"
+)
+
+// Lingering (Options.Linger). In accounts mode most of a thousand
+// destinations get a few messages per FlushInterval, so a batch that goes
+// FlushInterval after its first message carries a handful of them, and the
+// requests, not the messages, cost the CPU (docs/performance.md). So a
+// partial batch may wait up to Linger while messages keep coming. What it
+// must not do is hold the caller's in-flight budget hostage: under a
+// backlog the consumer stops handing messages over when its caps are full
+// of messages the sink holds, and then only sending them makes room. The
+// dispatcher sees that as its intake stalling, and calls it pressure:
+//
+//   - no message has been taken for stallGap, or
+//   - the sink holds maxHeld messages and takes no more itself.
+//
+// Under pressure a partial batch is due FlushInterval after its first
+// message, as without lingering, and the batches that are past it go
+// oldest first. So a batch never goes earlier than without lingering
+// (FlushInterval), never later than Linger, and a stalled caller waits at
+// most stallGap (or until its oldest batch is FlushInterval old) for the
+// sink to make room, whatever the number of destinations.
+//
+// The dispatcher keeps its partial batches in the order of their first
+// message (young): with one Linger for all, that is also the order of
+// their deadlines, so the oldest is at the front, and nothing needs
+// sorting. Entries are not removed when their batch goes (full, due, or
+// parked); an entry is current while its destination's batch is the one
+// it was made for (same first message time), and others are dropped when
+// they reach the front.
+
+// stallGap is how long the dispatcher's intake must pause to count as a
+// stall: long against the gaps between the messages of a busy caller
+// (microseconds), short against FlushInterval.
+func stallGap(flush time.Duration) time.Duration {
+	return max(flush/10, time.Millisecond)
+}
+
+// lingerState is the dispatcher's: its partial batches by age, and when it
+// last took a message.
+type lingerState struct {
+	young  youngBatches
+	lastIn time.Time     // when accept last ran
+	stall  time.Duration // stallGap(FlushInterval)
+}
+
+// youngBatch is a partial batch in the dispatcher's age order.
+type youngBatch struct {
+	d     *dest
+	first time.Time // the d.curFirst of the batch it was made for
+}
+
+// youngBatches is a FIFO of partial batches, oldest first.
+type youngBatches struct {
+	q    []youngBatch
+	head int
+}
+
+func (y *youngBatches) push(d *dest, first time.Time) {
+	if y.head > 64 && y.head > len(y.q)/2 {
+		n := copy(y.q, y.q[y.head:])
+		clear(y.q[n:])
+		y.q, y.head = y.q[:n], 0
+	}
+	y.q = append(y.q, youngBatch{d: d, first: first})
+}
+
+// front returns the oldest entry whose batch is still partial, dropping the
+// stale ones before it.
+func (y *youngBatches) front() (youngBatch, bool) {
+	for y.head < len(y.q) {
+		e := y.q[y.head]
+		if e.d.cur != nil && e.d.curFirst.Equal(e.first) {
+			return e, true
+		}
+		y.pop()
+	}
+	return youngBatch{}, false
+}
+
+func (y *youngBatches) pop() {
+	y.q[y.head] = youngBatch{}
+	y.head++
+	if y.head == len(y.q) {
+		y.q, y.head = y.q[:0], 0
+	}
+}
+
+func (y *youngBatches) reset() {
+	clear(y.q)
+	y.q, y.head = y.q[:0], 0
+}
+
+// lingers reports whether partial batches may wait past FlushInterval.
+func (s *Segment) lingers() bool { return s.o.Linger > s.o.FlushInterval }
+
+// pressed reports whether the dispatcher is under pressure at now: its
+// intake has stalled, so partial batches FlushInterval old must go.
+func (s *Segment) pressed(now time.Time) bool {
+	return now.Sub(s.linger.lastIn) >= s.linger.stall || s.held.Load() >= s.maxHeld
+}
+
+// curDue reports whether d's partial batch must go at now: it is full, or
+// Linger old, or FlushInterval old under pressure.
+func (s *Segment) curDue(d *dest, now time.Time) bool {
+	if len(d.cur.msgs) >= s.o.BatchSize || !now.Before(d.curDue) {
+		return true
+	}
+	return s.lingers() && now.Sub(d.curFirst) >= s.o.FlushInterval && s.pressed(now)
+}
+
+// pressureAt is when the oldest partial batch becomes due under pressure if
+// no message arrives before: FlushInterval after its first message, but
+// not before the intake has been still for stallGap. Zero when there is
+// none, or when its Linger deadline (in the timer heap) comes first.
+func (s *Segment) pressureAt() time.Time {
+	if !s.lingers() {
+		return time.Time{}
+	}
+	e, ok := s.linger.young.front()
+	if !ok {
+		return time.Time{}
+	}
+	at := e.first.Add(s.o.FlushInterval)
+	if s.held.Load() < s.maxHeld {
+		if st := s.linger.lastIn.Add(s.linger.stall); st.After(at) {
+			at = st
+		}
+	}
+	if !at.Before(e.d.curDue) {
+		return time.Time{}
+	}
+	return at
+}
+
+// flushOldest sends, oldest first, the partial batches that are due under
+// pressure, if the dispatcher is under pressure at now. A batch whose
+// destination may not send yet (pacing, DestinationConcurrency, a
+// Retry-After) stays with it: poll has scheduled its next look, and it
+// goes then if the pressure lasts, else by its Linger deadline.
+func (s *Segment) flushOldest(ctx context.Context, now time.Time) {
+	if !s.lingers() || !s.pressed(now) {
+		return
+	}
+	for {
+		e, ok := s.linger.young.front()
+		if !ok || now.Sub(e.first) < s.o.FlushInterval {
+			return
+		}
+		s.linger.young.pop()
+		s.poll(ctx, e.d, now)
+	}
+}
