@@ -35,8 +35,9 @@ const (
 type batch struct {
 	d    *dest // where it goes
 	msgs []Message
-	buf  []byte // head and messages, and after seal the tail
-	size int    // body length if sealed now
+	buf  []byte      // head and messages, and after seal the tail
+	size int         // body length if sealed now
+	out  chan answer // capacity 1: the answer of the attempt posted (post)
 }
 
 // Pooled batches come in size classes of their body buffer, from
@@ -197,6 +198,12 @@ func (s *Segment) batchLoop(ctx context.Context) {
 	var timerAt time.Time // zero while the timer is not armed
 	sweep := time.NewTicker(s.idleAfter / 2)
 	defer sweep.Stop()
+	// The request goroutines outlive nothing: a delivery that posts after
+	// they stopped finds ctx done (this loop returns only then).
+	stop := make(chan struct{})
+	var posters sync.WaitGroup
+	posters.Go(func() { s.posters(s.o.Concurrency, stop) })
+	defer func() { close(stop); posters.Wait() }()
 	var attn []*dest
 	for {
 		if len(s.wake) > 0 && (timerAt.IsZero() || s.wake[0].at.Before(timerAt)) {
@@ -266,23 +273,26 @@ func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
 		limit = MaxBatchSize // at its pacing cap: fill up instead of queueing requests
 	}
 	if d.cur != nil && (len(d.cur.msgs) >= limit || !d.cur.fits(m, s.o.BatchBytes)) {
-		if len(d.pending) > 0 || !s.send(ctx, d, d.cur, now) {
-			d.pending = append(d.pending, d.cur)
+		b := s.takeCur(d)
+		if len(d.pending) > 0 || !s.send(ctx, d, b, now) {
+			d.pending = append(d.pending, b)
 		}
-		d.cur = nil
 	}
 	if d.cur == nil {
-		d.cur = s.newBatch(d, d.bodyHint)
+		s.setCur(d, s.newBatch(d, d.bodyHint))
 		d.curFirst, d.curDue = now, now.Add(s.o.Linger)
 		if s.lingers() {
 			s.linger.young.push(d, now)
 		}
 	}
-	d.cur.add(m)
+	s.addCur(d, m)
 	if reason := s.parkReason(d, now); reason != "" {
 		s.park(d, now, reason)
 	}
 	s.poll(ctx, d, now)
+	if s.linger.bytes > s.o.LingerBytes {
+		s.flushOldest(ctx, now)
+	}
 }
 
 // poll hands d's batches that are due to delivery goroutines while d may
@@ -303,9 +313,9 @@ func (s *Segment) poll(ctx context.Context, d *dest, now time.Time) {
 	}
 	due := len(d.pending) > 0
 	if d.cur != nil && s.curDue(d, now) {
-		if !due && s.send(ctx, d, d.cur, now) {
-			d.cur = nil
-		} else {
+		b := s.takeCur(d) // before send: then b is the delivery goroutine's
+		if due || !s.send(ctx, d, b, now) {
+			s.setCur(d, b) // not sent: it stays, and is due
 			due = true
 		}
 	}
@@ -369,13 +379,16 @@ func (s *Segment) parkHeld(d *dest) {
 	clear(d.pending[len(pending):])
 	d.pending = pending
 	if d.cur != nil {
-		d.cur = keep(d.cur)
+		if k := keep(s.takeCur(d)); k != nil {
+			s.setCur(d, k)
+		}
 	}
 }
 
 // abandonHeld finishes what the dispatcher holds when Run's context ends.
 func (s *Segment) abandonHeld() {
 	s.linger.young.reset()
+	s.linger.bytes = 0
 	for _, d := range s.dests {
 		for _, b := range d.pending {
 			s.abandon(d, b.msgs, ErrClosed)

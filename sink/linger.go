@@ -12,10 +12,17 @@ import (
 // partial batch may wait up to Linger while messages keep coming. What it
 // must not do is hold the caller's in-flight budget hostage: under a
 // backlog the consumer stops handing messages over when its caps are full
-// of messages the sink holds, and then only sending them makes room. The
-// dispatcher sees that as its intake stalling, and calls it pressure:
+// of messages the sink holds, and then only sending them makes room. So
+// the dispatcher is under pressure when
 //
-//   - no message has been taken for stallGap, or
+//   - its partial batches hold more than LingerBytes of body, which
+//     leaves the rest of the caller's budget for the messages on their way
+//     (sized against the consumer's MaxInFlightBytes: without it, the
+//     caps fill with lingering messages of small destinations, and the
+//     few that still arrive, for the large ones, keep the intake from
+//     looking stalled while it crawls);
+//   - no message has been taken for stallGap: the caller is blocked (its
+//     caps are smaller than LingerBytes suggests) or has nothing more; or
 //   - the sink holds maxHeld messages and takes no more itself.
 //
 // Under pressure a partial batch is due FlushInterval after its first
@@ -44,6 +51,7 @@ func stallGap(flush time.Duration) time.Duration {
 // last took a message.
 type lingerState struct {
 	young  youngBatches
+	bytes  int           // body bytes of the partial batches (cur)
 	lastIn time.Time     // when accept last ran
 	stall  time.Duration // stallGap(FlushInterval)
 }
@@ -95,13 +103,40 @@ func (y *youngBatches) reset() {
 	y.q, y.head = y.q[:0], 0
 }
 
+// setCur makes b d's partial batch.
+func (s *Segment) setCur(d *dest, b *batch) {
+	d.cur = b
+	s.linger.bytes += b.size
+}
+
+// addCur adds m to d's partial batch.
+func (s *Segment) addCur(d *dest, m Message) {
+	before := d.cur.size
+	d.cur.add(m)
+	s.linger.bytes += d.cur.size - before
+}
+
+// takeCur detaches d's partial batch and returns it.
+func (s *Segment) takeCur(d *dest) *batch {
+	b := d.cur
+	d.cur = nil
+	s.linger.bytes -= b.size
+	return b
+}
+
 // lingers reports whether partial batches may wait past FlushInterval.
 func (s *Segment) lingers() bool { return s.o.Linger > s.o.FlushInterval }
 
-// pressed reports whether the dispatcher is under pressure at now: its
-// intake has stalled, so partial batches FlushInterval old must go.
+// pressed reports whether the dispatcher is under pressure at now, so
+// that partial batches FlushInterval old must go.
 func (s *Segment) pressed(now time.Time) bool {
-	return now.Sub(s.linger.lastIn) >= s.linger.stall || s.held.Load() >= s.maxHeld
+	return s.full() || now.Sub(s.linger.lastIn) >= s.linger.stall
+}
+
+// full reports pressure that lasts until batches go: the partial batches
+// hold more than LingerBytes, or the sink holds all it takes.
+func (s *Segment) full() bool {
+	return s.linger.bytes > s.o.LingerBytes || s.held.Load() >= s.maxHeld
 }
 
 // curDue reports whether d's partial batch must go at now: it is full, or
@@ -126,7 +161,7 @@ func (s *Segment) pressureAt() time.Time {
 		return time.Time{}
 	}
 	at := e.first.Add(s.o.FlushInterval)
-	if s.held.Load() < s.maxHeld {
+	if !s.full() {
 		if st := s.linger.lastIn.Add(s.linger.stall); st.After(at) {
 			at = st
 		}
@@ -138,15 +173,15 @@ func (s *Segment) pressureAt() time.Time {
 }
 
 // flushOldest sends, oldest first, the partial batches that are due under
-// pressure, if the dispatcher is under pressure at now. A batch whose
+// pressure, while the dispatcher is under pressure at now. A batch whose
 // destination may not send yet (pacing, DestinationConcurrency, a
 // Retry-After) stays with it: poll has scheduled its next look, and it
 // goes then if the pressure lasts, else by its Linger deadline.
 func (s *Segment) flushOldest(ctx context.Context, now time.Time) {
-	if !s.lingers() || !s.pressed(now) {
+	if !s.lingers() {
 		return
 	}
-	for {
+	for s.pressed(now) {
 		e, ok := s.linger.young.front()
 		if !ok || now.Sub(e.first) < s.o.FlushInterval {
 			return

@@ -47,6 +47,12 @@ const (
 	// coming. It keeps the contract's latency promise (p99 from record to
 	// Segment under 2 s) with room for a round trip and a retry.
 	DefaultAccountLinger = time.Second
+	// DefaultLingerBytes is Options.LingerBytes' default: 4 MiB of
+	// request bodies in partial batches. The consumer charges a record
+	// about four times its mapped call against its MaxInFlightBytes
+	// (default 32 MiB), so this leaves it about half of that for the
+	// records on their way.
+	DefaultLingerBytes = 4 << 20
 	// DefaultParkAfter is the service's ACCOUNT_PARK_AFTER default; the
 	// sink parks nothing unless Options.ParkAfter is set.
 	DefaultParkAfter = 30 * time.Second
@@ -133,6 +139,14 @@ type Options struct {
 	// is longer. Must not be under FlushInterval.
 	Linger time.Duration
 
+	// LingerBytes bounds the body bytes of the partial batches that may
+	// linger (see Linger): above it the oldest go, FlushInterval after
+	// their first message. Set it well under what the caller lets the
+	// sink hold (its in-flight caps), or lingering batches fill those
+	// caps and the caller waits for them. Default DefaultLingerBytes
+	// (4 MiB).
+	LingerBytes int
+
 	// Concurrency is how many requests may be in flight at once, over all
 	// destinations. A batch waiting for its retry holds no request slot;
 	// how many batches of one destination may be out (in a request or
@@ -185,8 +199,8 @@ func (o Options) String() string {
 	if o.WriteKey != "" {
 		key = "(set)"
 	}
-	return fmt.Sprintf("{Endpoint:%q WriteKey:%s Accounts:%t BatchSize:%d BatchBytes:%d FlushInterval:%s Linger:%s Concurrency:%d DestinationConcurrency:%d MaxRPS:%v Timeout:%s MinBackoff:%s MaxBackoff:%s ParkAfter:%s ParkAbove:%d}",
-		o.Endpoint, key, o.Accounts, o.BatchSize, o.BatchBytes, o.FlushInterval, o.Linger, o.Concurrency, o.DestinationConcurrency, o.MaxRPS, o.Timeout, o.MinBackoff, o.MaxBackoff, o.ParkAfter, o.ParkAbove)
+	return fmt.Sprintf("{Endpoint:%q WriteKey:%s Accounts:%t BatchSize:%d BatchBytes:%d FlushInterval:%s Linger:%s LingerBytes:%d Concurrency:%d DestinationConcurrency:%d MaxRPS:%v Timeout:%s MinBackoff:%s MaxBackoff:%s ParkAfter:%s ParkAbove:%d}",
+		o.Endpoint, key, o.Accounts, o.BatchSize, o.BatchBytes, o.FlushInterval, o.Linger, o.LingerBytes, o.Concurrency, o.DestinationConcurrency, o.MaxRPS, o.Timeout, o.MinBackoff, o.MaxBackoff, o.ParkAfter, o.ParkAbove)
 }
 
 // Validate reports every field that is out of range. Zero values are valid
@@ -243,6 +257,9 @@ func (o Options) Validate() error {
 	if o.Concurrency < 0 {
 		bad("Concurrency %d is negative", o.Concurrency)
 	}
+	if o.LingerBytes < 0 {
+		bad("LingerBytes %d is negative", o.LingerBytes)
+	}
 	if o.SystemicRejects < 0 {
 		bad("SystemicRejects %d is negative", o.SystemicRejects)
 	}
@@ -274,6 +291,9 @@ func (o Options) withDefaults() Options {
 		if o.Accounts {
 			o.Linger = max(DefaultAccountLinger, o.FlushInterval)
 		}
+	}
+	if o.LingerBytes == 0 {
+		o.LingerBytes = DefaultLingerBytes
 	}
 	if o.Concurrency == 0 {
 		o.Concurrency = DefaultConcurrency

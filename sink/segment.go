@@ -133,6 +133,7 @@ type Segment struct {
 	perDest  int           // Options.DestinationConcurrency
 	interval time.Duration // between requests of one destination; 0 without MaxRPS
 	sem      chan struct{} // one token per request in flight (Concurrency)
+	posts    chan postJob  // to the request goroutines (send.go)
 	wg       sync.WaitGroup
 
 	// Destinations: the dispatcher owns the map and writes it under
@@ -174,6 +175,7 @@ func NewSegment(o Options) (*Segment, error) {
 		maxHeld:         int64(o.BatchSize*o.Concurrency + o.BatchSize),
 		perDest:         o.DestinationConcurrency,
 		sem:             make(chan struct{}, o.Concurrency),
+		posts:           make(chan postJob),
 		dests:           make(map[Destination]*dest),
 		kick:            make(chan struct{}, 1),
 		idleAfter:       idleAfter,

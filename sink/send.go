@@ -224,9 +224,52 @@ func withLast(reason, last error) error {
 	return fmt.Errorf("%w (last attempt: %v)", reason, last)
 }
 
-// post makes one attempt. It aborts the request when ctx ends, after
+// post makes one attempt, on one of the dispatcher's request goroutines
+// (see posters). It aborts the request when ctx ends, after
 // Options.Timeout, or when every message of b has been cancelled.
 func (s *Segment) post(ctx context.Context, b *batch) answer {
+	if b.out == nil {
+		b.out = make(chan answer, 1)
+	}
+	select {
+	case s.posts <- postJob{ctx: ctx, b: b}:
+		return <-b.out
+	case <-ctx.Done():
+		return answer{label: "canceled", err: ctx.Err()}
+	}
+}
+
+// postJob is one attempt handed to a request goroutine.
+type postJob struct {
+	ctx context.Context
+	b   *batch
+}
+
+// posters runs n request goroutines until stop is closed, and returns when
+// they have. A request goes through a dozen net/http frames: on a
+// goroutine of its own (one per batch) it would grow that goroutine's
+// stack, copying it, for every request; these keep their grown stacks.
+// The delivery goroutines hand them their attempts (post), so a batch
+// waiting for a retry still holds no goroutine that requests need.
+func (s *Segment) posters(n int, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case j := <-s.posts:
+					j.b.out <- s.attempt(j.ctx, j.b)
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// attempt makes one attempt of b: post's work.
+func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 	rctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	watched := s.watchCanceled(rctx, cancel, b.msgs)
