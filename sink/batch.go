@@ -281,9 +281,7 @@ func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
 	if d.cur == nil {
 		s.setCur(d, s.newBatch(d, d.bodyHint))
 		d.curFirst, d.curDue = now, now.Add(s.o.Linger)
-		if s.lingers() {
-			s.linger.young.push(d, now)
-		}
+		s.keepYoung(d)
 	}
 	s.addCur(d, m)
 	if reason := s.parkReason(d, now); reason != "" {
@@ -327,6 +325,7 @@ func (s *Segment) poll(ctx context.Context, d *dest, now time.Time) {
 		at = time.Unix(0, d.readyNs.Load())
 	case !due && d.cur != nil:
 		at = d.curDue
+		s.keepYoung(d)
 	}
 	if !at.IsZero() && (d.schedAt.IsZero() || at.Before(d.schedAt)) {
 		d.schedAt = at

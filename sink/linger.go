@@ -29,8 +29,8 @@ import (
 // message, as without lingering, and the batches that are past it go
 // oldest first. So a batch never goes earlier than without lingering
 // (FlushInterval), never later than Linger, and a stalled caller waits at
-// most stallGap (or until its oldest batch is FlushInterval old) for the
-// sink to make room, whatever the number of destinations.
+// most stallGap (FlushInterval) for the sink to make room, whatever the
+// number of destinations.
 //
 // The dispatcher keeps its partial batches in the order of their first
 // message (young): with one Linger for all, that is also the order of
@@ -38,14 +38,19 @@ import (
 // sorting. Entries are not removed when their batch goes (full, due, or
 // parked); an entry is current while its destination's batch is the one
 // it was made for (same first message time), and others are dropped when
-// they reach the front.
+// they reach the front. A batch that flushOldest took out of line while
+// its destination could not send goes back in line at the end if it is
+// not due once it can (keepYoung): it is then older than some behind it,
+// and at most FlushInterval late for that.
 
 // stallGap is how long the dispatcher's intake must pause to count as a
-// stall: long against the gaps between the messages of a busy caller
-// (microseconds), short against FlushInterval.
-func stallGap(flush time.Duration) time.Duration {
-	return max(flush/10, time.Millisecond)
-}
+// stall: FlushInterval. The gaps between the messages of a busy caller
+// are microseconds, but on a busy machine its goroutines may wait tens of
+// milliseconds for a CPU, and a stall seen where there is none sends
+// small batches. A caller that really is blocked waits FlushInterval per
+// stall, which against the records its caps hold is little: LingerBytes,
+// not this, is what keeps it flowing under a backlog.
+func stallGap(flush time.Duration) time.Duration { return flush }
 
 // lingerState is the dispatcher's: its partial batches by age, and when it
 // last took a message.
@@ -75,6 +80,7 @@ func (y *youngBatches) push(d *dest, first time.Time) {
 		y.q, y.head = y.q[:n], 0
 	}
 	y.q = append(y.q, youngBatch{d: d, first: first})
+	d.youngFirst = first
 }
 
 // front returns the oldest entry whose batch is still partial, dropping the
@@ -91,6 +97,9 @@ func (y *youngBatches) front() (youngBatch, bool) {
 }
 
 func (y *youngBatches) pop() {
+	if e := y.q[y.head]; e.d.youngFirst.Equal(e.first) {
+		e.d.youngFirst = time.Time{}
+	}
 	y.q[y.head] = youngBatch{}
 	y.head++
 	if y.head == len(y.q) {
@@ -99,6 +108,9 @@ func (y *youngBatches) pop() {
 }
 
 func (y *youngBatches) reset() {
+	for _, e := range y.q[y.head:] {
+		e.d.youngFirst = time.Time{}
+	}
 	clear(y.q)
 	y.q, y.head = y.q[:0], 0
 }
@@ -122,6 +134,18 @@ func (s *Segment) takeCur(d *dest) *batch {
 	d.cur = nil
 	s.linger.bytes -= b.size
 	return b
+}
+
+// keepYoung gives d's partial batch an entry in the age order if it has
+// none: a batch that flushOldest took out of it and that could not go then
+// (pacing, DestinationConcurrency), and is not due now that its
+// destination may send, goes back in line, so that the next pressure
+// finds it. A batch that is due and waits for its destination has a wakeup
+// of its own (the timer heap, or notify), so it needs none.
+func (s *Segment) keepYoung(d *dest) {
+	if s.lingers() && d.cur != nil && !d.youngFirst.Equal(d.curFirst) {
+		s.linger.young.push(d, d.curFirst)
+	}
 }
 
 // lingers reports whether partial batches may wait past FlushInterval.

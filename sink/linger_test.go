@@ -147,7 +147,7 @@ func (r *lingerRig) curBytes() int {
 	return n
 }
 
-func TestLingerWhileMessagesFlowThenOldestFirst(t *testing.T) {
+func TestLingerWhileMessagesFlowUntilTheIntakeStalls(t *testing.T) {
 	r := newLingerRig(t, nil)
 	s := r.s
 	t0 := time.Now()
@@ -157,49 +157,49 @@ func TestLingerWhileMessagesFlowThenOldestFirst(t *testing.T) {
 	// FlushInterval old, but messages keep coming (the last 5ms ago): a
 	// lingers.
 	s.poll(r.ctx, a, t0.Add(100*time.Millisecond))
+	s.flushOldest(r.ctx, t0.Add(100*time.Millisecond))
 	if a.cur == nil {
 		t.Fatal("a's batch went at FlushInterval while messages kept coming; want it to linger")
 	}
 	// It is due under pressure once the intake has been still for the
 	// stall gap after the last message.
-	if got, want := s.pressureAt(), t0.Add(95*time.Millisecond+s.linger.stall); !got.Equal(want) {
-		t.Errorf("pressureAt = t0+%s, want t0+%s", got.Sub(t0), want.Sub(t0))
+	stalled := t0.Add(95*time.Millisecond + s.linger.stall)
+	if got := s.pressureAt(); !got.Equal(stalled) {
+		t.Errorf("pressureAt = t0+%s, want t0+%s", got.Sub(t0), stalled.Sub(t0))
 	}
-	// Stalled: the batches FlushInterval old go, oldest first; b, younger,
-	// stays.
-	s.flushOldest(r.ctx, t0.Add(95*time.Millisecond+s.linger.stall))
-	if a.cur != nil {
-		t.Fatal("a's batch still lingers after the intake stalled")
+	s.flushOldest(r.ctx, stalled.Add(-time.Millisecond))
+	if a.cur == nil {
+		t.Fatal("a's batch went before the intake had been still for the stall gap")
 	}
-	if b.cur == nil {
-		t.Fatal("b's batch went under pressure before it was FlushInterval old")
+	// Stalled: the batches FlushInterval old go.
+	s.flushOldest(r.ctx, stalled)
+	if a.cur != nil || b.cur != nil {
+		t.Fatal("a batch still lingers after the intake stalled")
 	}
-	r.delivered("a-1")
-	if got, want := s.pressureAt(), b.curFirst.Add(s.o.FlushInterval); !got.Equal(want) {
-		t.Errorf("pressureAt = t0+%s, want b's first + FlushInterval, t0+%s", got.Sub(t0), want.Sub(t0))
-	}
+	r.delivered("a-1", "b-1")
 
 	// Linger bounds the wait even while messages keep coming.
-	late := b.curFirst.Add(s.o.Linger)
-	c := r.accept("c", "c-1", late.Add(-time.Millisecond))
-	s.poll(r.ctx, b, late)
-	if b.cur != nil {
-		t.Fatal("b's batch still lingers Linger after its first message")
+	c := r.accept("c", "c-1", stalled.Add(time.Second))
+	late := c.curFirst.Add(s.o.Linger)
+	r.accept("a", "a-2", late.Add(-time.Millisecond))
+	s.poll(r.ctx, c, late)
+	if c.cur != nil {
+		t.Fatal("c's batch still lingers Linger after its first message")
 	}
-	r.delivered("b-1")
-	if c.cur == nil {
-		t.Fatal("c's batch went at once")
+	r.delivered("c-1")
+	if a.cur == nil {
+		t.Fatal("a's new batch went at once")
 	}
 	if got, want := s.linger.bytes, r.curBytes(); got != want {
 		t.Errorf("lingering bytes counted %d, want %d (the partial batches')", got, want)
 	}
 	s.flushOldest(r.ctx, late.Add(time.Hour))
-	r.delivered("c-1")
+	r.delivered("a-2")
 	if s.linger.bytes != 0 {
 		t.Errorf("lingering bytes counted %d with no partial batch left, want 0", s.linger.bytes)
 	}
-	if n := r.srv.Requests(); n != 3 {
-		t.Errorf("%d requests, want 3", n)
+	if n := r.srv.Requests(); n != 4 {
+		t.Errorf("%d requests, want 4", n)
 	}
 }
 
