@@ -23,6 +23,8 @@ const (
 	sentAtFmt   = "2006-01-02T15:04:05.000Z"
 	// envelope is what a body holds besides its messages and their commas.
 	envelope = len(bodyHead) + len(bodyTail) + sentAtWidth + len(bodyEnd)
+	// sealLen is what seal appends.
+	sealLen = len(bodyTail) + sentAtWidth + len(bodyEnd)
 
 	// libraryVersion names this sender in context.library, as analytics-go
 	// names itself there; Segment shows it in the debugger.
@@ -67,15 +69,43 @@ func classFor(n int) int {
 // from the pool, and writes the body's head. hint is a guess (the
 // destination's last body size); the buffer grows past it if need be.
 func (s *Segment) newBatch(d *dest, hint int) *batch {
-	c := classFor(hint)
-	b, ok := s.pool[c].Get().(*batch)
-	if !ok {
-		size := minBatchBuf << c
-		b = &batch{buf: make([]byte, 0, size), msgs: make([]Message, 0, min(max(s.o.BatchSize, 1), size/256))}
-	}
+	b := s.pooled(classFor(hint))
 	b.d = d
 	b.reset()
 	return b
+}
+
+// pooled returns a batch of class c from the pool, or a new one.
+func (s *Segment) pooled(c int) *batch {
+	if b, ok := s.pool[c].Get().(*batch); ok {
+		return b
+	}
+	size := minBatchBuf << c
+	return &batch{buf: make([]byte, 0, size), msgs: make([]Message, 0, min(max(s.o.BatchSize, 1), size/256))}
+}
+
+// reserve makes room in b's body buffer for n more bytes, taking a buffer
+// of a larger class from the pool and giving the smaller one back, rather
+// than growing it by append, which allocates and leaves the old one to the
+// garbage collector (a partial batch often outgrows its destination's last
+// body while it lingers).
+func (s *Segment) reserve(b *batch, n int) {
+	need := len(b.buf) + n
+	if need <= cap(b.buf) || need > 2*MaxBatchBytes {
+		return
+	}
+	nb := s.pooled(classFor(need))
+	if cap(nb.buf) < need {
+		s.pool[classFor(need)].Put(nb)
+		return // beyond the largest class: append grows it
+	}
+	nb.buf = append(nb.buf[:0], b.buf...)
+	if cap(nb.msgs) >= len(b.msgs) {
+		nb.msgs = append(nb.msgs[:0], b.msgs...)
+		b.msgs, nb.msgs = nb.msgs, b.msgs
+	}
+	b.buf, nb.buf = nb.buf, b.buf
+	s.release(nb)
 }
 
 // release returns b to the pool of its buffer's class. It drops the

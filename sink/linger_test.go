@@ -2,6 +2,7 @@ package sink
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"sync"
@@ -354,4 +355,57 @@ func TestBatchBuffersSizedByHint(t *testing.T) {
 			}
 		}
 	}
+}
+
+func TestReserveKeepsTheBody(t *testing.T) {
+	s := &Segment{o: Options{BatchSize: 2500}}
+	b := s.newBatch(nil, 0)
+	var want []string
+	for i := range 3000 {
+		js := fmt.Appendf(nil, `{"type":"track","messageId":"m-%04d","pad":"%s"}`, i, strings.Repeat("x", i%200))
+		if !b.fits(Message{JSON: js}, MaxBatchBytes) {
+			break
+		}
+		before := cap(b.buf)
+		s.reserve(b, 1+len(js)+sealLen)
+		if cap(b.buf) < len(b.buf)+1+len(js)+sealLen {
+			t.Fatalf("after reserve the buffer holds %d bytes, want room for %d more than %d", cap(b.buf), 1+len(js)+sealLen, len(b.buf))
+		}
+		if cap(b.buf) != before && cap(b.buf)&(cap(b.buf)-1) != 0 {
+			t.Errorf("grown buffer of %d bytes is not a pool class", cap(b.buf))
+		}
+		b.add(Message{ID: fmt.Sprint(i), JSON: js})
+		want = append(want, fmt.Sprintf("m-%04d", i))
+	}
+	b.seal()
+	stamp(b.buf, time.Now())
+	ids, ok := messageIDsOf(b.buf)
+	if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
+		t.Fatalf("body after growing is not the %d messages in order (ok %v, got %d ids)", len(want), ok, len(ids))
+	}
+	if len(b.msgs) != len(want) {
+		t.Errorf("%d messages listed, want %d", len(b.msgs), len(want))
+	}
+	for i, m := range b.msgs {
+		if m.ID != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q, want %q", i, m.ID, fmt.Sprint(i))
+		}
+	}
+}
+
+// messageIDsOf returns the messageIds of a batch body, in order.
+func messageIDsOf(body []byte) ([]string, bool) {
+	var v struct {
+		Batch []struct {
+			MessageID string `json:"messageId"`
+		} `json:"batch"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, false
+	}
+	ids := make([]string, len(v.Batch))
+	for i, m := range v.Batch {
+		ids[i] = m.MessageID
+	}
+	return ids, true
 }
