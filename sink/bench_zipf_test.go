@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"runtime/metrics"
 	"sort"
 	"sync"
@@ -192,6 +193,119 @@ func sampleHeap(peak *int64) (stop func()) {
 				return
 			case <-t.C:
 				read()
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// BenchmarkOutageZipf is the accounts-mode workload of BenchmarkDeliverZipf
+// during an outage of every destination (503 for zipfOutage), parking
+// after ParkAfter as the service does, then the outage ends and the
+// backlog drains. It reports the peak of the live heap and of the
+// goroutines during the outage and after it, so that "flat" can be read
+// off: the consumer's caps bound the messages, and nothing per batch or
+// destination may grow with the outage's length.
+func BenchmarkOutageZipf(b *testing.B) {
+	const zipfOutage, parkAfter = 10 * time.Second, 3 * time.Second
+	keys := make([]string, zipfAccounts)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("bench-key-%04d", i)
+	}
+	srv := segmenttest.NewServer(testKey, segmenttest.WithoutBodies(), segmenttest.WithWriteKeys(keys...))
+	defer srv.Close()
+	s, err := sink.NewSegment(sink.Options{Endpoint: srv.URL(), Accounts: true, ParkAfter: parkAfter, MaxBackoff: time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var run sync.WaitGroup
+	run.Go(func() { _ = s.Run(ctx) })
+	defer func() { cancel(); run.Wait() }()
+	dests := make([]sink.Destination, zipfAccounts)
+	for i := range dests {
+		dests[i] = sink.Destination{Account: fmt.Sprintf("acct-%04d", i), WriteKey: keys[i], Endpoint: srv.URL()}
+	}
+	cdf := make([]float64, zipfAccounts)
+	sum := 0.0
+	for k := range cdf {
+		sum += 1 / float64(k+1)
+		cdf[k] = sum
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	js := track("3f1c2b9e-8d4a-4b7e-9c1d-000000000000", 180)
+	slots := semaphore.NewWeighted(zipfMaxInFlight)
+	bytesCap := semaphore.NewWeighted(zipfMaxInFlightBytes)
+	var parked atomic.Int64
+	var peakOutage, peakAfter int64
+	var goOutage, goAfter int
+	b.ResetTimer()
+	for range b.N {
+		srv.SetOutage(503)
+		stopSampling := sampleHeap(&peakOutage)
+		stopG := sampleGoroutines(&goOutage)
+		end := time.Now().Add(zipfOutage)
+		var wg sync.WaitGroup
+		send := func() {
+			w := int64(zipfOverhead + 3*len(js))
+			if err := slots.Acquire(ctx, 1); err != nil {
+				b.Fatal(err)
+			}
+			if err := bytesCap.Acquire(ctx, w); err != nil {
+				b.Fatal(err)
+			}
+			wg.Add(1)
+			k := min(sort.SearchFloat64s(cdf, rng.Float64()*sum), zipfAccounts-1)
+			if err := s.Enqueue(ctx, sink.Message{ID: "bench", JSON: js, Destination: dests[k], Done: func(r sink.Result) {
+				if r.Outcome == sink.Parked {
+					parked.Add(1)
+				}
+				bytesCap.Release(w)
+				slots.Release(1)
+				wg.Done()
+			}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for time.Now().Before(end) {
+			send()
+		}
+		stopSampling()
+		stopG()
+		srv.ClearOutage()
+		stopSampling = sampleHeap(&peakAfter)
+		stopG = sampleGoroutines(&goAfter)
+		for range zipfMessages / 4 {
+			send()
+		}
+		wg.Wait()
+		stopSampling()
+		stopG()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(peakOutage)/(1<<20), "outage-peak-heap-MB")
+	b.ReportMetric(float64(peakAfter)/(1<<20), "after-peak-heap-MB")
+	b.ReportMetric(float64(goOutage), "outage-peak-goroutines")
+	b.ReportMetric(float64(goAfter), "after-peak-goroutines")
+	b.ReportMetric(float64(parked.Load())/float64(b.N), "parked")
+}
+
+// sampleGoroutines records the peak number of goroutines into *peak every
+// 5 ms until the returned func is called.
+func sampleGoroutines(peak *int) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if n := runtime.NumGoroutine(); n > *peak {
+				*peak = n
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
 			}
 		}
 	})
