@@ -16,11 +16,8 @@ import (
 // the dispatcher is under pressure when
 //
 //   - its partial batches hold more than LingerBytes of body, which
-//     leaves the rest of the caller's budget for the messages on their way
-//     (sized against the consumer's MaxInFlightBytes: without it, the
-//     caps fill with lingering messages of small destinations, and the
-//     few that still arrive, for the large ones, keep the intake from
-//     looking stalled while it crawls);
+//     leaves the rest of the caller's budget for the messages on their
+//     way, so that under a backlog the caller need not stall at all;
 //   - no message has been taken for stallGap: the caller is blocked (its
 //     caps are smaller than LingerBytes suggests) or has nothing more; or
 //   - the sink holds maxHeld messages and takes no more itself.
