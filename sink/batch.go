@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -22,6 +23,8 @@ const (
 	sentAtFmt   = "2006-01-02T15:04:05.000Z"
 	// envelope is what a body holds besides its messages and their commas.
 	envelope = len(bodyHead) + len(bodyTail) + sentAtWidth + len(bodyEnd)
+	// sealLen is what seal appends.
+	sealLen = len(bodyTail) + sentAtWidth + len(bodyEnd)
 
 	// libraryVersion names this sender in context.library, as analytics-go
 	// names itself there; Segment shows it in the debugger.
@@ -34,37 +37,98 @@ const (
 type batch struct {
 	d    *dest // where it goes
 	msgs []Message
-	buf  []byte // head and messages, and after seal the tail
-	size int    // body length if sealed now
+	buf  []byte      // head and messages, and after seal the tail
+	size int         // body length if sealed now
+	out  chan answer // capacity 1: the answer of the attempt posted (post)
 	// report takes the outcomes that write something (Delivered,
 	// Rejected, Parked) of a half of a split batch, to keep them in the
 	// batch's order (see split); nil: Segment.finish at once.
 	report func(m Message, r Result)
 }
 
-// newBatch takes an empty batch from the pool and writes the body's head.
-func (s *Segment) newBatch(d *dest) *batch {
-	b, ok := s.pool.Get().(*batch)
-	if !ok {
-		b = &batch{buf: make([]byte, 0, 64<<10), msgs: make([]Message, 0, min(s.o.BatchSize, 64))}
+// Pooled batches come in size classes of their body buffer, from
+// minBatchBuf (4 KiB) doubling to 512 KiB, which holds the largest body
+// (MaxBatchBytes): in accounts mode most destinations send a few messages
+// per request, and a body buffer sized for the largest batch for each of
+// a thousand of them is most of the heap and of the garbage collector's
+// work (docs/performance.md).
+const (
+	minBatchBuf  = 4 << 10
+	batchClasses = 8 // minBatchBuf << 7 = 512 KiB ≥ MaxBatchBytes
+)
+
+// batchPool keeps released batches by the capacity of their body buffer.
+type batchPool [batchClasses]sync.Pool // *batch
+
+// classFor is the smallest class whose buffers hold n bytes.
+func classFor(n int) int {
+	c := 0
+	for c < batchClasses-1 && minBatchBuf<<c < n {
+		c++
 	}
+	return c
+}
+
+// newBatch takes an empty batch whose body buffer holds about hint bytes
+// from the pool, and writes the body's head. hint is a guess (the
+// destination's last body size); the buffer grows past it if need be.
+func (s *Segment) newBatch(d *dest, hint int) *batch {
+	b := s.pooled(classFor(hint))
 	b.d = d
 	b.reset()
 	return b
 }
 
-// release returns b to the pool. It drops the references to the messages
-// (their Done closures and JSON belong to the caller), and does not keep
-// buffers that grew past what a batch can need.
+// pooled returns a batch of class c from the pool, or a new one.
+func (s *Segment) pooled(c int) *batch {
+	if b, ok := s.pool[c].Get().(*batch); ok {
+		return b
+	}
+	size := minBatchBuf << c
+	return &batch{buf: make([]byte, 0, size), msgs: make([]Message, 0, min(max(s.o.BatchSize, 1), size/256))}
+}
+
+// reserve makes room in b's body buffer for n more bytes, taking a buffer
+// of a larger class from the pool and giving the smaller one back, rather
+// than growing it by append, which allocates and leaves the old one to the
+// garbage collector (a partial batch often outgrows its destination's last
+// body while it lingers).
+func (s *Segment) reserve(b *batch, n int) {
+	need := len(b.buf) + n
+	if need <= cap(b.buf) || need > 2*MaxBatchBytes {
+		return
+	}
+	nb := s.pooled(classFor(need))
+	if cap(nb.buf) < need {
+		s.pool[classFor(need)].Put(nb)
+		return // beyond the largest class: append grows it
+	}
+	nb.buf = append(nb.buf[:0], b.buf...)
+	if cap(nb.msgs) >= len(b.msgs) {
+		nb.msgs = append(nb.msgs[:0], b.msgs...)
+		b.msgs, nb.msgs = nb.msgs, b.msgs
+	}
+	b.buf, nb.buf = nb.buf, b.buf
+	s.release(nb)
+}
+
+// release returns b to the pool of its buffer's class. It drops the
+// references to the messages (their Done closures and JSON belong to the
+// caller), and does not keep buffers that grew past what a batch can need.
 func (s *Segment) release(b *batch) {
 	clear(b.msgs)
 	b.msgs = b.msgs[:0]
 	b.d = nil
 	b.report = nil
-	if cap(b.buf) > 2*MaxBatchBytes {
+	n := cap(b.buf)
+	if n > 2*MaxBatchBytes || n < minBatchBuf {
 		return
 	}
-	s.pool.Put(b)
+	c := batchClasses - 1
+	for minBatchBuf<<c > n {
+		c--
+	}
+	s.pool[c].Put(b)
 }
 
 // reset empties the body, keeping the messages.
@@ -126,7 +190,11 @@ func stamp(body []byte, t time.Time) {
 // encode builds a sealed batch for msgs. The batcher builds bodies message by
 // message; this is for the rare rebuilds after a split or a cancellation.
 func (s *Segment) encode(d *dest, msgs []Message) *batch {
-	b := s.newBatch(d)
+	n := envelope
+	for _, m := range msgs {
+		n += len(m.JSON) + 1
+	}
+	b := s.newBatch(d, n)
 	for _, m := range msgs {
 		b.add(m)
 	}
@@ -150,7 +218,8 @@ func check(m Message) *RejectedError {
 
 // batchLoop is the dispatcher. It takes messages off the queue into their
 // destination's current batch, and hands a batch to a delivery goroutine
-// when it is full or FlushInterval old, if its destination may send: fewer
+// when it is full or due (FlushInterval old under pressure, Linger old in
+// any case: linger.go), if its destination may send: fewer
 // than DestinationConcurrency of its batches are out, and its pacing
 // (MaxRPS) and any Retry-After allow a request now. A destination at its
 // pacing cap keeps filling its batch up to Segment's limits instead of
@@ -164,11 +233,21 @@ func (s *Segment) batchLoop(ctx context.Context) {
 	var timerAt time.Time // zero while the timer is not armed
 	sweep := time.NewTicker(s.idleAfter / 2)
 	defer sweep.Stop()
+	// The request goroutines outlive nothing: a delivery that posts after
+	// they stopped finds ctx done (this loop returns only then).
+	stop := make(chan struct{})
+	var posters sync.WaitGroup
+	posters.Go(func() { s.posters(s.o.Concurrency, stop) })
+	defer func() { close(stop); posters.Wait() }()
 	var attn []*dest
 	var in []Message // taken off the queue, being accepted
 	for {
 		if len(s.wake) > 0 && (timerAt.IsZero() || s.wake[0].at.Before(timerAt)) {
 			timerAt = s.wake[0].at
+			timer.Reset(time.Until(timerAt))
+		}
+		if at := s.pressureAt(); !at.IsZero() && (timerAt.IsZero() || at.Before(timerAt)) {
+			timerAt = at
 			timer.Reset(time.Until(timerAt))
 		}
 		var ready <-chan struct{}
@@ -200,6 +279,7 @@ func (s *Segment) batchLoop(ctx context.Context) {
 					s.poll(ctx, w.d, now)
 				}
 			}
+			s.flushOldest(ctx, now)
 		case <-s.kick:
 			attn = s.takeAttention(attn)
 			now := time.Now()
@@ -224,6 +304,7 @@ func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
 		s.finish(nil, m, Result{Outcome: Abandoned, Err: ErrCanceled})
 		return
 	}
+	s.linger.lastIn = now
 	d := s.lookup(m.Destination)
 	d.lastUsed = now
 	if d.parked.Load() && !m.Retry {
@@ -237,20 +318,24 @@ func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
 		limit = MaxBatchSize // at its pacing cap: fill up instead of queueing requests
 	}
 	if d.cur != nil && (len(d.cur.msgs) >= limit || !d.cur.fits(m, s.o.BatchBytes)) {
-		if len(d.pending) > 0 || !s.send(ctx, d, d.cur, now) {
-			d.pending = append(d.pending, d.cur)
+		b := s.takeCur(d)
+		if len(d.pending) > 0 || !s.send(ctx, d, b, now) {
+			d.pending = append(d.pending, b)
 		}
-		d.cur = nil
 	}
 	if d.cur == nil {
-		d.cur = s.newBatch(d)
-		d.curDue = now.Add(s.o.FlushInterval)
+		s.setCur(d, s.newBatch(d, d.bodyHint))
+		d.curFirst, d.curDue = now, now.Add(s.o.Linger)
+		s.keepYoung(d)
 	}
-	d.cur.add(m)
+	s.addCur(d, m)
 	if reason := s.parkReason(d, now); reason != "" {
 		s.park(d, now, reason)
 	}
 	s.poll(ctx, d, now)
+	if s.linger.bytes > s.o.LingerBytes {
+		s.flushOldest(ctx, now)
+	}
 }
 
 // poll hands d's batches that are due to delivery goroutines while d may
@@ -270,10 +355,10 @@ func (s *Segment) poll(ctx context.Context, d *dest, now time.Time) {
 		d.pending = nil // let the array go
 	}
 	due := len(d.pending) > 0
-	if d.cur != nil && (len(d.cur.msgs) >= s.o.BatchSize || !now.Before(d.curDue)) {
-		if !due && s.send(ctx, d, d.cur, now) {
-			d.cur = nil
-		} else {
+	if d.cur != nil && s.curDue(d, now) {
+		b := s.takeCur(d) // before send: then b is the delivery goroutine's
+		if due || !s.send(ctx, d, b, now) {
+			s.setCur(d, b) // not sent: it stays, and is due
 			due = true
 		}
 	}
@@ -285,6 +370,7 @@ func (s *Segment) poll(ctx context.Context, d *dest, now time.Time) {
 		at = time.Unix(0, d.readyNs.Load())
 	case !due && d.cur != nil:
 		at = d.curDue
+		s.keepYoung(d)
 	}
 	if !at.IsZero() && (d.schedAt.IsZero() || at.Before(d.schedAt)) {
 		d.schedAt = at
@@ -298,6 +384,7 @@ func (s *Segment) send(ctx context.Context, d *dest, b *batch, now time.Time) bo
 		return false
 	}
 	b.seal()
+	d.bodyHint = len(b.buf)
 	d.live.Add(1)
 	s.wg.Go(func() {
 		s.deliver(ctx, b)
@@ -317,7 +404,7 @@ func (s *Segment) parkHeld(d *dest) {
 		for _, m := range b.msgs {
 			if m.Retry {
 				if kept == nil {
-					kept = s.newBatch(d)
+					kept = s.newBatch(d, 0)
 				}
 				kept.add(m)
 				continue
@@ -336,12 +423,16 @@ func (s *Segment) parkHeld(d *dest) {
 	clear(d.pending[len(pending):])
 	d.pending = pending
 	if d.cur != nil {
-		d.cur = keep(d.cur)
+		if k := keep(s.takeCur(d)); k != nil {
+			s.setCur(d, k)
+		}
 	}
 }
 
 // abandonHeld finishes what the dispatcher holds when Run's context ends.
 func (s *Segment) abandonHeld() {
+	s.linger.young.reset()
+	s.linger.bytes = 0
 	for _, d := range s.dests {
 		for _, b := range d.pending {
 			s.abandon(d, b.msgs, ErrClosed)

@@ -18,7 +18,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 	var size int
 	b.ReportAllocs()
 	for b.Loop() {
-		bt := s.newBatch(nil)
+		bt := s.newBatch(nil, 0)
 		for _, m := range msgs {
 			if !bt.fits(m, s.o.BatchBytes) {
 				b.Fatal("batch overflow")

@@ -93,11 +93,16 @@ type dest struct {
 
 	// Owned by the dispatcher.
 	cur      *batch
-	curDue   time.Time // when cur must go even if not full
-	pending  []*batch  // not sealed; waiting for a send slot, oldest first
-	lastUsed time.Time
-	schedAt  time.Time // its entry in the dispatcher's timer heap; zero if none
-	drained  bool      // its waiting messages were parked since it was parked
+	curFirst time.Time // when cur's first message was taken
+	curDue   time.Time // when cur must go even if not full: Linger after curFirst
+	// youngFirst is the curFirst of d's entry in the dispatcher's age
+	// order (linger.go), zero if it has none.
+	youngFirst time.Time
+	pending    []*batch // not sealed; waiting for a send slot, oldest first
+	lastUsed   time.Time
+	schedAt    time.Time // its entry in the dispatcher's timer heap; zero if none
+	drained    bool      // its waiting messages were parked since it was parked
+	bodyHint   int       // body bytes of its last batch sent: the next one's buffer size
 
 	live      atomic.Int32 // batches handed to a delivery goroutine, not finished
 	waiting   atomic.Int64 // messages held: in cur, pending and live batches

@@ -166,7 +166,7 @@ func TestBody(t *testing.T) {
 
 func TestFits(t *testing.T) {
 	s := &Segment{o: Options{BatchSize: 10}}
-	b := s.newBatch(nil)
+	b := s.newBatch(nil, 0)
 	m := Message{JSON: make([]byte, 100)}
 	limit := envelope + 100 + 1 + 100
 	if !b.fits(m, 10) {

@@ -141,7 +141,7 @@ type Segment struct {
 	o    Options // with defaults applied
 	log  zerolog.Logger
 	m    *metrics
-	pool sync.Pool // *batch, with their bodies and message lists
+	pool batchPool // *batch by body buffer size, with their bodies and message lists
 
 	queue    queue
 	held     atomic.Int64  // messages taken off the queue and not finished
@@ -149,6 +149,7 @@ type Segment struct {
 	perDest  int           // Options.DestinationConcurrency
 	interval time.Duration // between requests of one destination; 0 without MaxRPS
 	sem      chan struct{} // one token per request in flight (Concurrency)
+	posts    chan postJob  // to the request goroutines (send.go)
 	wg       sync.WaitGroup
 
 	// Destinations: the dispatcher owns the map and writes it under
@@ -157,6 +158,7 @@ type Segment struct {
 	destMu          sync.RWMutex
 	last            *dest // the dispatcher's last lookup
 	wake            wakeups
+	linger          lingerState   // the dispatcher's (linger.go)
 	kick            chan struct{} // capacity 1: something in attn
 	attnMu          sync.Mutex
 	attn            []*dest
@@ -187,12 +189,14 @@ func NewSegment(o Options) (*Segment, error) {
 		maxHeld:         int64(o.BatchSize*o.Concurrency + o.BatchSize),
 		perDest:         o.DestinationConcurrency,
 		sem:             make(chan struct{}, o.Concurrency),
+		posts:           make(chan postJob),
 		dests:           make(map[Destination]*dest),
 		kick:            make(chan struct{}, 1),
 		idleAfter:       idleAfter,
 		parkedIdleAfter: parkedIdleAfter,
 		stopping:        make(chan struct{}),
 		sys:             systemic{limit: o.SystemicRejects},
+		linger:          lingerState{stall: stallGap(o.FlushInterval)},
 	}
 	if o.MaxRPS > 0 {
 		s.interval = time.Duration(float64(time.Second) / o.MaxRPS)

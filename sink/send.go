@@ -8,8 +8,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -286,9 +289,52 @@ func withLast(reason, last error) error {
 	return fmt.Errorf("%w (last attempt: %v)", reason, last)
 }
 
-// post makes one attempt. It aborts the request when ctx ends, after
+// post makes one attempt, on one of the dispatcher's request goroutines
+// (see posters). It aborts the request when ctx ends, after
 // Options.Timeout, or when every message of b has been cancelled.
 func (s *Segment) post(ctx context.Context, b *batch) answer {
+	if b.out == nil {
+		b.out = make(chan answer, 1)
+	}
+	select {
+	case s.posts <- postJob{ctx: ctx, b: b}:
+		return <-b.out
+	case <-ctx.Done():
+		return answer{label: "canceled", err: ctx.Err()}
+	}
+}
+
+// postJob is one attempt handed to a request goroutine.
+type postJob struct {
+	ctx context.Context
+	b   *batch
+}
+
+// posters runs n request goroutines until stop is closed, and returns when
+// they have. A request goes through a dozen net/http frames: on a
+// goroutine of its own (one per batch) it would grow that goroutine's
+// stack, copying it, for every request; these keep their grown stacks.
+// The delivery goroutines hand them their attempts (post), so a batch
+// waiting for a retry still holds no goroutine that requests need.
+func (s *Segment) posters(n int, stop <-chan struct{}) {
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for {
+				select {
+				case j := <-s.posts:
+					j.b.out <- s.attempt(j.ctx, j.b)
+				case <-stop:
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// attempt makes one attempt of b: post's work.
+func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 	rctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
 	watched := s.watchCanceled(rctx, cancel, b.msgs)
@@ -296,8 +342,18 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 
 	body := b.buf
 	stamp(body, time.Now())
-	rb := newRequestBody(body)
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, b.d.url, rb)
+	// The body is an io.NopCloser over a bytes.Reader, a type net/http
+	// knows to be in memory: it then writes the headers and a body that
+	// fits its write buffer in one write. Any other type makes it flush
+	// the headers on their own and copy the body through a fresh 32 KiB
+	// buffer (net.genericReadFrom): two writes and an allocation per
+	// request, which in accounts mode (many small requests) was a good
+	// part of their cost.
+	var wrote atomic.Bool
+	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
+		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+	})
+	req, err := http.NewRequestWithContext(rctx, http.MethodPost, b.d.url, io.NopCloser(bytes.NewReader(body)))
 	if err != nil {
 		return answer{label: "error", err: err}
 	}
@@ -310,12 +366,15 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 	}
 	defer func() {
 		// The RoundTripper contract lets the transport read the body
-		// after Do returns, until it closes it. If it has not closed it
-		// yet, leave that buffer to it and go on with a copy, so the
-		// next stamp, a rebuild or the pool never write under its reads.
-		// net/http's HTTP/1 transport closes the body before it flushes
-		// the last bytes, so in steady state this copies nothing.
-		if !rb.closed() {
+		// after Do returns. net/http's transport is done with it when it
+		// reports the request written (WroteRequest: the body was copied
+		// into its write buffer or written, and closed); until then leave
+		// that buffer to it and go on with a copy, so the next stamp, a
+		// rebuild or the pool never write under its reads. The transport
+		// writes the request before it reads the answer, so in steady
+		// state this copies nothing. A RoundTripper that reports nothing
+		// gets a copy every time: slower, never wrong.
+		if !wrote.Load() {
 			b.buf = append(make([]byte, 0, cap(body)), body...)
 		}
 	}()
@@ -347,36 +406,6 @@ func (s *Segment) post(ctx context.Context, b *batch) answer {
 	return a
 }
 
-// requestBody is a request body over a batch's buffer that reports when the
-// transport has closed it: from then on the transport reads it no more.
-type requestBody struct {
-	r    bytes.Reader
-	once sync.Once
-	done chan struct{}
-}
-
-func newRequestBody(b []byte) *requestBody {
-	rb := &requestBody{done: make(chan struct{})}
-	rb.r.Reset(b)
-	return rb
-}
-
-func (rb *requestBody) Read(p []byte) (int, error) { return rb.r.Read(p) }
-
-func (rb *requestBody) Close() error {
-	rb.once.Do(func() { close(rb.done) })
-	return nil
-}
-
-func (rb *requestBody) closed() bool {
-	select {
-	case <-rb.done:
-		return true
-	default:
-		return false
-	}
-}
-
 // read turns a response into an answer and closes its body. A 2xx body is
 // read to the end (up to a bound) so the connection can be reused; an error
 // body is kept in part for logs.
@@ -401,13 +430,20 @@ func (s *Segment) read(resp *http.Response) answer {
 // watchCanceled cancels the request when every message has been cancelled:
 // nobody wants its answer any more, so the sender should not wait up to
 // Timeout for it. The returned func stops the watch and waits for it.
+//
+// The watch starts watchAfter into the request, on a timer: nearly every
+// request is answered before, and a goroutine per request only to be
+// stopped again was a measurable part of the per-request cost in
+// accounts mode (many small requests).
 func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, msgs []Message) func() {
 	chans, all := cancelChans(msgs)
 	if !all {
 		return func() {}
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() {
+	wg.Add(1)
+	t := time.AfterFunc(watchAfter, func() {
+		defer wg.Done()
 		// Every channel closed means every message cancelled; wait for
 		// each in turn.
 		for _, c := range chans {
@@ -420,25 +456,34 @@ func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, 
 		abort()
 	})
 	return func() {
+		if t.Stop() {
+			wg.Done() // it never ran
+			return
+		}
 		abort()
 		wg.Wait()
 	}
 }
 
+// watchAfter is how long a request runs before watchCanceled watches its
+// messages' Cancel channels.
+const watchAfter = 50 * time.Millisecond
+
 // cancelChans returns the distinct Cancel channels of msgs, and whether
-// every message has one. Messages of one partition usually share one.
+// every message has one. Messages of one partition share one, so there are
+// few of them, and runs of one are common: a scan of the ones found so far,
+// the last one first, costs less than a map for each request.
 func cancelChans(msgs []Message) (chans []<-chan struct{}, all bool) {
 	all = true
-	seen := make(map[<-chan struct{}]struct{})
 	for _, m := range msgs {
 		if m.Cancel == nil {
 			all = false
 			continue
 		}
-		if _, ok := seen[m.Cancel]; !ok {
-			seen[m.Cancel] = struct{}{}
-			chans = append(chans, m.Cancel)
+		if n := len(chans); n > 0 && chans[n-1] == m.Cancel || slices.Contains(chans, m.Cancel) {
+			continue
 		}
+		chans = append(chans, m.Cancel)
 	}
 	return chans, all && len(chans) > 0
 }

@@ -117,6 +117,9 @@ func TestAccountsSettings(t *testing.T) {
 	if c.ParkAfter != sink.DefaultParkAfter {
 		t.Errorf("ParkAfter = %s, want %s", c.ParkAfter, sink.DefaultParkAfter)
 	}
+	if c.AccountLinger != sink.DefaultAccountLinger {
+		t.Errorf("AccountLinger = %s, want %s", c.AccountLinger, sink.DefaultAccountLinger)
+	}
 	if c.RetryTopic != "produktly.interactions.retry" {
 		t.Errorf("RetryTopic = %q, want the source topic plus .retry", c.RetryTopic)
 	}

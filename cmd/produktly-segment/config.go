@@ -40,11 +40,13 @@ type config struct {
 	IntegrationsTopic string
 	IntegrationsFile  string
 	// Accounts mode: the EU region's endpoint (Endpoint is the US one),
-	// the requests per second per account, and how long an account may
-	// keep failing before its records are parked.
+	// the requests per second per account, how long an account may
+	// keep failing before its records are parked, and how long a partial
+	// batch may linger (sink.Options.Linger).
 	EUEndpoint    string
 	AccountMaxRPS float64
 	ParkAfter     time.Duration
+	AccountLinger time.Duration
 
 	Endpoint         string
 	BatchSize        int
@@ -134,6 +136,8 @@ func settings() []setting {
 				c.AccountMaxRPS = n
 				return nil
 			}},
+		{env: "SEGMENT_ACCOUNT_LINGER", def: sink.DefaultAccountLinger.String(), help: "accounts mode: longest wait of a partial batch for more records while they keep coming (at least SEGMENT_FLUSH_INTERVAL; fewer, larger requests against latency)",
+			set: dur(func(c *config) *time.Duration { return &c.AccountLinger })},
 		{env: "ACCOUNT_PARK_AFTER", def: sink.DefaultParkAfter.String(), help: "accounts mode: how long an account's deliveries may keep failing before its records are parked to the retry topic",
 			set: dur(func(c *config) *time.Duration { return &c.ParkAfter })},
 		{env: "SEGMENT_BATCH_SIZE", def: strconv.Itoa(sink.DefaultBatchSize), help: fmt.Sprintf("messages per Segment request (1-%d)", sink.MaxBatchSize),

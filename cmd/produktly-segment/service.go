@@ -65,6 +65,9 @@ func newService(c *config, log zerolog.Logger) (*service, error) {
 		}
 		so.Accounts = true
 		so.MaxRPS = c.AccountMaxRPS
+		if c.AccountLinger > 0 { // under SEGMENT_FLUSH_INTERVAL: no lingering, not an error
+			so.Linger = max(c.AccountLinger, c.FlushInterval)
+		}
 		so.ParkAfter = c.ParkAfter
 		so.ParkAbove = parkAbove(c)
 	}

@@ -1,0 +1,411 @@
+package sink
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/produktly/produktly-segment/sink/segmenttest"
+)
+
+func TestLingerDefaults(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    Options
+		want time.Duration
+	}{
+		{"single source: no lingering", Options{WriteKey: "k"}, DefaultFlushInterval},
+		{"single source, own interval", Options{WriteKey: "k", FlushInterval: time.Second}, time.Second},
+		{"accounts", Options{Accounts: true}, DefaultAccountLinger},
+		{"accounts, interval over the default linger", Options{Accounts: true, FlushInterval: 3 * time.Second}, 3 * time.Second},
+		{"set", Options{Accounts: true, Linger: 5 * time.Second}, 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := tc.o.withDefaults()
+			if o.Linger != tc.want {
+				t.Errorf("Linger = %s, want %s", o.Linger, tc.want)
+			}
+			if o.LingerBytes != DefaultLingerBytes {
+				t.Errorf("LingerBytes = %d, want %d", o.LingerBytes, DefaultLingerBytes)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		o    Options
+		want string
+	}{
+		{Options{Accounts: true, Linger: 50 * time.Millisecond}, "Linger 50ms is under FlushInterval 100ms"},
+		{Options{Accounts: true, Linger: time.Second, FlushInterval: 2 * time.Second}, "Linger 1s is under FlushInterval 2s"},
+		{Options{Accounts: true, Linger: -1}, "Linger"},
+		{Options{Accounts: true, LingerBytes: -1}, "LingerBytes"},
+	} {
+		if err := tc.o.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Validate(%v) = %v, want an error containing %q", tc.o, err, tc.want)
+		}
+	}
+	if err := (Options{Accounts: true, Linger: DefaultFlushInterval}).Validate(); err != nil {
+		t.Errorf("Validate with Linger = FlushInterval: %v, want nil", err)
+	}
+}
+
+// lingerRig is a sink whose dispatcher the test drives by hand, with the
+// times it chooses: accept and poll take the time as an argument, so the
+// decisions are the dispatcher's own and no clock or sleep is involved.
+// Batches that go are delivered for real, to a test server.
+type lingerRig struct {
+	t    *testing.T
+	s    *Segment
+	srv  *segmenttest.Server
+	ctx  context.Context
+	done sync.WaitGroup
+	mu   sync.Mutex
+	got  map[string]Outcome
+}
+
+func newLingerRig(t *testing.T, tune func(*Options)) *lingerRig {
+	t.Helper()
+	keys := []string{"wk_a", "wk_b", "wk_c"}
+	srv := segmenttest.NewServer(keys[0], segmenttest.WithWriteKeys(keys...))
+	t.Cleanup(srv.Close)
+	o := Options{Accounts: true, Endpoint: srv.URL(), FlushInterval: 100 * time.Millisecond, Linger: 10 * time.Second}
+	if tune != nil {
+		tune(&o)
+	}
+	s, err := NewSegment(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := make(chan struct{})
+	var posters sync.WaitGroup
+	posters.Go(func() { s.posters(2, stop) })
+	r := &lingerRig{t: t, s: s, srv: srv, ctx: ctx, got: map[string]Outcome{}}
+	t.Cleanup(func() {
+		// The test is the dispatcher: it abandons what it still holds.
+		cancel()
+		s.abandonHeld()
+		s.wg.Wait()
+		close(stop)
+		posters.Wait()
+		r.done.Wait()
+	})
+	return r
+}
+
+func (r *lingerRig) dest(name string) Destination {
+	return Destination{Account: name, WriteKey: "wk_" + name, Endpoint: r.srv.URL()}
+}
+
+// accept hands the dispatcher one message for account at time at.
+func (r *lingerRig) accept(account, id string, at time.Time) *dest {
+	r.t.Helper()
+	r.done.Add(1)
+	js := fmt.Appendf(nil, `{"type":"track","event":"E","messageId":%q,"userId":"u"}`, id)
+	r.s.accept(r.ctx, Message{ID: id, JSON: js, Destination: r.dest(account), Done: func(res Result) {
+		r.mu.Lock()
+		r.got[id] = res.Outcome
+		r.mu.Unlock()
+		r.done.Done()
+	}}, at)
+	return r.s.dests[r.dest(account)]
+}
+
+// delivered waits until the messages named have been delivered.
+func (r *lingerRig) delivered(ids ...string) {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		n := 0
+		for _, id := range ids {
+			if o, ok := r.got[id]; ok && o == Delivered {
+				n++
+			}
+		}
+		r.mu.Unlock()
+		if n == len(ids) {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Fatalf("%v not all delivered within 10s", ids)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// curBytes is what the dispatcher should count as lingering.
+func (r *lingerRig) curBytes() int {
+	n := 0
+	for _, d := range r.s.dests {
+		if d.cur != nil {
+			n += d.cur.size
+		}
+	}
+	return n
+}
+
+func TestLingerWhileMessagesFlowUntilTheIntakeStalls(t *testing.T) {
+	r := newLingerRig(t, nil)
+	s := r.s
+	t0 := time.Now()
+	a := r.accept("a", "a-1", t0)
+	b := r.accept("b", "b-1", t0.Add(95*time.Millisecond))
+
+	// FlushInterval old, but messages keep coming (the last 5ms ago): a
+	// lingers.
+	s.poll(r.ctx, a, t0.Add(100*time.Millisecond))
+	s.flushOldest(r.ctx, t0.Add(100*time.Millisecond))
+	if a.cur == nil {
+		t.Fatal("a's batch went at FlushInterval while messages kept coming; want it to linger")
+	}
+	// It is due under pressure once the intake has been still for the
+	// stall gap after the last message.
+	stalled := t0.Add(95*time.Millisecond + s.linger.stall)
+	if got := s.pressureAt(); !got.Equal(stalled) {
+		t.Errorf("pressureAt = t0+%s, want t0+%s", got.Sub(t0), stalled.Sub(t0))
+	}
+	s.flushOldest(r.ctx, stalled.Add(-time.Millisecond))
+	if a.cur == nil {
+		t.Fatal("a's batch went before the intake had been still for the stall gap")
+	}
+	// Stalled: the batches FlushInterval old go.
+	s.flushOldest(r.ctx, stalled)
+	if a.cur != nil || b.cur != nil {
+		t.Fatal("a batch still lingers after the intake stalled")
+	}
+	r.delivered("a-1", "b-1")
+
+	// Linger bounds the wait even while messages keep coming.
+	c := r.accept("c", "c-1", stalled.Add(time.Second))
+	late := c.curFirst.Add(s.o.Linger)
+	r.accept("a", "a-2", late.Add(-time.Millisecond))
+	s.poll(r.ctx, c, late)
+	if c.cur != nil {
+		t.Fatal("c's batch still lingers Linger after its first message")
+	}
+	r.delivered("c-1")
+	if a.cur == nil {
+		t.Fatal("a's new batch went at once")
+	}
+	if got, want := s.linger.bytes, r.curBytes(); got != want {
+		t.Errorf("lingering bytes counted %d, want %d (the partial batches')", got, want)
+	}
+	s.flushOldest(r.ctx, late.Add(time.Hour))
+	r.delivered("a-2")
+	if s.linger.bytes != 0 {
+		t.Errorf("lingering bytes counted %d with no partial batch left, want 0", s.linger.bytes)
+	}
+	if n := r.srv.Requests(); n != 4 {
+		t.Errorf("%d requests, want 4", n)
+	}
+}
+
+func TestLingerBytesSendsOldestFirst(t *testing.T) {
+	r := newLingerRig(t, func(o *Options) { o.LingerBytes = 300 })
+	s := r.s
+	t0 := time.Now()
+	a := r.accept("a", "a-1", t0)
+	b := r.accept("b", "b-1", t0.Add(60*time.Millisecond))
+	if a.cur == nil || b.cur == nil {
+		t.Fatal("a batch went before it was FlushInterval old")
+	}
+	// Over LingerBytes with messages still coming: the oldest batch that
+	// is FlushInterval old goes, the younger one stays.
+	c := r.accept("c", "c-1", t0.Add(150*time.Millisecond))
+	if a.cur != nil {
+		t.Error("a's batch lingers with the partial batches over LingerBytes")
+	}
+	if b.cur == nil || c.cur == nil {
+		t.Error("a batch younger than FlushInterval went")
+	}
+	r.delivered("a-1")
+	if got, want := s.linger.bytes, r.curBytes(); got != want {
+		t.Errorf("lingering bytes counted %d, want %d", got, want)
+	}
+	s.flushOldest(r.ctx, t0.Add(time.Hour))
+	r.delivered("b-1", "c-1")
+}
+
+// TestLingerNeverHoldsTheCallerHostage: with a Linger far longer than the
+// test, a caller whose in-flight budget is smaller than what it sends,
+// spread over many destinations that each get a few messages, must still
+// get every message delivered: the sink sees its intake stall and sends
+// the oldest batches. And when the sink's own limit binds (Enqueue blocks)
+// nothing deadlocks either.
+func TestLingerNeverHoldsTheCallerHostage(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		inFlight int // the caller's cap; 0: none, the sink's own limit binds
+		tune     func(*Options)
+	}{
+		{"the caller's in-flight cap binds", 40, nil},
+		{"the sink's limit binds", 0, func(o *Options) { o.BatchSize, o.Concurrency = 5, 2 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const dests, n = 100, 1000
+			keys := make([]string, dests)
+			for i := range keys {
+				keys[i] = fmt.Sprintf("wk_%03d", i)
+			}
+			srv := segmenttest.NewServer(keys[0], segmenttest.WithWriteKeys(keys...), segmenttest.WithoutBodies())
+			defer srv.Close()
+			o := Options{Accounts: true, Endpoint: srv.URL(), FlushInterval: 10 * time.Millisecond, Linger: time.Hour}
+			if tc.tune != nil {
+				tc.tune(&o)
+			}
+			s, err := NewSegment(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			var run sync.WaitGroup
+			run.Go(func() { _ = s.Run(ctx) })
+			defer func() { cancel(); run.Wait() }()
+
+			var slots chan struct{}
+			if tc.inFlight > 0 {
+				slots = make(chan struct{}, tc.inFlight)
+			}
+			var done sync.WaitGroup
+			var mu sync.Mutex
+			bad := 0
+			for i := range n {
+				if slots != nil {
+					select {
+					case slots <- struct{}{}:
+					case <-time.After(30 * time.Second):
+						t.Fatalf("the caller waited 30s for room after %d of %d messages: lingering batches hold its budget", i, n)
+					}
+				}
+				done.Add(1)
+				d := Destination{Account: fmt.Sprint(i % dests), WriteKey: keys[i%dests], Endpoint: srv.URL()}
+				js := fmt.Appendf(nil, `{"type":"track","event":"E","messageId":"m-%d","userId":"u"}`, i)
+				enq, stop := context.WithTimeout(ctx, 30*time.Second)
+				err := s.Enqueue(enq, Message{ID: "m", JSON: js, Destination: d, Done: func(r Result) {
+					if r.Outcome != Delivered {
+						mu.Lock()
+						bad++
+						mu.Unlock()
+					}
+					if slots != nil {
+						<-slots
+					}
+					done.Done()
+				}})
+				stop()
+				if err != nil {
+					t.Fatalf("Enqueue of message %d: %v", i, err)
+				}
+			}
+			finished := make(chan struct{})
+			go func() { done.Wait(); close(finished) }()
+			select {
+			case <-finished:
+			case <-time.After(30 * time.Second):
+				t.Fatalf("not every message finished within 30s (Linger is an hour)")
+			}
+			if bad != 0 {
+				t.Errorf("%d messages not delivered", bad)
+			}
+			if got := srv.Distinct(); got != n {
+				t.Errorf("server got %d distinct messages, want %d", got, n)
+			}
+		})
+	}
+}
+
+func TestBatchBuffersSizedByHint(t *testing.T) {
+	s := &Segment{o: Options{BatchSize: 500}}
+	for _, tc := range []struct{ hint, want int }{
+		{0, minBatchBuf},
+		{minBatchBuf, minBatchBuf},
+		{minBatchBuf + 1, 2 * minBatchBuf},
+		{100_000, 128 << 10},
+		{MaxBatchBytes, 512 << 10},
+	} {
+		if got := classFor(tc.hint); minBatchBuf<<got != tc.want {
+			t.Errorf("classFor(%d) holds %d bytes, want %d", tc.hint, minBatchBuf<<got, tc.want)
+		}
+		b := s.newBatch(nil, tc.hint)
+		if cap(b.buf) < tc.hint || cap(b.buf) > tc.want {
+			t.Errorf("newBatch(hint %d): buffer of %d bytes, want %d..%d", tc.hint, cap(b.buf), tc.hint, tc.want)
+		}
+		s.release(b)
+	}
+	// A buffer that grew is pooled by what it holds now, and one that
+	// grew past what a body can need is dropped.
+	b := s.newBatch(nil, 0)
+	b.buf = append(b.buf, make([]byte, 300_000)...)
+	s.release(b)
+	huge := s.newBatch(nil, 0)
+	huge.buf = make([]byte, 0, 2*MaxBatchBytes+1)
+	s.release(huge)
+	for c := range batchClasses {
+		for {
+			x, ok := s.pool[c].Get().(*batch)
+			if !ok {
+				break
+			}
+			if n := cap(x.buf); n < minBatchBuf<<c || n > 2*MaxBatchBytes {
+				t.Errorf("class %d (%d bytes) pooled a buffer of %d bytes", c, minBatchBuf<<c, n)
+			}
+		}
+	}
+}
+
+func TestReserveKeepsTheBody(t *testing.T) {
+	s := &Segment{o: Options{BatchSize: 2500}}
+	b := s.newBatch(nil, 0)
+	var want []string
+	for i := range 3000 {
+		js := fmt.Appendf(nil, `{"type":"track","messageId":"m-%04d","pad":"%s"}`, i, strings.Repeat("x", i%200))
+		if !b.fits(Message{JSON: js}, MaxBatchBytes) {
+			break
+		}
+		before := cap(b.buf)
+		s.reserve(b, 1+len(js)+sealLen)
+		if cap(b.buf) < len(b.buf)+1+len(js)+sealLen {
+			t.Fatalf("after reserve the buffer holds %d bytes, want room for %d more than %d", cap(b.buf), 1+len(js)+sealLen, len(b.buf))
+		}
+		if cap(b.buf) != before && cap(b.buf)&(cap(b.buf)-1) != 0 {
+			t.Errorf("grown buffer of %d bytes is not a pool class", cap(b.buf))
+		}
+		b.add(Message{ID: fmt.Sprint(i), JSON: js})
+		want = append(want, fmt.Sprintf("m-%04d", i))
+	}
+	b.seal()
+	stamp(b.buf, time.Now())
+	ids, ok := messageIDsOf(b.buf)
+	if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
+		t.Fatalf("body after growing is not the %d messages in order (ok %v, got %d ids)", len(want), ok, len(ids))
+	}
+	if len(b.msgs) != len(want) {
+		t.Errorf("%d messages listed, want %d", len(b.msgs), len(want))
+	}
+	for i, m := range b.msgs {
+		if m.ID != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q, want %q", i, m.ID, fmt.Sprint(i))
+		}
+	}
+}
+
+// messageIDsOf returns the messageIds of a batch body, in order.
+func messageIDsOf(body []byte) ([]string, bool) {
+	var v struct {
+		Batch []struct {
+			MessageID string `json:"messageId"`
+		} `json:"batch"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, false
+	}
+	ids := make([]string, len(v.Batch))
+	for i, m := range v.Batch {
+		ids[i] = m.MessageID
+	}
+	return ids, true
+}
