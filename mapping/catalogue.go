@@ -15,7 +15,8 @@ type event struct {
 	// object; none means the event does not require metadata.
 	Metadata []member
 
-	key string // Type without separators, lower case: the lookup key
+	key    string // Type without separators, lower case: the lookup key
+	quoted string // Name as a JSON string
 }
 
 // member is a required member of the metadata object.
@@ -70,6 +71,7 @@ var byKey = func() map[string]*event {
 	for i := range catalogue {
 		e := &catalogue[i]
 		e.key = string(appendTypeKey(nil, []byte(e.Type)))
+		e.quoted = string(appendString(nil, e.Name))
 		for j := range e.Metadata {
 			e.Metadata[j].snake = string(appendSnake(nil, []byte(e.Metadata[j].Name)))
 		}

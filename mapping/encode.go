@@ -2,8 +2,10 @@ package mapping
 
 import (
 	"crypto/sha1"
+	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/segmentio/analytics-go/v3"
@@ -92,27 +94,49 @@ type draft struct {
 	user, anon []byte
 }
 
-// encode writes the track message by appending to one buffer:
+// encode writes the track message by appending to dst:
 //
 //	{"type":"track","messageId":…,"userId":…,"anonymousId":…,"event":…,
 //	 "timestamp":…,"properties":{…},"context":{"integration":{…}}}
 //
 // fields are the record's present fields, deduplicated, in input order;
-// strs holds the property names, the message id and the identities. Neither
-// is a draft field: escape analysis is not field-sensitive, and fields live
-// in Map's stack buffer, which must not appear to flow into the result.
-func encode(d draft, fields []field, strs string) (Call, error) {
-	size := 256 + len(d.user) + len(d.anon)
+// names holds their snake_case names, ids the message id, the identities
+// and the account (d's spans). With props, the call carries its
+// Properties. Neither is a draft field: escape analysis is not
+// field-sensitive, and fields, names and ids live in Map's stack buffers,
+// which must not appear to flow into the result.
+func encode(dst []byte, d draft, fields []field, names, ids []byte, props bool) (Call, []byte, error) {
+	// The exact size, unless names need escapes (rare: the slack covers a
+	// few) or values lose whitespace.
+	size := len(msgHead) + uuidLen + len(`","event":`) + len(d.ev.quoted) + len(`,"timestamp":"`) + timestampLen +
+		len(`","properties":{`) + len(msgTail) + 32
+	if d.user != nil {
+		size += len(`,"userId":`) + len(d.user)
+	}
+	if d.anon != nil {
+		size += len(`,"anonymousId":`) + len(d.anon)
+	}
 	n := 0
 	for i := range fields {
 		if f := &fields[i]; f.role == roleProperty {
 			n++
-			size += f.name.end - f.name.start + len(f.val) + 4
+			size += f.name.end - f.name.start + len(f.val) + len(`,"":`)
 		}
 	}
-	out := make([]byte, 0, size)
-	out = append(out, `{"type":"track","messageId":"`...)
-	out = append(out, strs[d.msgID.start:d.msgID.end]...)
+	// A call encoded into a buffer of its own shares it with its strings
+	// (see below), so that one allocation holds the whole call.
+	strsLen := len(ids)
+	if props {
+		strsLen += len(names)
+	}
+	fresh := len(dst) == 0 && cap(dst) < size
+	if fresh {
+		dst = make([]byte, 0, size+strsLen)
+	}
+	base := len(dst)
+	out := slices.Grow(dst, size)
+	out = append(out, msgHead...)
+	out = append(out, ids[d.msgID.start:d.msgID.end]...)
 	out = append(out, '"')
 	if d.user != nil {
 		out = append(out, `,"userId":`...)
@@ -123,62 +147,105 @@ func encode(d draft, fields []field, strs string) (Call, error) {
 		out = append(out, d.anon...)
 	}
 	out = append(out, `,"event":`...)
-	out = appendString(out, d.ev.Name)
+	out = append(out, d.ev.quoted...)
 	out = append(out, `,"timestamp":"`...)
 	out = appendTimestamp(out, d.ts)
 	out = append(out, `","properties":{`...)
 
-	props := make([]Property, 0, n)
-	var spanBuf [32]span
-	spans := spanBuf[:0]
+	first := true
 	for i := range fields {
 		f := &fields[i]
 		if f.role != roleProperty {
 			continue
 		}
-		if len(props) > 0 {
+		if !first {
 			out = append(out, ',')
 		}
-		name := strs[f.name.start:f.name.end]
-		out = appendString(out, name)
-		out = append(out, ':')
+		first = false
+		name := names[f.name.start:f.name.end]
+		if f.keyFlags&flagEscaped == 0 {
+			// The name came from an unescaped JSON key: it holds no quote,
+			// backslash or control character, and neither does its
+			// snake_case form.
+			out = append(out, '"')
+			out = append(out, name...)
+			out = append(out, '"', ':')
+		} else {
+			out = appendString(out, name)
+			out = append(out, ':')
+		}
 		start := len(out)
 		if f.flags&flagSpace != 0 {
 			out = appendCompact(out, f.val)
 		} else {
 			out = append(out, f.val...)
 		}
-		spans = append(spans, span{start, len(out)})
-		props = append(props, Property{Name: name})
+		f.out = span{start - base, len(out) - base}
 	}
-	out = append(out, `},"context":{"integration":{"name":"`+integrationName+`","version":"`+integrationVersion+`"}}}`...)
+	out = append(out, msgTail...)
 
-	if len(out) > maxMessageBytes {
-		largest := 0
-		for i := range spans {
-			if spans[i].end-spans[i].start > spans[largest].end-spans[largest].start {
-				largest = i
+	msg := out[base:len(out):len(out)]
+	if len(msg) > maxMessageBytes {
+		var largest *field
+		for i := range fields {
+			if f := &fields[i]; f.role == roleProperty && (largest == nil || f.out.end-f.out.start > largest.out.end-largest.out.start) {
+				largest = f
 			}
 		}
-		return Call{}, newError(CodeTooLarge, props[largest].Name,
-			"the encoded call is "+strconv.Itoa(len(out))+" bytes, over Segment's limit of "+
+		return Call{}, dst, newError(CodeTooLarge, string(names[largest.name.start:largest.name.end]),
+			"the encoded call is "+strconv.Itoa(len(msg))+" bytes, over Segment's limit of "+
 				strconv.Itoa(maxMessageBytes)+"; this property's value is "+
-				strconv.Itoa(spans[largest].end-spans[largest].start)+" bytes")
+				strconv.Itoa(largest.out.end-largest.out.start)+" bytes")
 	}
-	for i, s := range spans {
-		props[i].Value = out[s.start:s.end:s.end]
+
+	// The call's strings, with props the property names first, in one
+	// piece: behind the message in a fresh buffer when it has room, where
+	// they are out of reach of the message's slice (capped at its length),
+	// so nothing can write to them once they are strings; else in a
+	// string of their own.
+	var sb []byte
+	if fresh && cap(out)-len(out) >= strsLen {
+		sb = out[len(out):len(out)]
+		out = out[:len(out):len(out)]
+	} else {
+		sb = make([]byte, 0, strsLen)
+	}
+	if props {
+		sb = append(sb, names...)
+	}
+	sb = append(sb, ids...)
+	strs := unsafe.String(unsafe.SliceData(sb), len(sb))
+	off := 0
+	var ps []Property
+	if props {
+		off = len(names)
+		ps = make([]Property, 0, n)
+		for i := range fields {
+			if f := &fields[i]; f.role == roleProperty {
+				ps = append(ps, Property{Name: strs[f.name.start:f.name.end], Value: msg[f.out.start:f.out.end:f.out.end]})
+			}
+		}
 	}
 	return Call{
-		MessageID:   strs[d.msgID.start:d.msgID.end],
+		MessageID:   strs[off+d.msgID.start : off+d.msgID.end],
 		Event:       d.ev.Name,
-		UserID:      strs[d.userID.start:d.userID.end],
-		AnonymousID: strs[d.anonID.start:d.anonID.end],
-		AccountID:   strs[d.accountID.start:d.accountID.end],
+		UserID:      strs[off+d.userID.start : off+d.userID.end],
+		AnonymousID: strs[off+d.anonID.start : off+d.anonID.end],
+		AccountID:   strs[off+d.accountID.start : off+d.accountID.end],
 		Timestamp:   d.ts,
-		Properties:  props,
-		JSON:        out,
-	}, nil
+		Properties:  ps,
+		JSON:        msg,
+	}, out, nil
 }
+
+// The fixed parts of every message.
+const (
+	msgHead = `{"type":"track","messageId":"`
+	msgTail = `},"context":{"integration":{"name":"` + integrationName + `","version":"` + integrationVersion + `"}}}`
+	uuidLen = 36
+	// timestampLen is the length of appendTimestamp's output.
+	timestampLen = len("2006-01-02T15:04:05.000Z")
+)
 
 // Track converts the call to analytics-go's form, losslessly: marshalled
 // with encoding/json it is the same message as c.JSON (keys in another
@@ -186,8 +253,12 @@ func encode(d draft, fields []field, strs string) (Call, error) {
 // Prefer c.JSON for sending: analytics-go escapes <, > and & in strings,
 // which can make its encoding longer than c.JSON.
 func (c Call) Track() analytics.Track {
-	props := make(analytics.Properties, len(c.Properties))
-	for _, p := range c.Properties {
+	ps := c.Properties
+	if ps == nil {
+		ps = propertiesOf(c.JSON)
+	}
+	props := make(analytics.Properties, len(ps))
+	for _, p := range ps {
 		props[p.Name] = p.Value
 	}
 	return analytics.Track{
@@ -202,6 +273,27 @@ func (c Call) Track() analytics.Track {
 		}},
 		Properties: props,
 	}
+}
+
+// propertiesOf reads the properties back from an encoded call, for a call
+// that MapInto made without them. Every call has at least its required id,
+// so a nil Properties always means "not built".
+func propertiesOf(msg []byte) []Property {
+	var ps []Property
+	it := objectIter{s: scanner{data: msg}, depth: 1}
+	var p pair
+	for it.nextInto(&p) {
+		if string(p.key) != "properties" {
+			continue
+		}
+		inner := objectIter{s: scanner{data: p.val}, depth: 2}
+		var q pair
+		for inner.nextInto(&q) {
+			ps = append(ps, Property{Name: string(unquote(nil, q.key, q.keyFlags)), Value: q.val[:len(q.val):len(q.val)]})
+		}
+		break
+	}
+	return ps
 }
 
 // appendCompact appends the valid JSON value v without insignificant

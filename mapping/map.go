@@ -84,6 +84,7 @@ type span struct{ start, end int }
 type field struct {
 	pair
 	name span // snake_case name, in the names buffer
+	out  span // a property's value in the encoded call
 	role role
 }
 
@@ -99,7 +100,10 @@ type field struct {
 //
 // accountId is read and checked (Call.AccountID carries it) but neither
 // required nor sent, and it plays no part in the messageId.
-func Map(r Record) (Call, error) { return mapRecord(r, false) }
+func Map(r Record) (Call, error) {
+	c, _, err := mapRecord(nil, r, false, true)
+	return c, err
+}
 
 // MapAccount maps one raw record in accounts mode (contract v2). It is Map
 // with two differences: a record without accountId (absent, null or "")
@@ -108,18 +112,44 @@ func Map(r Record) (Call, error) { return mapRecord(r, false) }
 // "account:<accountId>/id:<id>", so two accounts whose interaction ids
 // collide never share one. Records without an id keep their Kafka
 // coordinates' messageId, as in Map. On success Call.AccountID is never "".
-func MapAccount(r Record) (Call, error) { return mapRecord(r, true) }
+func MapAccount(r Record) (Call, error) {
+	c, _, err := mapRecord(nil, r, true, true)
+	return c, err
+}
 
-func mapRecord(r Record, accounts bool) (Call, error) {
+// MapInto is Map for callers that send the encoded call and need none of
+// its Properties: it appends the call's JSON to dst and returns the
+// extended buffer, so a batch of calls can share one, and it leaves
+// Call.Properties nil instead of building it (Call.Track still works: it
+// reads the properties back from Call.JSON). Call.JSON is the appended
+// part, capped so that appending to it never overwrites a later call;
+// Call's strings never alias dst. Errors are Map's, and on error dst is
+// returned at its length (bytes beyond it may have been written). The
+// bytes appended are exactly Map's Call.JSON.
+func MapInto(dst []byte, r Record) ([]byte, Call, error) {
+	c, dst, err := mapRecord(dst, r, false, false)
+	return dst, c, err
+}
+
+// MapAccountInto is MapInto in accounts mode: MapAccount's rules and
+// bytes, MapInto's buffer and Properties.
+func MapAccountInto(dst []byte, r Record) ([]byte, Call, error) {
+	c, dst, err := mapRecord(dst, r, true, false)
+	return dst, c, err
+}
+
+// mapRecord maps r, appending its JSON to dst, in accounts mode or not,
+// with Call.Properties or without.
+func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error) {
 	// Fixed buffers keep a typical record off the heap; larger ones grow.
 	var fieldBuf [32]field
 	var nameBuf [512]byte
 	fields, names, err := collect(r.Value, fieldBuf[:0], nameBuf[:0])
 	if err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
 	if fields, err = dedupe(fields, names); err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
 	var env [roles]*field
 	for i := range fields {
@@ -130,73 +160,72 @@ func mapRecord(r Record, accounts bool) (Call, error) {
 
 	ev, err := eventOf(env[roleType])
 	if err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
 	for _, f := range [...]*field{env[roleUserID], env[roleAnonymousID]} {
 		if f != nil && f.kind != kindString {
-			return Call{}, newError(CodeInvalidProperty, nameOf(f, names), "must be a string, not "+f.kind.String())
+			return Call{}, dst, newError(CodeInvalidProperty, nameOf(f, names), "must be a string, not "+f.kind.String())
 		}
 	}
 	if env[roleUserID] == nil && env[roleAnonymousID] == nil {
-		return Call{}, newError(CodeMissingIdentity, "user_id", "absent, and so is anonymous_id: one of them is required")
+		return Call{}, dst, newError(CodeMissingIdentity, "user_id", "absent, and so is anonymous_id: one of them is required")
 	}
 	// An absent accountId and a present one of the wrong type exclude each
 	// other, so missing_account sits right after missing_identity.
 	if f := env[roleAccountID]; f != nil {
 		if msg := accountRule(&f.pair); msg != "" {
-			return Call{}, newError(CodeInvalidProperty, accountField, msg)
+			return Call{}, dst, newError(CodeInvalidProperty, accountField, msg)
 		}
 	} else if accounts {
-		return Call{}, newError(CodeMissingAccount, accountField, "absent: accounts mode needs the account the interaction belongs to")
+		return Call{}, dst, newError(CodeMissingAccount, accountField, "absent: accounts mode needs the account the interaction belongs to")
 	}
 	if f := env[roleID]; f != nil && f.kind != kindString {
-		return Call{}, newError(CodeInvalidProperty, "id", "must be a string, not "+f.kind.String())
+		return Call{}, dst, newError(CodeInvalidProperty, "id", "must be a string, not "+f.kind.String())
 	}
 	ts, err := timestampOf(env[roleTimestamp], r.Time)
 	if err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
 	if err := checkEvent(ev, fields, names); err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
 
-	// Every string the call needs lives in one allocation: the property
-	// names collected so far, then the account, the message id and the
-	// identities.
+	// The strings the call needs (account, message id, identities) are
+	// gathered in ids, on the stack for a typical record.
 	d := draft{ev: ev, ts: ts}
-	strs := names
+	var idBuf [256]byte
+	ids := idBuf[:0]
 	var account []byte
 	if f := env[roleAccountID]; f != nil {
-		d.accountID.start = len(strs)
-		strs = appendAccount(strs, &f.pair)
-		d.accountID.end = len(strs)
+		ids = appendAccount(ids, &f.pair)
+		d.accountID.end = len(ids)
 		if accounts {
-			account = strs[d.accountID.start:d.accountID.end]
+			account = ids[:d.accountID.end]
 		}
 	}
-	d.msgID.start = len(strs)
+	d.msgID.start = len(ids)
 	if f := env[roleID]; f != nil {
 		var buf [64]byte
 		id := text(buf[:0], &f.pair)
-		// account aliases strs; appending to strs leaves its bytes be.
-		strs = appendMessageID(strs, account, id, &r)
+		// account aliases ids; appending to ids leaves its bytes be.
+		ids = appendMessageID(ids, account, id, &r)
 	} else {
-		strs = appendMessageID(strs, nil, nil, &r)
+		ids = appendMessageID(ids, nil, nil, &r)
 	}
-	d.msgID.end = len(strs)
+	d.msgID.end = len(ids)
 	if f := env[roleUserID]; f != nil {
 		d.user = f.val
-		d.userID.start = len(strs)
-		strs = appendText(strs, &f.pair)
-		d.userID.end = len(strs)
+		d.userID.start = len(ids)
+		ids = appendText(ids, &f.pair)
+		d.userID.end = len(ids)
 	}
 	if f := env[roleAnonymousID]; f != nil {
 		d.anon = f.val
-		d.anonID.start = len(strs)
-		strs = appendText(strs, &f.pair)
-		d.anonID.end = len(strs)
+		d.anonID.start = len(ids)
+		ids = appendText(ids, &f.pair)
+		d.anonID.end = len(ids)
 	}
-	return encode(d, fields, string(strs))
+	return encode(dst, d, fields, names, ids, props)
 }
 
 // collect scans the record and returns its present fields in input order,
@@ -213,16 +242,26 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 	it := objectIter{s: s, depth: 1}
 	var keyBuf [64]byte
 	for {
-		p, ok := it.next()
-		if !ok {
+		// Scan straight into the next slot; an absent member gives it back.
+		fields = append(fields, field{})
+		f := &fields[len(fields)-1]
+		if !it.nextInto(&f.pair) {
+			fields = fields[:len(fields)-1]
 			break
 		}
-		if p.absent() {
+		if f.absent() {
+			fields = fields[:len(fields)-1]
 			continue
 		}
 		start := len(names)
-		names = appendSnake(names, unquote(keyBuf[:0], p.key, p.keyFlags))
-		fields = append(fields, field{pair: p, name: span{start, len(names)}, role: roleOf(names[start:])})
+		if k := known.lookup(f.key); k != nil && f.keyFlags&flagEscaped == 0 {
+			names = append(names, k.snake...)
+			f.role = k.role
+		} else {
+			names = appendSnake(names, unquote(keyBuf[:0], f.key, f.keyFlags))
+			f.role = roleOf(names[start:])
+		}
+		f.name = span{start, len(names)}
 	}
 	if it.s.err != "" {
 		f := ""

@@ -20,9 +20,16 @@ type objectIter struct {
 }
 
 func (it *objectIter) next() (p pair, ok bool) {
+	ok = it.nextInto(&p)
+	return p, ok
+}
+
+// nextInto is next writing the member into *p, which it may change even
+// when it returns false.
+func (it *objectIter) nextInto(p *pair) (ok bool) {
 	s := &it.s
 	if it.done {
-		return p, false
+		return false
 	}
 	it.key = nil
 	s.space()
@@ -30,23 +37,23 @@ func (it *objectIter) next() (p pair, ok bool) {
 		it.started = true
 		if s.pos >= len(s.data) {
 			it.done = true
-			return p, s.failEOF()
+			return s.failEOF()
 		}
 		if s.data[s.pos] != '{' {
 			it.done = true
-			return p, s.failChar()
+			return s.failChar()
 		}
 		s.pos++
 		s.space()
 		if s.pos < len(s.data) && s.data[s.pos] == '}' {
 			s.pos++
 			it.done = true
-			return p, false
+			return false
 		}
 	} else {
 		if s.pos >= len(s.data) {
 			it.done = true
-			return p, s.failEOF()
+			return s.failEOF()
 		}
 		switch s.data[s.pos] {
 		case ',':
@@ -55,32 +62,32 @@ func (it *objectIter) next() (p pair, ok bool) {
 		case '}':
 			s.pos++
 			it.done = true
-			return p, false
+			return false
 		default:
 			it.done = true
-			return p, s.fail("expected ',' or '}'")
+			return s.fail("expected ',' or '}'")
 		}
 	}
 	if s.pos >= len(s.data) || s.data[s.pos] != '"' {
 		it.done = true
 		if s.pos >= len(s.data) {
-			return p, s.failEOF()
+			return s.failEOF()
 		}
-		return p, s.fail("expected a string key")
+		return s.fail("expected a string key")
 	}
 	start := s.pos
 	if p.keyFlags, ok = s.str(); !ok {
 		it.done = true
-		return p, false
+		return false
 	}
 	p.key = s.data[start+1 : s.pos-1]
 	s.space()
 	if s.pos >= len(s.data) || s.data[s.pos] != ':' {
 		it.done = true
 		if s.pos >= len(s.data) {
-			return p, s.failEOF()
+			return s.failEOF()
 		}
-		return p, s.fail("expected ':' after an object key")
+		return s.fail("expected ':' after an object key")
 	}
 	s.pos++
 	s.space()
@@ -88,10 +95,10 @@ func (it *objectIter) next() (p pair, ok bool) {
 	start = s.pos
 	if p.kind, p.flags, ok = s.value(it.depth + 1); !ok {
 		it.done = true
-		return p, false
+		return false
 	}
 	p.val = s.data[start:s.pos]
-	return p, true
+	return true
 }
 
 // absent reports whether a value counts as absent: null or "".
