@@ -103,8 +103,28 @@ func lookup(typ []byte) *event {
 		return nil // longer than any spelling worth accepting
 	}
 	var buf [64]byte
-	return byKey[string(appendTypeKey(buf[:0], typ))]
+	key := appendTypeKey(buf[:0], typ)
+	for h := int(nameHash(key)) & (len(byHash) - 1); byHash[h] != nil; h = (h + 1) & (len(byHash) - 1) {
+		if byHash[h].key == string(key) {
+			return byHash[h]
+		}
+	}
+	return nil
 }
+
+// byHash is byKey as an open-addressing table probed from the nameHash of
+// a lookup key, which spares the per-record lookup a map access.
+var byHash = func() (t [64]*event) {
+	for i := range catalogue {
+		e := byKey[catalogue[i].key]
+		h := int(nameHash([]byte(e.key))) & (len(t) - 1)
+		for t[h] != nil {
+			h = (h + 1) & (len(t) - 1)
+		}
+		t[h] = e
+	}
+	return t
+}()
 
 // requirements renders the "required properties" cell of the event's row in
 // docs/contract.md, for example

@@ -39,8 +39,9 @@ var namespace = uuid.MustParse("3cb87268-174b-5295-bc79-ee14a9373ac5")
 // never share a name. In accounts mode (account non-nil) a record's id is
 // named "account:<account>/id:<id>" instead.
 func appendMessageID(dst, account, id []byte, r *Record) []byte {
+	// The hashed input is the namespace, then the name.
 	var buf [128]byte
-	name := buf[:0]
+	name := append(buf[:0], namespace[:]...)
 	if id != nil {
 		if account != nil {
 			name = append(name, "account:"...)
@@ -57,14 +58,18 @@ func appendMessageID(dst, account, id []byte, r *Record) []byte {
 		name = append(name, '/')
 		name = strconv.AppendInt(name, r.Offset, 10)
 	}
-	return appendUUID(dst, newSHA1(name))
+	return appendUUID(dst, version5(sha1.Sum(name)))
 }
 
 // newSHA1 is uuid.NewSHA1(namespace, name) without its heap allocations
 // (a hash.Hash and its sum); a test holds the two equal.
 func newSHA1(name []byte) uuid.UUID {
 	var buf [256]byte
-	sum := sha1.Sum(append(append(buf[:0], namespace[:]...), name...))
+	return version5(sha1.Sum(append(append(buf[:0], namespace[:]...), name...)))
+}
+
+// version5 makes a version 5 UUID of a SHA-1 sum.
+func version5(sum [sha1.Size]byte) uuid.UUID {
 	var u uuid.UUID
 	copy(u[:], sum[:])
 	u[6] = u[6]&0x0f | 0x50 // version 5

@@ -307,28 +307,41 @@ func dedupe(fields []field, names []byte) ([]field, error) {
 	if len(fields) > 32 {
 		index = make(map[string]int, len(fields))
 	}
+	// seen has a bit for each name kept, by a hash of the name: a name
+	// whose bit is clear repeats none kept so far, and most records
+	// repeat none.
+	var seen uint64
 next:
-	for _, f := range fields {
+	for i := range fields {
+		f := &fields[i] // kept only ever writes below i
 		name := names[f.name.start:f.name.end]
-		if index != nil {
-			if j, ok := index[string(name)]; ok {
-				if !sameValue(&kept[j], &f) {
-					return nil, conflict(string(name), kept[j].key, f.key)
-				}
-				continue
-			}
-			index[string(name)] = len(kept)
-		} else {
-			for j := range kept {
-				if bytes.Equal(names[kept[j].name.start:kept[j].name.end], name) {
-					if !sameValue(&kept[j], &f) {
+		bit := uint64(1) << (nameHash(name) & 63)
+		if seen&bit != 0 || index != nil {
+			if index != nil {
+				if j, ok := index[string(name)]; ok {
+					if !sameValue(&kept[j], f) {
 						return nil, conflict(string(name), kept[j].key, f.key)
 					}
-					continue next
+					continue
+				}
+				index[string(name)] = len(kept)
+			} else {
+				for j := range kept {
+					if bytes.Equal(names[kept[j].name.start:kept[j].name.end], name) {
+						if !sameValue(&kept[j], f) {
+							return nil, conflict(string(name), kept[j].key, f.key)
+						}
+						continue next
+					}
 				}
 			}
 		}
-		kept = append(kept, f)
+		seen |= bit
+		if len(kept) == i {
+			kept = kept[:i+1] // in place: nothing dropped yet
+		} else {
+			kept = append(kept, *f)
+		}
 	}
 	return kept, nil
 }

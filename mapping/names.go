@@ -104,6 +104,11 @@ func appendSnake(dst, name []byte) []byte {
 	if ascii {
 		return appendSnakeASCII(dst, name)
 	}
+	return appendSnakeRunes(dst, name)
+}
+
+// appendSnakeRunes is appendSnake for any name, a rune at a time.
+func appendSnakeRunes(dst, name []byte) []byte {
 	start := len(dst)
 	prev := rune(-1)
 	for i := 0; i < len(name); {

@@ -1,7 +1,6 @@
 package mapping
 
 import (
-	"errors"
 	"strconv"
 	"time"
 )
@@ -36,22 +35,13 @@ func timestampOf(f *field, kafka time.Time) (time.Time, error) {
 		}
 		t = kafka
 	case f.kind == kindString:
-		var buf, upper [64]byte
+		var buf [64]byte
 		s := text(buf[:0], &f.pair)
-		var err error
-		if !rfc3339(s) {
-			err = errNotRFC3339
-		} else {
-			// time.Parse wants an upper-case T and Z, RFC 3339 allows both cases.
-			u := append(upper[:0], s...)
-			for i, c := range u {
-				if c == 't' || c == 'z' {
-					u[i] = c - ('a' - 'A')
-				}
-			}
-			t, err = time.Parse(time.RFC3339, string(u))
+		ok := rfc3339(s)
+		if ok {
+			t, ok = parseRFC3339(s)
 		}
-		if err != nil {
+		if !ok {
 			return t, newError(CodeInvalidTimestamp, "timestamp", quote(s)+" is neither RFC 3339 nor integer epoch milliseconds")
 		}
 	case f.kind == kindNumber && f.flags&flagInteger != 0:
@@ -74,7 +64,58 @@ func timestampOf(f *field, kafka time.Time) (time.Time, error) {
 	return t, nil
 }
 
-var errNotRFC3339 = errors.New("not RFC 3339")
+// parseRFC3339 parses a date-time that has rfc3339's shape and checks the
+// ranges of its parts as time.Parse(time.RFC3339, …) does (days of the
+// month, leap years, seconds below 60, offsets up to 23:59), without its
+// search for a local zone that matches the offset. Fractional digits
+// beyond nanoseconds are ignored, as time.Parse ignores them.
+func parseRFC3339(s []byte) (time.Time, bool) {
+	two := func(b []byte) int { return int(b[0]-'0')*10 + int(b[1]-'0') }
+	year := two(s[0:])*100 + two(s[2:])
+	month, day := two(s[5:]), two(s[8:])
+	hour, minute, sec := two(s[11:]), two(s[14:]), two(s[17:])
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	s = s[19:]
+	nsec := 0
+	if s[0] == '.' {
+		n := 1
+		for ; n < len(s) && isDigit(s[n]); n++ {
+			if n <= 9 {
+				nsec = nsec*10 + int(s[n]-'0')
+			}
+		}
+		for i := n; i <= 9; i++ {
+			nsec *= 10
+		}
+		s = s[n:]
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if len(s) == 6 { // ±hh:mm; rfc3339 checked its ranges
+		offset := time.Duration(two(s[1:])*60+two(s[4:])) * time.Minute
+		if s[0] == '+' {
+			offset = -offset
+		}
+		t = t.Add(offset)
+	}
+	return t, true
+}
+
+// daysIn is the number of days in the month of the year, proleptic
+// Gregorian as in package time.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
 
 // rfc3339 reports whether s has the shape of an RFC 3339 date-time:
 //
