@@ -81,11 +81,21 @@ func roleOf(name []byte) role {
 type span struct{ start, end int }
 
 // field is a present (neither null nor "") top-level member of the record.
+// It holds offsets, not slices: fields are written once per member of
+// every record, and stores without pointers need no write barrier while
+// the garbage collector runs.
 type field struct {
-	pair
-	name span // snake_case name, in the names buffer
-	out  span // a property's value in the encoded call
-	role role
+	key, val        span // in the record: the key without its quotes, the value
+	name            span // snake_case name, in the names buffer
+	out             span // a property's value in the encoded call
+	keyFlags, flags uint8
+	kind            kind
+	role            role
+}
+
+// pairIn returns the field as a pair of slices of the record data.
+func (f *field) pairIn(data []byte) pair {
+	return pair{key: data[f.key.start:f.key.end], keyFlags: f.keyFlags, val: data[f.val.start:f.val.end], kind: f.kind, flags: f.flags}
 }
 
 // Map maps one raw record to its Segment track call in single-source mode.
@@ -148,13 +158,17 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	if err != nil {
 		return Call{}, dst, err
 	}
-	if fields, err = dedupe(fields, names); err != nil {
+	if fields, err = dedupe(fields, names, r.Value); err != nil {
 		return Call{}, dst, err
 	}
-	var env [roles]*field
+	// The envelope fields, as pairs; a nil pointer is an absent field.
+	data := r.Value
+	var envPairs [roles]pair
+	var env [roles]*pair
 	for i := range fields {
 		if f := &fields[i]; f.role != roleProperty {
-			env[f.role] = f
+			envPairs[f.role] = f.pairIn(data)
+			env[f.role] = &envPairs[f.role]
 		}
 	}
 
@@ -162,9 +176,9 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	if err != nil {
 		return Call{}, dst, err
 	}
-	for _, f := range [...]*field{env[roleUserID], env[roleAnonymousID]} {
-		if f != nil && f.kind != kindString {
-			return Call{}, dst, newError(CodeInvalidProperty, nameOf(f, names), "must be a string, not "+f.kind.String())
+	for _, r := range [...]role{roleUserID, roleAnonymousID} {
+		if f := env[r]; f != nil && f.kind != kindString {
+			return Call{}, dst, newError(CodeInvalidProperty, nameOf(fields, names, r), "must be a string, not "+f.kind.String())
 		}
 	}
 	if env[roleUserID] == nil && env[roleAnonymousID] == nil {
@@ -173,7 +187,7 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	// An absent accountId and a present one of the wrong type exclude each
 	// other, so missing_account sits right after missing_identity.
 	if f := env[roleAccountID]; f != nil {
-		if msg := accountRule(&f.pair); msg != "" {
+		if msg := accountRule(f); msg != "" {
 			return Call{}, dst, newError(CodeInvalidProperty, accountField, msg)
 		}
 	} else if accounts {
@@ -186,7 +200,7 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	if err != nil {
 		return Call{}, dst, err
 	}
-	if err := checkEvent(ev, fields, names); err != nil {
+	if err := checkEvent(ev, fields, names, data); err != nil {
 		return Call{}, dst, err
 	}
 
@@ -197,7 +211,7 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	ids := idBuf[:0]
 	var account []byte
 	if f := env[roleAccountID]; f != nil {
-		ids = appendAccount(ids, &f.pair)
+		ids = appendAccount(ids, f)
 		d.accountID.end = len(ids)
 		if accounts {
 			account = ids[:d.accountID.end]
@@ -206,7 +220,7 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	d.msgID.start = len(ids)
 	if f := env[roleID]; f != nil {
 		var buf [64]byte
-		id := text(buf[:0], &f.pair)
+		id := text(buf[:0], f)
 		// account aliases ids; appending to ids leaves its bytes be.
 		ids = appendMessageID(ids, account, id, &r)
 	} else {
@@ -216,16 +230,16 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	if f := env[roleUserID]; f != nil {
 		d.user = f.val
 		d.userID.start = len(ids)
-		ids = appendText(ids, &f.pair)
+		ids = appendText(ids, f)
 		d.userID.end = len(ids)
 	}
 	if f := env[roleAnonymousID]; f != nil {
 		d.anon = f.val
 		d.anonID.start = len(ids)
-		ids = appendText(ids, &f.pair)
+		ids = appendText(ids, f)
 		d.anonID.end = len(ids)
 	}
-	return encode(dst, d, fields, names, ids, props)
+	return encode(dst, d, data, fields, names, ids, props)
 }
 
 // collect scans the record and returns its present fields in input order,
@@ -241,33 +255,28 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 	}
 	it := objectIter{s: s, depth: 1}
 	var keyBuf [64]byte
-	for {
-		// Scan straight into the next slot; an absent member gives it back.
-		fields = append(fields, field{})
-		f := &fields[len(fields)-1]
-		if !it.nextInto(&f.pair) {
-			fields = fields[:len(fields)-1]
-			break
+	for it.member() {
+		if it.kind == kindNull || it.kind == kindString && it.val.end-it.val.start == 2 {
+			continue // absent
 		}
-		if f.absent() {
-			fields = fields[:len(fields)-1]
-			continue
-		}
+		key := data[it.key.start:it.key.end]
 		start := len(names)
-		if k := known.lookup(f.key); k != nil && f.keyFlags&flagEscaped == 0 {
+		var r role
+		if k := known.lookup(key); k != nil && it.keyFlags&flagEscaped == 0 {
 			names = append(names, k.snake...)
-			f.role = k.role
+			r = k.role
 		} else {
-			names = appendSnake(names, unquote(keyBuf[:0], f.key, f.keyFlags))
-			f.role = roleOf(names[start:])
+			names = appendSnake(names, unquote(keyBuf[:0], key, it.keyFlags))
+			r = roleOf(names[start:])
 		}
-		f.name = span{start, len(names)}
+		fields = append(fields, field{key: it.key, val: it.val, name: span{start, len(names)},
+			keyFlags: it.keyFlags, flags: it.flags, kind: it.kind, role: r})
 	}
 	if it.s.err != "" {
 		f := ""
-		if it.key != nil {
+		if key := it.failedKey(); key != nil {
 			var buf [64]byte
-			f = string(appendSnake(nil, unquote(buf[:0], it.key, flagEscaped)))
+			f = string(appendSnake(nil, unquote(buf[:0], key, flagEscaped)))
 		}
 		return nil, nil, newError(CodeInvalidJSON, f, it.s.err)
 	}
@@ -301,7 +310,7 @@ func startsValue(c byte) string {
 
 // dedupe drops the later spellings of a field that repeat its value and
 // fails on the first spelling that contradicts it.
-func dedupe(fields []field, names []byte) ([]field, error) {
+func dedupe(fields []field, names, data []byte) ([]field, error) {
 	kept := fields[:0]
 	var index map[string]int // for records with many fields: linear search is quadratic
 	if len(fields) > 32 {
@@ -319,8 +328,8 @@ next:
 		if seen&bit != 0 || index != nil {
 			if index != nil {
 				if j, ok := index[string(name)]; ok {
-					if !sameValue(&kept[j], f) {
-						return nil, conflict(string(name), kept[j].key, f.key)
+					if !sameValue(&kept[j], f, data) {
+						return nil, conflict(string(name), kept[j].keyIn(data), f.keyIn(data))
 					}
 					continue
 				}
@@ -328,8 +337,8 @@ next:
 			} else {
 				for j := range kept {
 					if bytes.Equal(names[kept[j].name.start:kept[j].name.end], name) {
-						if !sameValue(&kept[j], f) {
-							return nil, conflict(string(name), kept[j].key, f.key)
+						if !sameValue(&kept[j], f, data) {
+							return nil, conflict(string(name), kept[j].keyIn(data), f.keyIn(data))
 						}
 						continue next
 					}
@@ -349,13 +358,17 @@ next:
 // sameValue reports whether two spellings of one field carry the same
 // value: the same JSON value, except that an account given once as a
 // string and once as an integer is the same account when the texts agree.
-func sameValue(a, b *field) bool {
-	if a.role == roleAccountID && accountRule(&a.pair) == "" && accountRule(&b.pair) == "" {
+func sameValue(a, b *field, data []byte) bool {
+	pa, pb := a.pairIn(data), b.pairIn(data)
+	if a.role == roleAccountID && accountRule(&pa) == "" && accountRule(&pb) == "" {
 		var abuf, bbuf [64]byte
-		return bytes.Equal(appendAccount(abuf[:0], &a.pair), appendAccount(bbuf[:0], &b.pair))
+		return bytes.Equal(appendAccount(abuf[:0], &pa), appendAccount(bbuf[:0], &pb))
 	}
-	return jsonEqual(a.val, b.val)
+	return jsonEqual(pa.val, pb.val)
 }
+
+// keyIn returns the field's key in the record data, as written.
+func (f *field) keyIn(data []byte) []byte { return data[f.key.start:f.key.end] }
 
 func conflict(field string, key1, key2 []byte) *Error {
 	if bytes.Equal(key1, key2) {

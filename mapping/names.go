@@ -303,8 +303,12 @@ type knownName struct {
 }
 
 // knownNames is an open-addressing hash table of commonNames, probed from
-// nameHash; an empty spelling ends a probe.
-type knownNames [256]knownName
+// nameHash: slot holds 1 + the index of an entry, 0 ends a probe. The
+// slots fit in four cache lines.
+type knownNames struct {
+	slot    [256]uint8
+	entries [len(commonNames)]knownName
+}
 
 func nameHash(name []byte) uint8 {
 	n := len(name)
@@ -315,23 +319,24 @@ func nameHash(name []byte) uint8 {
 }
 
 var known = func() *knownNames {
-	var t knownNames
-	for _, sp := range commonNames {
+	t := new(knownNames)
+	for i, sp := range commonNames {
 		snake := string(appendSnake(nil, []byte(sp)))
+		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake))}
 		h := nameHash([]byte(sp))
-		for t[h].spelling != "" {
+		for t.slot[h] != 0 {
 			h++
 		}
-		t[h] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake))}
+		t.slot[h] = uint8(i + 1)
 	}
-	return &t
+	return t
 }()
 
 // lookup returns the entry of a raw (unescaped) field name, or nil.
 func (t *knownNames) lookup(name []byte) *knownName {
-	for h := nameHash(name); t[h].spelling != ""; h++ {
-		if t[h].spelling == string(name) {
-			return &t[h]
+	for h := nameHash(name); t.slot[h] != 0; h++ {
+		if e := &t.entries[t.slot[h]-1]; e.spelling == string(name) {
+			return e
 		}
 	}
 	return nil

@@ -6,7 +6,7 @@ import (
 )
 
 // eventOf finds the catalogue row the type field names.
-func eventOf(f *field) (*event, error) {
+func eventOf(f *pair) (*event, error) {
 	if f == nil {
 		return nil, newError(CodeUnknownEvent, "type", "missing")
 	}
@@ -14,7 +14,7 @@ func eventOf(f *field) (*event, error) {
 		return nil, newError(CodeUnknownEvent, "type", "must be a string naming one of the "+strconv.Itoa(len(catalogue))+" events, not "+f.kind.String())
 	}
 	var buf [64]byte
-	typ := text(buf[:0], &f.pair)
+	typ := text(buf[:0], f)
 	ev := lookup(typ)
 	if ev == nil {
 		return nil, newError(CodeUnknownEvent, "type", quote(typ)+" is not one of the "+strconv.Itoa(len(catalogue))+" events")
@@ -24,7 +24,7 @@ func eventOf(f *field) (*event, error) {
 
 // timestampOf returns the call's timestamp: the record's, else the Kafka
 // record's, in UTC with millisecond precision. Never the current time.
-func timestampOf(f *field, kafka time.Time) (time.Time, error) {
+func timestampOf(f *pair, kafka time.Time) (time.Time, error) {
 	var t time.Time
 	switch {
 	case f == nil:
@@ -36,7 +36,7 @@ func timestampOf(f *field, kafka time.Time) (time.Time, error) {
 		t = kafka
 	case f.kind == kindString:
 		var buf [64]byte
-		s := text(buf[:0], &f.pair)
+		s := text(buf[:0], f)
 		ok := rfc3339(s)
 		if ok {
 			t, ok = parseRFC3339(s)
@@ -217,12 +217,13 @@ func appendAccount(dst []byte, p *pair) []byte {
 }
 
 // checkEvent checks what the event requires: its id and its metadata.
-func checkEvent(ev *event, fields []field, names []byte) error {
-	id := find(fields, names, ev.ID)
-	if id == nil {
+func checkEvent(ev *event, fields []field, names, data []byte) error {
+	idField := find(fields, names, ev.ID)
+	if idField == nil {
 		return newError(CodeMissingProperty, ev.ID, "required by "+quote([]byte(ev.Name)))
 	}
-	if msg := ruleStringOrInteger.check(&id.pair, nil); msg != "" {
+	id := idField.pairIn(data)
+	if msg := ruleStringOrInteger.check(&id, nil); msg != "" {
 		return newError(CodeInvalidProperty, ev.ID, msg)
 	}
 	if len(ev.Metadata) == 0 {
@@ -235,7 +236,7 @@ func checkEvent(ev *event, fields []field, names []byte) error {
 	if md.kind != kindObject {
 		return newError(CodeInvalidProperty, metadataName, "must be an object, not "+md.kind.String())
 	}
-	return checkMetadata(ev, md.val)
+	return checkMetadata(ev, data[md.val.start:md.val.end])
 }
 
 // checkMetadata checks the members the event requires of its metadata.
@@ -347,6 +348,12 @@ func find(fields []field, names []byte, name string) *field {
 	return nil
 }
 
-func nameOf(f *field, names []byte) string {
-	return string(names[f.name.start:f.name.end])
+// nameOf returns the snake_case name of the field with role r.
+func nameOf(fields []field, names []byte, r role) string {
+	for i := range fields {
+		if fields[i].role == r {
+			return string(names[fields[i].name.start:fields[i].name.end])
+		}
+	}
+	return ""
 }
