@@ -26,6 +26,7 @@ type member struct {
 	OneOf []string // the allowed strings, for ruleOneOf
 
 	snake string // Name in snake_case, the form spellings are matched in
+	field string // metadata.Name, as errors name it
 }
 
 // rule is a constraint on a value.
@@ -74,6 +75,7 @@ var byKey = func() map[string]*event {
 		e.quoted = string(appendString(nil, e.Name))
 		for j := range e.Metadata {
 			e.Metadata[j].snake = string(appendSnake(nil, []byte(e.Metadata[j].Name)))
+			e.Metadata[j].field = metadataName + "." + e.Metadata[j].Name
 		}
 		m[e.key] = e
 	}

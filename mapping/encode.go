@@ -125,7 +125,7 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	for i := range fields {
 		if f := &fields[i]; f.role == roleProperty {
 			n++
-			size += f.name.end - f.name.start + f.val.end - f.val.start + len(`,"":`)
+			size += f.name.len() + f.val.len() + len(`,"":`)
 		}
 	}
 	// A call encoded into a buffer of its own shares it with its strings
@@ -185,7 +185,7 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		} else {
 			out = append(out, val...)
 		}
-		f.out = span{start - base, len(out) - base}
+		f.out = spanOf(start-base, len(out)-base)
 	}
 	out = append(out, msgTail...)
 
@@ -193,14 +193,14 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	if len(msg) > maxMessageBytes {
 		var largest *field
 		for i := range fields {
-			if f := &fields[i]; f.role == roleProperty && (largest == nil || f.out.end-f.out.start > largest.out.end-largest.out.start) {
+			if f := &fields[i]; f.role == roleProperty && (largest == nil || f.out.len() > largest.out.len()) {
 				largest = f
 			}
 		}
 		return Call{}, dst, newError(CodeTooLarge, string(names[largest.name.start:largest.name.end]),
 			"the encoded call is "+strconv.Itoa(len(msg))+" bytes, over Segment's limit of "+
 				strconv.Itoa(maxMessageBytes)+"; this property's value is "+
-				strconv.Itoa(largest.out.end-largest.out.start)+" bytes")
+				strconv.Itoa(largest.out.len())+" bytes")
 	}
 
 	// The call's strings, with props the property names first, in one
@@ -232,11 +232,11 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		}
 	}
 	return Call{
-		MessageID:   strs[off+d.msgID.start : off+d.msgID.end],
+		MessageID:   strs[off+int(d.msgID.start) : off+int(d.msgID.end)],
 		Event:       d.ev.Name,
-		UserID:      strs[off+d.userID.start : off+d.userID.end],
-		AnonymousID: strs[off+d.anonID.start : off+d.anonID.end],
-		AccountID:   strs[off+d.accountID.start : off+d.accountID.end],
+		UserID:      strs[off+int(d.userID.start) : off+int(d.userID.end)],
+		AnonymousID: strs[off+int(d.anonID.start) : off+int(d.anonID.end)],
+		AccountID:   strs[off+int(d.accountID.start) : off+int(d.accountID.end)],
 		Timestamp:   d.ts,
 		Properties:  ps,
 		JSON:        msg,

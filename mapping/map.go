@@ -77,8 +77,13 @@ func roleOf(name []byte) role {
 	return roleProperty
 }
 
-// span locates bytes in a buffer.
-type span struct{ start, end int }
+// span locates bytes in a buffer. Its offsets are 32 bits wide, which
+// keeps fields small: no record comes near 2 GiB.
+type span struct{ start, end int32 }
+
+func spanOf(start, end int) span { return span{int32(start), int32(end)} }
+
+func (s span) len() int { return int(s.end - s.start) }
 
 // field is a present (neither null nor "") top-level member of the record.
 // It holds offsets, not slices: fields are written once per member of
@@ -212,12 +217,12 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	var account []byte
 	if f := env[roleAccountID]; f != nil {
 		ids = appendAccount(ids, f)
-		d.accountID.end = len(ids)
+		d.accountID = spanOf(0, len(ids))
 		if accounts {
 			account = ids[:d.accountID.end]
 		}
 	}
-	d.msgID.start = len(ids)
+	msgStart := len(ids)
 	if f := env[roleID]; f != nil {
 		var buf [64]byte
 		id := text(buf[:0], f)
@@ -226,18 +231,18 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	} else {
 		ids = appendMessageID(ids, nil, nil, &r)
 	}
-	d.msgID.end = len(ids)
+	d.msgID = spanOf(msgStart, len(ids))
 	if f := env[roleUserID]; f != nil {
 		d.user = f.val
-		d.userID.start = len(ids)
+		start := len(ids)
 		ids = appendText(ids, f)
-		d.userID.end = len(ids)
+		d.userID = spanOf(start, len(ids))
 	}
 	if f := env[roleAnonymousID]; f != nil {
 		d.anon = f.val
-		d.anonID.start = len(ids)
+		start := len(ids)
 		ids = appendText(ids, f)
-		d.anonID.end = len(ids)
+		d.anonID = spanOf(start, len(ids))
 	}
 	return encode(dst, d, data, fields, names, ids, props)
 }
@@ -256,7 +261,7 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 	it := objectIter{s: s, depth: 1}
 	var keyBuf [64]byte
 	for it.member() {
-		if it.kind == kindNull || it.kind == kindString && it.val.end-it.val.start == 2 {
+		if it.kind == kindNull || it.kind == kindString && it.val.len() == 2 {
 			continue // absent
 		}
 		key := data[it.key.start:it.key.end]
@@ -269,7 +274,7 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 			names = appendSnake(names, unquote(keyBuf[:0], key, it.keyFlags))
 			r = roleOf(names[start:])
 		}
-		fields = append(fields, field{key: it.key, val: it.val, name: span{start, len(names)},
+		fields = append(fields, field{key: it.key, val: it.val, name: spanOf(start, len(names)),
 			keyFlags: it.keyFlags, flags: it.flags, kind: it.kind, role: r})
 	}
 	if it.s.err != "" {

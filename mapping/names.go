@@ -293,6 +293,8 @@ var commonNames = [...]string{
 	"announcementId", "announcement_id", "npsWidgetId", "nps_widget_id", "metadata",
 	"companyId", "company_id", "locale", "url", "pageUrl", "page_url", "userAgent", "user_agent",
 	"appVersion", "app_version", "plan", "seats", "referrer", "title", "path",
+	// members of metadata objects
+	"stepIndex", "stepId", "stepTitle", "elementSelector",
 }
 
 // knownName is a commonNames entry with its snake_case name and role.

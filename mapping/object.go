@@ -104,7 +104,7 @@ func (it *objectIter) member() (ok bool) {
 		it.done = true
 		return false
 	}
-	it.key = span{start + 1, s.pos - 1}
+	it.key = spanOf(start+1, s.pos-1)
 	s.space()
 	if s.pos >= len(s.data) || s.data[s.pos] != ':' {
 		it.done = true
@@ -121,7 +121,7 @@ func (it *objectIter) member() (ok bool) {
 		it.done = true
 		return false
 	}
-	it.val = span{start, s.pos}
+	it.val = spanOf(start, s.pos)
 	return true
 }
 

@@ -57,12 +57,24 @@ func timestampOf(f *pair, kafka time.Time) (time.Time, error) {
 	}
 	t = t.UTC().Truncate(time.Millisecond)
 	// RFC 3339 has four-digit years, and analytics-go takes the zero time
-	// for "unset" and would replace it with the time of sending.
+	// for "unset" and would replace it with the time of sending. Inside
+	// the window the year needs no computing.
+	if sec := t.Unix(); sec > minUnix && sec < maxUnix {
+		return t, nil
+	}
 	if y := t.Year(); y < 1 || y > 9999 || t.IsZero() {
 		return t, newError(CodeInvalidTimestamp, "timestamp", "out of range: must lie after 0001-01-01T00:00:00Z and before year 10000")
 	}
 	return t, nil
 }
+
+// The seconds of 0001-01-01T00:00:00Z, the zero time, and of
+// 10000-01-01T00:00:00Z: a time strictly between lies in years 1-9999 and
+// is not the zero time.
+const (
+	minUnix = -62135596800
+	maxUnix = 253402300800
+)
 
 // parseRFC3339 parses a date-time that has rfc3339's shape and checks the
 // ranges of its parts as time.Parse(time.RFC3339, …) does (days of the
@@ -128,20 +140,13 @@ func rfc3339(s []byte) bool {
 	if len(s) < len(shape)+1 {
 		return false
 	}
-	for i := 0; i < len(shape); i++ {
-		switch c := s[i]; shape[i] {
-		case 'd':
-			if !isDigit(c) {
-				return false
-			}
-		case 'T':
-			if c != 'T' && c != 't' {
-				return false
-			}
-		default:
-			if c != shape[i] {
-				return false
-			}
+	// The separators, then the digits: every other position of the shape.
+	if s[4] != '-' || s[7] != '-' || s[10] != 'T' && s[10] != 't' || s[13] != ':' || s[16] != ':' {
+		return false
+	}
+	for _, i := range [...]uint8{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18} {
+		if !isDigit(s[i]) {
+			return false
 		}
 	}
 	s = s[len(shape):]
@@ -250,19 +255,22 @@ func checkMetadata(ev *event, raw []byte) error {
 	}
 	it := objectIter{s: scanner{data: raw}, depth: 2}
 	var keyBuf, nameBuf [64]byte
-	for {
-		p, ok := it.next()
-		if !ok {
-			break
+	for it.member() {
+		if it.kind == kindNull || it.kind == kindString && it.val.len() == 2 {
+			continue // absent
 		}
-		if p.absent() {
-			continue
+		key := raw[it.key.start:it.key.end]
+		var name []byte
+		if k := known.lookup(key); k != nil && it.keyFlags&flagEscaped == 0 {
+			name = append(nameBuf[:0], k.snake...)
+		} else {
+			name = appendSnake(nameBuf[:0], unquote(keyBuf[:0], key, it.keyFlags))
 		}
-		name := appendSnake(nameBuf[:0], unquote(keyBuf[:0], p.key, p.keyFlags))
 		for i := range ev.Metadata {
 			if string(name) != ev.Metadata[i].snake {
 				continue
 			}
+			p := pair{key: key, keyFlags: it.keyFlags, val: raw[it.val.start:it.val.end], kind: it.kind, flags: it.flags}
 			if got[i].kind == 0 {
 				got[i] = p
 			} else if !jsonEqual(got[i].val, p.val) {
@@ -271,8 +279,9 @@ func checkMetadata(ev *event, raw []byte) error {
 			break
 		}
 	}
-	for i, m := range ev.Metadata {
-		field := metadataName + "." + m.Name
+	for i := range ev.Metadata {
+		m := &ev.Metadata[i]
+		field := m.field
 		if got[i].kind == 0 {
 			return newError(CodeMissingProperty, field, "required by "+quote([]byte(ev.Name)))
 		}
