@@ -71,7 +71,7 @@ func reportCPU(b *testing.B) func() {
 
 // benchRecords are BenchmarkMap's records, with an accountId when
 // accounts is set, and their mean size.
-func benchRecords(b *testing.B, accounts bool) ([]Record, int64) {
+func benchRecords(b testing.TB, accounts bool) ([]Record, int64) {
 	var recs []Record
 	var size int
 	for i, ev := range catalogue {

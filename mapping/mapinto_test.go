@@ -2,8 +2,10 @@ package mapping
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"math/bits"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -215,6 +217,38 @@ func TestAppendTimestamp(t *testing.T) {
 		tm := time.UnixMilli(ms).UTC()
 		if got, want := string(appendTimestamp(nil, tm)), tm.Format(timeLayout); got != want {
 			t.Fatalf("appendTimestamp(%d ms) = %s, want %s", ms, got, want)
+		}
+	}
+}
+
+// TestSpecialsFirst: the lowest flagged byte of specials is exactly the
+// first byte that is not plain.
+func TestSpecialsFirst(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	interesting := []byte{0, 0x1f, 0x20, 0x21, '"', '\\', 0x5b, 0x5d, 0x7e, 0x7f, 0x80, 0xff, 'a', 0x01, 0xa2, 0xdc, 0x9f}
+	var b [8]byte
+	for range 300000 {
+		for i := range b {
+			if rng.IntN(4) == 0 {
+				b[i] = interesting[rng.IntN(len(interesting))]
+			} else {
+				b[i] = byte(0x20 + rng.IntN(0x60))
+			}
+		}
+		first := 8
+		for i, c := range b {
+			if !plain[c] {
+				first = i
+				break
+			}
+		}
+		m := specials(binary.LittleEndian.Uint64(b[:]))
+		got := 8
+		if m != 0 {
+			got = bits.TrailingZeros64(m) / 8
+		}
+		if got != first {
+			t.Fatalf("% x: specials says byte %d, the first not plain is %d", b, got, first)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -63,13 +64,19 @@ var plain = func() (t [256]bool) {
 // control character, a quote, a backslash or a byte of a multi-byte UTF-8
 // sequence. (x - n·ones) &^ x & highs is non-zero exactly when some byte of
 // x is below n (for n ≤ 0x80), so each term is exact for "any byte".
-func special(w uint64) bool {
+func special(w uint64) bool { return specials(w) != 0 }
+
+// specials is special's mask: the high bit of each flagged byte. A borrow
+// only runs towards higher bytes, so the lowest flagged byte is exactly
+// the first byte that is not plain (bytes above it may be flagged
+// spuriously).
+func specials(w uint64) uint64 {
 	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	const quotes, backslashes = '"' * ones, '\\' * ones
 	control := (w - 0x20*ones) &^ w
 	quote := ((w ^ quotes) - ones) &^ (w ^ quotes)
 	backslash := ((w ^ backslashes) - ones) &^ (w ^ backslashes)
-	return (w|control|quote|backslash)&highs != 0
+	return (w | control | quote | backslash) & highs
 }
 
 // scanner validates JSON in one pass without decoding it. It yields the
@@ -105,6 +112,10 @@ func (s *scanner) failChar() bool {
 
 // space skips JSON whitespace and reports whether there was any.
 func (s *scanner) space() bool {
+	// Most JSON has no whitespace between tokens.
+	if s.pos < len(s.data) && s.data[s.pos] > ' ' {
+		return false
+	}
 	start := s.pos
 	for s.pos < len(s.data) {
 		switch s.data[s.pos] {
@@ -123,14 +134,19 @@ func (s *scanner) str() (flags uint8, ok bool) {
 	d := s.data
 	i := s.pos + 1
 	for {
-		// Eight bytes at a time while none needs a closer look, then byte
-		// by byte up to the one that does.
-		for i+8 <= len(d) && !special(binary.LittleEndian.Uint64(d[i:])) {
+		// Eight bytes at a time up to the first that needs a closer look;
+		// byte by byte in the last few bytes of the input.
+		for i+8 <= len(d) {
+			if m := specials(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				goto look
+			}
 			i += 8
 		}
 		for i < len(d) && plain[d[i]] {
 			i++
 		}
+	look:
 		if i >= len(d) {
 			return 0, s.failEOF()
 		}
