@@ -44,6 +44,10 @@ func timestampOf(f *pair, kafka time.Time) (time.Time, error) {
 		if !ok {
 			return t, newError(CodeInvalidTimestamp, "timestamp", quote(s)+" is neither RFC 3339 nor integer epoch milliseconds")
 		}
+		// parseRFC3339 gives UTC in whole milliseconds already.
+		if sec := t.Unix(); sec > minUnix && sec < maxUnix {
+			return t, nil
+		}
 	case f.kind == kindNumber && f.flags&flagInteger != 0:
 		ms, ok := parseInt(f.val)
 		if !ok {
@@ -79,8 +83,8 @@ const (
 // parseRFC3339 parses a date-time that has rfc3339's shape and checks the
 // ranges of its parts as time.Parse(time.RFC3339, …) does (days of the
 // month, leap years, seconds below 60, offsets up to 23:59), without its
-// search for a local zone that matches the offset. Fractional digits
-// beyond nanoseconds are ignored, as time.Parse ignores them.
+// search for a local zone that matches the offset, and returns the time
+// as timestampOf does: in UTC, truncated to milliseconds.
 func parseRFC3339(s []byte) (time.Time, bool) {
 	two := func(b []byte) int { return int(b[0]-'0')*10 + int(b[1]-'0') }
 	year := two(s[0:])*100 + two(s[2:])
@@ -103,15 +107,39 @@ func parseRFC3339(s []byte) (time.Time, bool) {
 		}
 		s = s[n:]
 	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
 	if len(s) == 6 { // ±hh:mm; rfc3339 checked its ranges
-		offset := time.Duration(two(s[1:])*60+two(s[4:])) * time.Minute
+		offset := int64(two(s[1:])*3600 + two(s[4:])*60)
 		if s[0] == '+' {
 			offset = -offset
 		}
-		t = t.Add(offset)
+		unix += offset
 	}
-	return t, true
+	// In UTC and whole milliseconds, as timestampOf returns every time.
+	return time.Unix(unix, int64(nsec/1e6*1e6)).UTC(), true
+}
+
+// daysSinceEpoch is the day of a proleptic Gregorian date counted from
+// 1970-01-01 (H. Hinnant's civil-to-days algorithm; civil inverts it).
+func daysSinceEpoch(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400 // [0, 399]
+	m := int64(month)
+	if m > 2 {
+		m -= 3
+	} else {
+		m += 9
+	}
+	doy := (153*m+2)/5 + int64(day) - 1    // [0, 365]
+	doe := yoe*365 + yoe/4 - yoe/100 + doy // [0, 146096]
+	return era*146097 + doe - 719468
 }
 
 // daysIn is the number of days in the month of the year, proleptic
