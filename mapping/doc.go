@@ -35,6 +35,11 @@
 //   - context.integration is {"name":"Produktly","version":"1.0.0"}, and the
 //     encoded call fits Segment's 32000-byte message limit.
 //
+// MapInto and MapAccountInto are Map and MapAccount for a caller that sends
+// only Call.JSON: they append the same bytes to a buffer the caller
+// passes (one allocation per call with a nil buffer, none for the message
+// with a buffer that has room) and do not build Call.Properties.
+//
 // A record that breaks a rule yields an *Error whose Code is one of Codes();
 // the consumer dead-letters it with that code and message. Callers tell codes
 // apart with errors.Is or errors.As, never by the text.

@@ -135,11 +135,13 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		strsLen += len(names)
 	}
 	fresh := len(dst) == 0 && cap(dst) < size
+	var out []byte
 	if fresh {
-		dst = make([]byte, 0, size+strsLen)
+		out = make([]byte, 0, size+strsLen)
+	} else {
+		out = slices.Grow(dst, size)
 	}
 	base := len(dst)
-	out := slices.Grow(dst, size)
 	out = append(out, msgHead...)
 	out = append(out, ids[d.msgID.start:d.msgID.end]...)
 	out = append(out, '"')

@@ -30,6 +30,8 @@ type Call struct {
 	Timestamp time.Time
 	// Properties are the call's properties in input order, under their
 	// snake_case names. Each Value aliases JSON: treat both as read-only.
+	// MapInto and MapAccountInto leave it nil (every call has at least
+	// its required id, so nil means "not built").
 	Properties []Property
 	// JSON is the encoded Segment track message, exactly what goes into the
 	// "batch" array of a /v1/batch request. len(JSON) ≤ 32000.
