@@ -36,9 +36,10 @@
 //     encoded call fits Segment's 32000-byte message limit.
 //
 // MapInto and MapAccountInto are Map and MapAccount for a caller that sends
-// only Call.JSON: they append the same bytes to a buffer the caller
-// passes (one allocation per call with a nil buffer, none for the message
-// with a buffer that has room) and do not build Call.Properties.
+// only Call.JSON: they append the same bytes to a buffer the caller passes
+// and do not build Call.Properties. With a nil buffer one allocation holds
+// the message and the call's strings; with a buffer that has room only the
+// strings are allocated.
 //
 // A record that breaks a rule yields an *Error whose Code is one of Codes();
 // the consumer dead-letters it with that code and message. Callers tell codes

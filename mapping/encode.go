@@ -79,13 +79,17 @@ func version5(sum [sha1.Size]byte) uuid.UUID {
 
 // appendUUID appends u in its canonical 36-character form.
 func appendUUID(dst []byte, u uuid.UUID) []byte {
-	for i, b := range u {
+	var b [uuidLen]byte
+	j := 0
+	for i, c := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst = append(dst, '-')
+			b[j] = '-'
+			j++
 		}
-		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
+		j += 2
 	}
-	return dst
+	return append(dst, b[:]...)
 }
 
 // draft is a call whose parts have been checked, ready to encode.
