@@ -183,9 +183,9 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	if err != nil {
 		return Call{}, dst, err
 	}
-	for _, r := range [...]role{roleUserID, roleAnonymousID} {
-		if f := env[r]; f != nil && f.kind != kindString {
-			return Call{}, dst, newError(CodeInvalidProperty, nameOf(fields, names, r), "must be a string, not "+f.kind.String())
+	for _, identity := range [...]role{roleUserID, roleAnonymousID} {
+		if f := env[identity]; f != nil && f.kind != kindString {
+			return Call{}, dst, newError(CodeInvalidProperty, nameOf(fields, names, identity), "must be a string, not "+f.kind.String())
 		}
 	}
 	if env[roleUserID] == nil && env[roleAnonymousID] == nil {
