@@ -269,7 +269,7 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 		key := data[it.key.start:it.key.end]
 		start := len(names)
 		var r role
-		if k := known.lookup(key); k != nil && it.keyFlags&flagEscaped == 0 {
+		if k := knownUnescaped(key, it.keyFlags); k != nil {
 			names = append(names, k.snake...)
 			r = k.role
 		} else {

@@ -343,3 +343,12 @@ func (t *knownNames) lookup(name []byte) *knownName {
 	}
 	return nil
 }
+
+// knownUnescaped looks a key up in the common-names table when it has no
+// escapes (a key with escapes is not spelled as the table spells it).
+func knownUnescaped(key []byte, keyFlags uint8) *knownName {
+	if keyFlags&flagEscaped != 0 {
+		return nil
+	}
+	return known.lookup(key)
+}

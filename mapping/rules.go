@@ -289,7 +289,7 @@ func checkMetadata(ev *event, raw []byte) error {
 		}
 		key := raw[it.key.start:it.key.end]
 		var name []byte
-		if k := known.lookup(key); k != nil && it.keyFlags&flagEscaped == 0 {
+		if k := knownUnescaped(key, it.keyFlags); k != nil {
 			name = append(nameBuf[:0], k.snake...)
 		} else {
 			name = appendSnake(nameBuf[:0], unquote(keyBuf[:0], key, it.keyFlags))
