@@ -15,7 +15,8 @@ type event struct {
 	// object; none means the event does not require metadata.
 	Metadata []member
 
-	key string // Type without separators, lower case: the lookup key
+	key    string // Type without separators, lower case: the lookup key
+	quoted string // Name as a JSON string
 }
 
 // member is a required member of the metadata object.
@@ -25,6 +26,7 @@ type member struct {
 	OneOf []string // the allowed strings, for ruleOneOf
 
 	snake string // Name in snake_case, the form spellings are matched in
+	field string // metadata.Name, as errors name it
 }
 
 // rule is a constraint on a value.
@@ -70,8 +72,10 @@ var byKey = func() map[string]*event {
 	for i := range catalogue {
 		e := &catalogue[i]
 		e.key = string(appendTypeKey(nil, []byte(e.Type)))
+		e.quoted = string(appendString(nil, e.Name))
 		for j := range e.Metadata {
 			e.Metadata[j].snake = string(appendSnake(nil, []byte(e.Metadata[j].Name)))
+			e.Metadata[j].field = metadataName + "." + e.Metadata[j].Name
 		}
 		m[e.key] = e
 	}
@@ -101,8 +105,28 @@ func lookup(typ []byte) *event {
 		return nil // longer than any spelling worth accepting
 	}
 	var buf [64]byte
-	return byKey[string(appendTypeKey(buf[:0], typ))]
+	key := appendTypeKey(buf[:0], typ)
+	for h := int(nameHash(key)) & (len(byHash) - 1); byHash[h] != nil; h = (h + 1) & (len(byHash) - 1) {
+		if byHash[h].key == string(key) {
+			return byHash[h]
+		}
+	}
+	return nil
 }
+
+// byHash is byKey as an open-addressing table probed from the nameHash of
+// a lookup key, which spares the per-record lookup a map access.
+var byHash = func() (t [64]*event) {
+	for i := range catalogue {
+		e := byKey[catalogue[i].key]
+		h := int(nameHash([]byte(e.key))) & (len(t) - 1)
+		for t[h] != nil {
+			h = (h + 1) & (len(t) - 1)
+		}
+		t[h] = e
+	}
+	return t
+}()
 
 // requirements renders the "required properties" cell of the event's row in
 // docs/contract.md, for example

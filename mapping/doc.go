@@ -35,6 +35,12 @@
 //   - context.integration is {"name":"Produktly","version":"1.0.0"}, and the
 //     encoded call fits Segment's 32000-byte message limit.
 //
+// MapInto and MapAccountInto are Map and MapAccount for a caller that sends
+// only Call.JSON: they append the same bytes to a buffer the caller passes
+// and do not build Call.Properties. With a nil buffer one allocation holds
+// the message and the call's strings; with a buffer that has room only the
+// strings are allocated.
+//
 // A record that breaks a rule yields an *Error whose Code is one of Codes();
 // the consumer dead-letters it with that code and message. Callers tell codes
 // apart with errors.Is or errors.As, never by the text.

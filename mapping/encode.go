@@ -2,8 +2,10 @@ package mapping
 
 import (
 	"crypto/sha1"
+	"slices"
 	"strconv"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/segmentio/analytics-go/v3"
@@ -37,8 +39,9 @@ var namespace = uuid.MustParse("3cb87268-174b-5295-bc79-ee14a9373ac5")
 // never share a name. In accounts mode (account non-nil) a record's id is
 // named "account:<account>/id:<id>" instead.
 func appendMessageID(dst, account, id []byte, r *Record) []byte {
+	// The hashed input is the namespace, then the name.
 	var buf [128]byte
-	name := buf[:0]
+	name := append(buf[:0], namespace[:]...)
 	if id != nil {
 		if account != nil {
 			name = append(name, "account:"...)
@@ -55,14 +58,18 @@ func appendMessageID(dst, account, id []byte, r *Record) []byte {
 		name = append(name, '/')
 		name = strconv.AppendInt(name, r.Offset, 10)
 	}
-	return appendUUID(dst, newSHA1(name))
+	return appendUUID(dst, version5(sha1.Sum(name)))
 }
 
 // newSHA1 is uuid.NewSHA1(namespace, name) without its heap allocations
 // (a hash.Hash and its sum); a test holds the two equal.
 func newSHA1(name []byte) uuid.UUID {
 	var buf [256]byte
-	sum := sha1.Sum(append(append(buf[:0], namespace[:]...), name...))
+	return version5(sha1.Sum(append(append(buf[:0], namespace[:]...), name...)))
+}
+
+// version5 makes a version 5 UUID of a SHA-1 sum.
+func version5(sum [sha1.Size]byte) uuid.UUID {
 	var u uuid.UUID
 	copy(u[:], sum[:])
 	u[6] = u[6]&0x0f | 0x50 // version 5
@@ -72,13 +79,17 @@ func newSHA1(name []byte) uuid.UUID {
 
 // appendUUID appends u in its canonical 36-character form.
 func appendUUID(dst []byte, u uuid.UUID) []byte {
-	for i, b := range u {
+	var b [uuidLen]byte
+	j := 0
+	for i, c := range u {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
-			dst = append(dst, '-')
+			b[j] = '-'
+			j++
 		}
-		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
+		j += 2
 	}
-	return dst
+	return append(dst, b[:]...)
 }
 
 // draft is a call whose parts have been checked, ready to encode.
@@ -92,27 +103,51 @@ type draft struct {
 	user, anon []byte
 }
 
-// encode writes the track message by appending to one buffer:
+// encode writes the track message by appending to dst:
 //
 //	{"type":"track","messageId":…,"userId":…,"anonymousId":…,"event":…,
 //	 "timestamp":…,"properties":{…},"context":{"integration":{…}}}
 //
 // fields are the record's present fields, deduplicated, in input order;
-// strs holds the property names, the message id and the identities. Neither
-// is a draft field: escape analysis is not field-sensitive, and fields live
-// in Map's stack buffer, which must not appear to flow into the result.
-func encode(d draft, fields []field, strs string) (Call, error) {
-	size := 256 + len(d.user) + len(d.anon)
+// names holds their snake_case names, ids the message id, the identities
+// and the account (d's spans). With props, the call carries its
+// Properties. Neither is a draft field: escape analysis is not
+// field-sensitive, and fields, names and ids live in Map's stack buffers,
+// which must not appear to flow into the result.
+func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte, props bool) (Call, []byte, error) {
+	// The exact size, unless names need escapes (rare: the slack covers a
+	// few) or values lose whitespace.
+	size := len(msgHead) + uuidLen + len(`","event":`) + len(d.ev.quoted) + len(`,"timestamp":"`) + timestampLen +
+		len(`","properties":{`) + len(msgTail) + 32
+	if d.user != nil {
+		size += len(`,"userId":`) + len(d.user)
+	}
+	if d.anon != nil {
+		size += len(`,"anonymousId":`) + len(d.anon)
+	}
 	n := 0
 	for i := range fields {
 		if f := &fields[i]; f.role == roleProperty {
 			n++
-			size += f.name.end - f.name.start + len(f.val) + 4
+			size += f.name.len() + f.val.len() + len(`,"":`)
 		}
 	}
-	out := make([]byte, 0, size)
-	out = append(out, `{"type":"track","messageId":"`...)
-	out = append(out, strs[d.msgID.start:d.msgID.end]...)
+	// A call encoded into a buffer of its own shares it with its strings
+	// (see below), so that one allocation holds the whole call.
+	strsLen := len(ids)
+	if props {
+		strsLen += len(names)
+	}
+	fresh := len(dst) == 0 && cap(dst) < size
+	var out []byte
+	if fresh {
+		out = make([]byte, 0, size+strsLen)
+	} else {
+		out = slices.Grow(dst, size)
+	}
+	base := len(dst)
+	out = append(out, msgHead...)
+	out = append(out, ids[d.msgID.start:d.msgID.end]...)
 	out = append(out, '"')
 	if d.user != nil {
 		out = append(out, `,"userId":`...)
@@ -123,62 +158,105 @@ func encode(d draft, fields []field, strs string) (Call, error) {
 		out = append(out, d.anon...)
 	}
 	out = append(out, `,"event":`...)
-	out = appendString(out, d.ev.Name)
+	out = append(out, d.ev.quoted...)
 	out = append(out, `,"timestamp":"`...)
 	out = appendTimestamp(out, d.ts)
 	out = append(out, `","properties":{`...)
 
-	props := make([]Property, 0, n)
-	var spanBuf [32]span
-	spans := spanBuf[:0]
+	first := true
 	for i := range fields {
 		f := &fields[i]
 		if f.role != roleProperty {
 			continue
 		}
-		if len(props) > 0 {
+		if !first {
 			out = append(out, ',')
 		}
-		name := strs[f.name.start:f.name.end]
-		out = appendString(out, name)
-		out = append(out, ':')
-		start := len(out)
-		if f.flags&flagSpace != 0 {
-			out = appendCompact(out, f.val)
+		first = false
+		name := names[f.name.start:f.name.end]
+		if f.keyFlags&flagEscaped == 0 {
+			// The name came from an unescaped JSON key: it holds no quote,
+			// backslash or control character, and neither does its
+			// snake_case form.
+			out = append(out, '"')
+			out = append(out, name...)
+			out = append(out, '"', ':')
 		} else {
-			out = append(out, f.val...)
+			out = appendString(out, name)
+			out = append(out, ':')
 		}
-		spans = append(spans, span{start, len(out)})
-		props = append(props, Property{Name: name})
+		start := len(out)
+		if val := data[f.val.start:f.val.end]; f.flags&flagSpace != 0 {
+			out = appendCompact(out, val)
+		} else {
+			out = append(out, val...)
+		}
+		f.out = spanOf(start-base, len(out)-base)
 	}
-	out = append(out, `},"context":{"integration":{"name":"`+integrationName+`","version":"`+integrationVersion+`"}}}`...)
+	out = append(out, msgTail...)
 
-	if len(out) > maxMessageBytes {
-		largest := 0
-		for i := range spans {
-			if spans[i].end-spans[i].start > spans[largest].end-spans[largest].start {
-				largest = i
+	msg := out[base:len(out):len(out)]
+	if len(msg) > maxMessageBytes {
+		var largest *field
+		for i := range fields {
+			if f := &fields[i]; f.role == roleProperty && (largest == nil || f.out.len() > largest.out.len()) {
+				largest = f
 			}
 		}
-		return Call{}, newError(CodeTooLarge, props[largest].Name,
-			"the encoded call is "+strconv.Itoa(len(out))+" bytes, over Segment's limit of "+
+		return Call{}, dst, newError(CodeTooLarge, string(names[largest.name.start:largest.name.end]),
+			"the encoded call is "+strconv.Itoa(len(msg))+" bytes, over Segment's limit of "+
 				strconv.Itoa(maxMessageBytes)+"; this property's value is "+
-				strconv.Itoa(spans[largest].end-spans[largest].start)+" bytes")
+				strconv.Itoa(largest.out.len())+" bytes")
 	}
-	for i, s := range spans {
-		props[i].Value = out[s.start:s.end:s.end]
+
+	// The call's strings, with props the property names first, in one
+	// piece: behind the message in a fresh buffer when it has room, where
+	// they are out of reach of the message's slice (capped at its length),
+	// so nothing can write to them once they are strings; else in a
+	// string of their own.
+	var sb []byte
+	if fresh && cap(out)-len(out) >= strsLen {
+		sb = out[len(out):len(out)]
+		out = out[:len(out):len(out)]
+	} else {
+		sb = make([]byte, 0, strsLen)
+	}
+	if props {
+		sb = append(sb, names...)
+	}
+	sb = append(sb, ids...)
+	strs := unsafe.String(unsafe.SliceData(sb), len(sb))
+	off := 0
+	var ps []Property
+	if props {
+		off = len(names)
+		ps = make([]Property, 0, n)
+		for i := range fields {
+			if f := &fields[i]; f.role == roleProperty {
+				ps = append(ps, Property{Name: strs[f.name.start:f.name.end], Value: msg[f.out.start:f.out.end:f.out.end]})
+			}
+		}
 	}
 	return Call{
-		MessageID:   strs[d.msgID.start:d.msgID.end],
+		MessageID:   strs[off+int(d.msgID.start) : off+int(d.msgID.end)],
 		Event:       d.ev.Name,
-		UserID:      strs[d.userID.start:d.userID.end],
-		AnonymousID: strs[d.anonID.start:d.anonID.end],
-		AccountID:   strs[d.accountID.start:d.accountID.end],
+		UserID:      strs[off+int(d.userID.start) : off+int(d.userID.end)],
+		AnonymousID: strs[off+int(d.anonID.start) : off+int(d.anonID.end)],
+		AccountID:   strs[off+int(d.accountID.start) : off+int(d.accountID.end)],
 		Timestamp:   d.ts,
-		Properties:  props,
-		JSON:        out,
-	}, nil
+		Properties:  ps,
+		JSON:        msg,
+	}, out, nil
 }
+
+// The fixed parts of every message.
+const (
+	msgHead = `{"type":"track","messageId":"`
+	msgTail = `},"context":{"integration":{"name":"` + integrationName + `","version":"` + integrationVersion + `"}}}`
+	uuidLen = 36
+	// timestampLen is the length of appendTimestamp's output.
+	timestampLen = len("2006-01-02T15:04:05.000Z")
+)
 
 // Track converts the call to analytics-go's form, losslessly: marshalled
 // with encoding/json it is the same message as c.JSON (keys in another
@@ -186,8 +264,12 @@ func encode(d draft, fields []field, strs string) (Call, error) {
 // Prefer c.JSON for sending: analytics-go escapes <, > and & in strings,
 // which can make its encoding longer than c.JSON.
 func (c Call) Track() analytics.Track {
-	props := make(analytics.Properties, len(c.Properties))
-	for _, p := range c.Properties {
+	ps := c.Properties
+	if ps == nil {
+		ps = propertiesOf(c.JSON)
+	}
+	props := make(analytics.Properties, len(ps))
+	for _, p := range ps {
 		props[p.Name] = p.Value
 	}
 	return analytics.Track{
@@ -202,6 +284,27 @@ func (c Call) Track() analytics.Track {
 		}},
 		Properties: props,
 	}
+}
+
+// propertiesOf reads the properties back from an encoded call, for a call
+// that MapInto made without them. Every call has at least its required id,
+// so a nil Properties always means "not built".
+func propertiesOf(msg []byte) []Property {
+	var ps []Property
+	it := objectIter{s: scanner{data: msg}, depth: 1}
+	var p pair
+	for it.nextInto(&p) {
+		if string(p.key) != "properties" {
+			continue
+		}
+		inner := objectIter{s: scanner{data: p.val}, depth: 2}
+		var q pair
+		for inner.nextInto(&q) {
+			ps = append(ps, Property{Name: string(unquote(nil, q.key, q.keyFlags)), Value: q.val[:len(q.val):len(q.val)]})
+		}
+		break
+	}
+	return ps
 }
 
 // appendCompact appends the valid JSON value v without insignificant
@@ -233,20 +336,50 @@ func appendCompact(dst, v []byte) []byte {
 
 // appendTimestamp appends t as timeLayout does, in UTC, without the general
 // layout interpreter of time.Time.AppendFormat, which was a tenth of the
-// service's CPU time spent in mapping. Years are 0001–9999 (timestamps
-// outside are refused before encoding).
+// service's CPU time spent in mapping, and with one conversion from days
+// to a civil date instead of time's separate Date and Clock. Years are
+// 0001–9999 (timestamps outside are refused before encoding).
 func appendTimestamp(b []byte, t time.Time) []byte {
-	t = t.UTC()
-	year, month, day := t.Date()
-	hour, minute, sec := t.Clock()
+	const secondsPerDay = 86400
+	sec := t.Unix()
+	days := sec / secondsPerDay
+	if sec%secondsPerDay < 0 {
+		days--
+	}
+	rem := int(sec - days*secondsPerDay)
+	year, month, day := civil(days)
 	ms := t.Nanosecond() / 1e6
 	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
-	b = appendTwo(b, int(month), '-')
+	b = appendTwo(b, month, '-')
 	b = appendTwo(b, day, 'T')
-	b = appendTwo(b, hour, ':')
-	b = appendTwo(b, minute, ':')
-	b = appendTwo(b, sec, '.')
+	b = appendTwo(b, rem/3600, ':')
+	b = appendTwo(b, rem/60%60, ':')
+	b = appendTwo(b, rem%60, '.')
 	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+}
+
+// civil returns the proleptic Gregorian date of a day counted from
+// 1970-01-01 (H. Hinnant's days-to-civil algorithm, eras of 400 years).
+func civil(days int64) (year, month, day int) {
+	z := days + 719468
+	era := z / 146097
+	if z < 0 && z%146097 != 0 {
+		era--
+	}
+	doe := z - era*146097                                  // [0, 146096]
+	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // [0, 399]
+	doy := doe - (365*yoe + yoe/4 - yoe/100)               // [0, 365]
+	mp := (5*doy + 2) / 153                                // [0, 11], from March
+	day = int(doy - (153*mp+2)/5 + 1)
+	month = int(mp + 3)
+	if month > 12 {
+		month -= 12
+	}
+	year = int(yoe + era*400)
+	if month <= 2 {
+		year++
+	}
+	return year, month, day
 }
 
 func appendTwo(b []byte, v int, sep byte) []byte {

@@ -30,6 +30,8 @@ type Call struct {
 	Timestamp time.Time
 	// Properties are the call's properties in input order, under their
 	// snake_case names. Each Value aliases JSON: treat both as read-only.
+	// MapInto and MapAccountInto leave it nil (every call has at least
+	// its required id, so nil means "not built").
 	Properties []Property
 	// JSON is the encoded Segment track message, exactly what goes into the
 	// "batch" array of a /v1/batch request. len(JSON) ≤ 32000.
@@ -77,14 +79,30 @@ func roleOf(name []byte) role {
 	return roleProperty
 }
 
-// span locates bytes in a buffer.
-type span struct{ start, end int }
+// span locates bytes in a buffer. Its offsets are 32 bits wide, which
+// keeps fields small: no record comes near 2 GiB.
+type span struct{ start, end int32 }
+
+func spanOf(start, end int) span { return span{int32(start), int32(end)} }
+
+func (s span) len() int { return int(s.end - s.start) }
 
 // field is a present (neither null nor "") top-level member of the record.
+// It holds offsets, not slices: fields are written once per member of
+// every record, and stores without pointers need no write barrier while
+// the garbage collector runs.
 type field struct {
-	pair
-	name span // snake_case name, in the names buffer
-	role role
+	key, val        span // in the record: the key without its quotes, the value
+	name            span // snake_case name, in the names buffer
+	out             span // a property's value in the encoded call
+	keyFlags, flags uint8
+	kind            kind
+	role            role
+}
+
+// pairIn returns the field as a pair of slices of the record data.
+func (f *field) pairIn(data []byte) pair {
+	return pair{key: data[f.key.start:f.key.end], keyFlags: f.keyFlags, val: data[f.val.start:f.val.end], kind: f.kind, flags: f.flags}
 }
 
 // Map maps one raw record to its Segment track call in single-source mode.
@@ -99,7 +117,10 @@ type field struct {
 //
 // accountId is read and checked (Call.AccountID carries it) but neither
 // required nor sent, and it plays no part in the messageId.
-func Map(r Record) (Call, error) { return mapRecord(r, false) }
+func Map(r Record) (Call, error) {
+	c, _, err := mapRecord(nil, r, false, true)
+	return c, err
+}
 
 // MapAccount maps one raw record in accounts mode (contract v2). It is Map
 // with two differences: a record without accountId (absent, null or "")
@@ -108,95 +129,124 @@ func Map(r Record) (Call, error) { return mapRecord(r, false) }
 // "account:<accountId>/id:<id>", so two accounts whose interaction ids
 // collide never share one. Records without an id keep their Kafka
 // coordinates' messageId, as in Map. On success Call.AccountID is never "".
-func MapAccount(r Record) (Call, error) { return mapRecord(r, true) }
+func MapAccount(r Record) (Call, error) {
+	c, _, err := mapRecord(nil, r, true, true)
+	return c, err
+}
 
-func mapRecord(r Record, accounts bool) (Call, error) {
+// MapInto is Map for callers that send the encoded call and need none of
+// its Properties: it appends the call's JSON to dst and returns the
+// extended buffer, so a batch of calls can share one, and it leaves
+// Call.Properties nil instead of building it (Call.Track still works: it
+// reads the properties back from Call.JSON). Call.JSON is the appended
+// part, capped so that appending to it never overwrites a later call;
+// Call's strings never alias dst. Errors are Map's, and on error dst is
+// returned at its length (bytes beyond it may have been written). The
+// bytes appended are exactly Map's Call.JSON.
+func MapInto(dst []byte, r Record) ([]byte, Call, error) {
+	c, dst, err := mapRecord(dst, r, false, false)
+	return dst, c, err
+}
+
+// MapAccountInto is MapInto in accounts mode: MapAccount's rules and
+// bytes, MapInto's buffer and Properties.
+func MapAccountInto(dst []byte, r Record) ([]byte, Call, error) {
+	c, dst, err := mapRecord(dst, r, true, false)
+	return dst, c, err
+}
+
+// mapRecord maps r, appending its JSON to dst, in accounts mode or not,
+// with Call.Properties or without.
+func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error) {
 	// Fixed buffers keep a typical record off the heap; larger ones grow.
 	var fieldBuf [32]field
 	var nameBuf [512]byte
 	fields, names, err := collect(r.Value, fieldBuf[:0], nameBuf[:0])
 	if err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
-	if fields, err = dedupe(fields, names); err != nil {
-		return Call{}, err
+	if fields, err = dedupe(fields, names, r.Value); err != nil {
+		return Call{}, dst, err
 	}
-	var env [roles]*field
+	// The envelope fields, as pairs; a nil pointer is an absent field.
+	data := r.Value
+	var envPairs [roles]pair
+	var env [roles]*pair
 	for i := range fields {
 		if f := &fields[i]; f.role != roleProperty {
-			env[f.role] = f
+			envPairs[f.role] = f.pairIn(data)
+			env[f.role] = &envPairs[f.role]
 		}
 	}
 
 	ev, err := eventOf(env[roleType])
 	if err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
-	for _, f := range [...]*field{env[roleUserID], env[roleAnonymousID]} {
-		if f != nil && f.kind != kindString {
-			return Call{}, newError(CodeInvalidProperty, nameOf(f, names), "must be a string, not "+f.kind.String())
+	for _, identity := range [...]role{roleUserID, roleAnonymousID} {
+		if f := env[identity]; f != nil && f.kind != kindString {
+			return Call{}, dst, newError(CodeInvalidProperty, nameOf(fields, names, identity), "must be a string, not "+f.kind.String())
 		}
 	}
 	if env[roleUserID] == nil && env[roleAnonymousID] == nil {
-		return Call{}, newError(CodeMissingIdentity, "user_id", "absent, and so is anonymous_id: one of them is required")
+		return Call{}, dst, newError(CodeMissingIdentity, "user_id", "absent, and so is anonymous_id: one of them is required")
 	}
 	// An absent accountId and a present one of the wrong type exclude each
 	// other, so missing_account sits right after missing_identity.
 	if f := env[roleAccountID]; f != nil {
-		if msg := accountRule(&f.pair); msg != "" {
-			return Call{}, newError(CodeInvalidProperty, accountField, msg)
+		if msg := accountRule(f); msg != "" {
+			return Call{}, dst, newError(CodeInvalidProperty, accountField, msg)
 		}
 	} else if accounts {
-		return Call{}, newError(CodeMissingAccount, accountField, "absent: accounts mode needs the account the interaction belongs to")
+		return Call{}, dst, newError(CodeMissingAccount, accountField, "absent: accounts mode needs the account the interaction belongs to")
 	}
 	if f := env[roleID]; f != nil && f.kind != kindString {
-		return Call{}, newError(CodeInvalidProperty, "id", "must be a string, not "+f.kind.String())
+		return Call{}, dst, newError(CodeInvalidProperty, "id", "must be a string, not "+f.kind.String())
 	}
 	ts, err := timestampOf(env[roleTimestamp], r.Time)
 	if err != nil {
-		return Call{}, err
+		return Call{}, dst, err
 	}
-	if err := checkEvent(ev, fields, names); err != nil {
-		return Call{}, err
+	if err := checkEvent(ev, fields, names, data); err != nil {
+		return Call{}, dst, err
 	}
 
-	// Every string the call needs lives in one allocation: the property
-	// names collected so far, then the account, the message id and the
-	// identities.
+	// The strings the call needs (account, message id, identities) are
+	// gathered in ids, on the stack for a typical record.
 	d := draft{ev: ev, ts: ts}
-	strs := names
+	var idBuf [256]byte
+	ids := idBuf[:0]
 	var account []byte
 	if f := env[roleAccountID]; f != nil {
-		d.accountID.start = len(strs)
-		strs = appendAccount(strs, &f.pair)
-		d.accountID.end = len(strs)
+		ids = appendAccount(ids, f)
+		d.accountID = spanOf(0, len(ids))
 		if accounts {
-			account = strs[d.accountID.start:d.accountID.end]
+			account = ids[:d.accountID.end]
 		}
 	}
-	d.msgID.start = len(strs)
+	msgStart := len(ids)
 	if f := env[roleID]; f != nil {
 		var buf [64]byte
-		id := text(buf[:0], &f.pair)
-		// account aliases strs; appending to strs leaves its bytes be.
-		strs = appendMessageID(strs, account, id, &r)
+		id := text(buf[:0], f)
+		// account aliases ids; appending to ids leaves its bytes be.
+		ids = appendMessageID(ids, account, id, &r)
 	} else {
-		strs = appendMessageID(strs, nil, nil, &r)
+		ids = appendMessageID(ids, nil, nil, &r)
 	}
-	d.msgID.end = len(strs)
+	d.msgID = spanOf(msgStart, len(ids))
 	if f := env[roleUserID]; f != nil {
 		d.user = f.val
-		d.userID.start = len(strs)
-		strs = appendText(strs, &f.pair)
-		d.userID.end = len(strs)
+		start := len(ids)
+		ids = appendText(ids, f)
+		d.userID = spanOf(start, len(ids))
 	}
 	if f := env[roleAnonymousID]; f != nil {
 		d.anon = f.val
-		d.anonID.start = len(strs)
-		strs = appendText(strs, &f.pair)
-		d.anonID.end = len(strs)
+		start := len(ids)
+		ids = appendText(ids, f)
+		d.anonID = spanOf(start, len(ids))
 	}
-	return encode(d, fields, string(strs))
+	return encode(dst, d, data, fields, names, ids, props)
 }
 
 // collect scans the record and returns its present fields in input order,
@@ -212,23 +262,28 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 	}
 	it := objectIter{s: s, depth: 1}
 	var keyBuf [64]byte
-	for {
-		p, ok := it.next()
-		if !ok {
-			break
+	for it.member() {
+		if it.kind == kindNull || it.kind == kindString && it.val.len() == 2 {
+			continue // absent
 		}
-		if p.absent() {
-			continue
-		}
+		key := data[it.key.start:it.key.end]
 		start := len(names)
-		names = appendSnake(names, unquote(keyBuf[:0], p.key, p.keyFlags))
-		fields = append(fields, field{pair: p, name: span{start, len(names)}, role: roleOf(names[start:])})
+		var r role
+		if k := knownUnescaped(key, it.keyFlags); k != nil {
+			names = append(names, k.snake...)
+			r = k.role
+		} else {
+			names = appendSnake(names, unquote(keyBuf[:0], key, it.keyFlags))
+			r = roleOf(names[start:])
+		}
+		fields = append(fields, field{key: it.key, val: it.val, name: spanOf(start, len(names)),
+			keyFlags: it.keyFlags, flags: it.flags, kind: it.kind, role: r})
 	}
 	if it.s.err != "" {
 		f := ""
-		if it.key != nil {
+		if key := it.failedKey(); key != nil {
 			var buf [64]byte
-			f = string(appendSnake(nil, unquote(buf[:0], it.key, flagEscaped)))
+			f = string(appendSnake(nil, unquote(buf[:0], key, flagEscaped)))
 		}
 		return nil, nil, newError(CodeInvalidJSON, f, it.s.err)
 	}
@@ -262,34 +317,47 @@ func startsValue(c byte) string {
 
 // dedupe drops the later spellings of a field that repeat its value and
 // fails on the first spelling that contradicts it.
-func dedupe(fields []field, names []byte) ([]field, error) {
+func dedupe(fields []field, names, data []byte) ([]field, error) {
 	kept := fields[:0]
 	var index map[string]int // for records with many fields: linear search is quadratic
 	if len(fields) > 32 {
 		index = make(map[string]int, len(fields))
 	}
+	// seen has a bit for each name kept, by a hash of the name: a name
+	// whose bit is clear repeats none kept so far, and most records
+	// repeat none.
+	var seen uint64
 next:
-	for _, f := range fields {
+	for i := range fields {
+		f := &fields[i] // kept only ever writes below i
 		name := names[f.name.start:f.name.end]
-		if index != nil {
-			if j, ok := index[string(name)]; ok {
-				if !sameValue(&kept[j], &f) {
-					return nil, conflict(string(name), kept[j].key, f.key)
-				}
-				continue
-			}
-			index[string(name)] = len(kept)
-		} else {
-			for j := range kept {
-				if bytes.Equal(names[kept[j].name.start:kept[j].name.end], name) {
-					if !sameValue(&kept[j], &f) {
-						return nil, conflict(string(name), kept[j].key, f.key)
+		bit := uint64(1) << (nameHash(name) & 63)
+		if seen&bit != 0 || index != nil {
+			if index != nil {
+				if j, ok := index[string(name)]; ok {
+					if !sameValue(&kept[j], f, data) {
+						return nil, conflict(string(name), kept[j].keyIn(data), f.keyIn(data))
 					}
-					continue next
+					continue
+				}
+				index[string(name)] = len(kept)
+			} else {
+				for j := range kept {
+					if bytes.Equal(names[kept[j].name.start:kept[j].name.end], name) {
+						if !sameValue(&kept[j], f, data) {
+							return nil, conflict(string(name), kept[j].keyIn(data), f.keyIn(data))
+						}
+						continue next
+					}
 				}
 			}
 		}
-		kept = append(kept, f)
+		seen |= bit
+		if len(kept) == i {
+			kept = kept[:i+1] // in place: nothing dropped yet
+		} else {
+			kept = append(kept, *f)
+		}
 	}
 	return kept, nil
 }
@@ -297,13 +365,17 @@ next:
 // sameValue reports whether two spellings of one field carry the same
 // value: the same JSON value, except that an account given once as a
 // string and once as an integer is the same account when the texts agree.
-func sameValue(a, b *field) bool {
-	if a.role == roleAccountID && accountRule(&a.pair) == "" && accountRule(&b.pair) == "" {
+func sameValue(a, b *field, data []byte) bool {
+	pa, pb := a.pairIn(data), b.pairIn(data)
+	if a.role == roleAccountID && accountRule(&pa) == "" && accountRule(&pb) == "" {
 		var abuf, bbuf [64]byte
-		return bytes.Equal(appendAccount(abuf[:0], &a.pair), appendAccount(bbuf[:0], &b.pair))
+		return bytes.Equal(appendAccount(abuf[:0], &pa), appendAccount(bbuf[:0], &pb))
 	}
-	return jsonEqual(a.val, b.val)
+	return jsonEqual(pa.val, pb.val)
 }
+
+// keyIn returns the field's key in the record data, as written.
+func (f *field) keyIn(data []byte) []byte { return data[f.key.start:f.key.end] }
 
 func conflict(field string, key1, key2 []byte) *Error {
 	if bytes.Equal(key1, key2) {

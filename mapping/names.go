@@ -88,15 +88,27 @@ func hex4(b []byte) rune {
 // character is kept.
 func appendSnake(dst, name []byte) []byte {
 	plain := true // the common case: already lower-case ASCII snake_case
+	ascii := true
 	for _, c := range name {
-		if 'A' <= c && c <= 'Z' || c == '-' || c == ' ' || c >= utf8.RuneSelf {
-			plain = false
+		if c >= utf8.RuneSelf {
+			ascii, plain = false, false
 			break
+		}
+		if 'A' <= c && c <= 'Z' || c == '-' || c == ' ' {
+			plain = false
 		}
 	}
 	if plain {
 		return append(dst, name...)
 	}
+	if ascii {
+		return appendSnakeASCII(dst, name)
+	}
+	return appendSnakeRunes(dst, name)
+}
+
+// appendSnakeRunes is appendSnake for any name, a rune at a time.
+func appendSnakeRunes(dst, name []byte) []byte {
 	start := len(dst)
 	prev := rune(-1)
 	for i := 0; i < len(name); {
@@ -121,6 +133,32 @@ func appendSnake(dst, name []byte) []byte {
 	}
 	return dst
 }
+
+// appendSnakeASCII is appendSnake for a name of ASCII characters only, a
+// byte at a time: the same rules without decoding runes.
+func appendSnakeASCII(dst, name []byte) []byte {
+	start := len(dst)
+	prev := byte(0) // no character before the first
+	for i, c := range name {
+		switch {
+		case c == '-' || c == ' ' || c == '_':
+			dst = append(dst, '_')
+		case 'A' <= c && c <= 'Z':
+			if len(dst) > start && dst[len(dst)-1] != '_' &&
+				('a' <= prev && prev <= 'z' || isDigit(prev) ||
+					'A' <= prev && prev <= 'Z' && i+2 < len(name) && isLowerASCII(name[i+1]) && isLowerASCII(name[i+2])) {
+				dst = append(dst, '_')
+			}
+			dst = append(dst, c+('a'-'A'))
+		default:
+			dst = append(dst, c)
+		}
+		prev = c
+	}
+	return dst
+}
+
+func isLowerASCII(c byte) bool { return 'a' <= c && c <= 'z' }
 
 // wordFollows reports whether b starts with two or more lower-case letters.
 func wordFollows(b []byte) bool {
@@ -243,4 +281,74 @@ func shorten(s []byte) ([]byte, string) {
 		n--
 	}
 	return s[:n], "…"
+}
+
+// commonNames are the field names records usually carry, spelled as
+// producers usually spell them. A name found here skips the snake_case
+// conversion and the role lookup; what it maps to is computed by those
+// same functions when the table is built, so the two can never disagree.
+var commonNames = [...]string{
+	"type", "id", "userId", "user_id", "anonymousId", "anonymous_id", "timestamp", "accountId", "account_id",
+	"tourId", "tour_id", "checklistId", "checklist_id", "smartTipId", "smart_tip_id",
+	"announcementId", "announcement_id", "npsWidgetId", "nps_widget_id", "metadata",
+	"companyId", "company_id", "locale", "url", "pageUrl", "page_url", "userAgent", "user_agent",
+	"appVersion", "app_version", "plan", "seats", "referrer", "title", "path",
+	// members of metadata objects
+	"stepIndex", "stepId", "stepTitle", "elementSelector",
+}
+
+// knownName is a commonNames entry with its snake_case name and role.
+type knownName struct {
+	spelling string
+	snake    string
+	role     role
+}
+
+// knownNames is an open-addressing hash table of commonNames, probed from
+// nameHash: slot holds 1 + the index of an entry, 0 ends a probe. The
+// slots fit in four cache lines.
+type knownNames struct {
+	slot    [256]uint8
+	entries [len(commonNames)]knownName
+}
+
+func nameHash(name []byte) uint8 {
+	n := len(name)
+	if n == 0 {
+		return 0
+	}
+	return uint8(n*31) ^ name[0]*7 ^ name[n-1]*13 ^ name[n/2]
+}
+
+var known = func() *knownNames {
+	t := new(knownNames)
+	for i, sp := range commonNames {
+		snake := string(appendSnake(nil, []byte(sp)))
+		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake))}
+		h := nameHash([]byte(sp))
+		for t.slot[h] != 0 {
+			h++
+		}
+		t.slot[h] = uint8(i + 1)
+	}
+	return t
+}()
+
+// lookup returns the entry of a raw (unescaped) field name, or nil.
+func (t *knownNames) lookup(name []byte) *knownName {
+	for h := nameHash(name); t.slot[h] != 0; h++ {
+		if e := &t.entries[t.slot[h]-1]; e.spelling == string(name) {
+			return e
+		}
+	}
+	return nil
+}
+
+// knownUnescaped looks a key up in the common-names table when it has no
+// escapes (a key with escapes is not spelled as the table spells it).
+func knownUnescaped(key []byte, keyFlags uint8) *knownName {
+	if keyFlags&flagEscaped != 0 {
+		return nil
+	}
+	return known.lookup(key)
 }

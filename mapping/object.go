@@ -13,40 +13,71 @@ type pair struct {
 // returns false, s.err says whether the object was malformed.
 type objectIter struct {
 	s       scanner
-	depth   int    // of the object itself: the record is 1
-	started bool   // the '{' has been consumed
-	done    bool   // the '}' has been consumed, or scanning failed
-	key     []byte // the key whose value is being scanned, for errors
+	depth   int  // of the object itself: the record is 1
+	started bool // the '{' has been consumed
+	done    bool // the '}' has been consumed, or scanning failed
+	// The member last scanned, as offsets into s.data (no pointers, so
+	// scanning stores nothing the garbage collector must hear of): the key
+	// without its quotes, and the value.
+	key, val        span
+	keyFlags, flags uint8
+	kind            kind
+	inValue         bool // the value of key is being scanned, for errors
 }
 
 func (it *objectIter) next() (p pair, ok bool) {
+	ok = it.nextInto(&p)
+	return p, ok
+}
+
+// nextInto is next writing the member into *p, which it may change even
+// when it returns false.
+func (it *objectIter) nextInto(p *pair) bool {
+	if !it.member() {
+		return false
+	}
+	d := it.s.data
+	*p = pair{key: d[it.key.start:it.key.end], keyFlags: it.keyFlags, val: d[it.val.start:it.val.end], kind: it.kind, flags: it.flags}
+	return true
+}
+
+// failedKey returns the key whose value failed to scan, or nil.
+func (it *objectIter) failedKey() []byte {
+	if !it.inValue {
+		return nil
+	}
+	return it.s.data[it.key.start:it.key.end]
+}
+
+// member scans the next member into it.key, it.val and their flags.
+func (it *objectIter) member() (ok bool) {
 	s := &it.s
 	if it.done {
-		return p, false
+		return false
 	}
-	it.key = nil
+	it.inValue = false
 	s.space()
 	if !it.started {
 		it.started = true
 		if s.pos >= len(s.data) {
 			it.done = true
-			return p, s.failEOF()
+			return s.failEOF()
 		}
 		if s.data[s.pos] != '{' {
 			it.done = true
-			return p, s.failChar()
+			return s.failChar()
 		}
 		s.pos++
 		s.space()
 		if s.pos < len(s.data) && s.data[s.pos] == '}' {
 			s.pos++
 			it.done = true
-			return p, false
+			return false
 		}
 	} else {
 		if s.pos >= len(s.data) {
 			it.done = true
-			return p, s.failEOF()
+			return s.failEOF()
 		}
 		switch s.data[s.pos] {
 		case ',':
@@ -55,43 +86,43 @@ func (it *objectIter) next() (p pair, ok bool) {
 		case '}':
 			s.pos++
 			it.done = true
-			return p, false
+			return false
 		default:
 			it.done = true
-			return p, s.fail("expected ',' or '}'")
+			return s.fail("expected ',' or '}'")
 		}
 	}
 	if s.pos >= len(s.data) || s.data[s.pos] != '"' {
 		it.done = true
 		if s.pos >= len(s.data) {
-			return p, s.failEOF()
+			return s.failEOF()
 		}
-		return p, s.fail("expected a string key")
+		return s.fail("expected a string key")
 	}
 	start := s.pos
-	if p.keyFlags, ok = s.str(); !ok {
+	if it.keyFlags, ok = s.str(); !ok {
 		it.done = true
-		return p, false
+		return false
 	}
-	p.key = s.data[start+1 : s.pos-1]
+	it.key = spanOf(start+1, s.pos-1)
 	s.space()
 	if s.pos >= len(s.data) || s.data[s.pos] != ':' {
 		it.done = true
 		if s.pos >= len(s.data) {
-			return p, s.failEOF()
+			return s.failEOF()
 		}
-		return p, s.fail("expected ':' after an object key")
+		return s.fail("expected ':' after an object key")
 	}
 	s.pos++
 	s.space()
-	it.key = p.key
+	it.inValue = true
 	start = s.pos
-	if p.kind, p.flags, ok = s.value(it.depth + 1); !ok {
+	if it.kind, it.flags, ok = s.value(it.depth + 1); !ok {
 		it.done = true
-		return p, false
+		return false
 	}
-	p.val = s.data[start:s.pos]
-	return p, true
+	it.val = spanOf(start, s.pos)
+	return true
 }
 
 // absent reports whether a value counts as absent: null or "".

@@ -1,13 +1,12 @@
 package mapping
 
 import (
-	"errors"
 	"strconv"
 	"time"
 )
 
 // eventOf finds the catalogue row the type field names.
-func eventOf(f *field) (*event, error) {
+func eventOf(f *pair) (*event, error) {
 	if f == nil {
 		return nil, newError(CodeUnknownEvent, "type", "missing")
 	}
@@ -15,7 +14,7 @@ func eventOf(f *field) (*event, error) {
 		return nil, newError(CodeUnknownEvent, "type", "must be a string naming one of the "+strconv.Itoa(len(catalogue))+" events, not "+f.kind.String())
 	}
 	var buf [64]byte
-	typ := text(buf[:0], &f.pair)
+	typ := text(buf[:0], f)
 	ev := lookup(typ)
 	if ev == nil {
 		return nil, newError(CodeUnknownEvent, "type", quote(typ)+" is not one of the "+strconv.Itoa(len(catalogue))+" events")
@@ -25,7 +24,7 @@ func eventOf(f *field) (*event, error) {
 
 // timestampOf returns the call's timestamp: the record's, else the Kafka
 // record's, in UTC with millisecond precision. Never the current time.
-func timestampOf(f *field, kafka time.Time) (time.Time, error) {
+func timestampOf(f *pair, kafka time.Time) (time.Time, error) {
 	var t time.Time
 	switch {
 	case f == nil:
@@ -36,23 +35,18 @@ func timestampOf(f *field, kafka time.Time) (time.Time, error) {
 		}
 		t = kafka
 	case f.kind == kindString:
-		var buf, upper [64]byte
-		s := text(buf[:0], &f.pair)
-		var err error
-		if !rfc3339(s) {
-			err = errNotRFC3339
-		} else {
-			// time.Parse wants an upper-case T and Z, RFC 3339 allows both cases.
-			u := append(upper[:0], s...)
-			for i, c := range u {
-				if c == 't' || c == 'z' {
-					u[i] = c - ('a' - 'A')
-				}
-			}
-			t, err = time.Parse(time.RFC3339, string(u))
+		var buf [64]byte
+		s := text(buf[:0], f)
+		ok := rfc3339(s)
+		if ok {
+			t, ok = parseRFC3339(s)
 		}
-		if err != nil {
+		if !ok {
 			return t, newError(CodeInvalidTimestamp, "timestamp", quote(s)+" is neither RFC 3339 nor integer epoch milliseconds")
+		}
+		// parseRFC3339 gives UTC in whole milliseconds already.
+		if sec := t.Unix(); sec > minUnix && sec < maxUnix {
+			return t, nil
 		}
 	case f.kind == kindNumber && f.flags&flagInteger != 0:
 		ms, ok := parseInt(f.val)
@@ -67,14 +61,101 @@ func timestampOf(f *field, kafka time.Time) (time.Time, error) {
 	}
 	t = t.UTC().Truncate(time.Millisecond)
 	// RFC 3339 has four-digit years, and analytics-go takes the zero time
-	// for "unset" and would replace it with the time of sending.
+	// for "unset" and would replace it with the time of sending. Inside
+	// the window the year needs no computing.
+	if sec := t.Unix(); sec > minUnix && sec < maxUnix {
+		return t, nil
+	}
 	if y := t.Year(); y < 1 || y > 9999 || t.IsZero() {
 		return t, newError(CodeInvalidTimestamp, "timestamp", "out of range: must lie after 0001-01-01T00:00:00Z and before year 10000")
 	}
 	return t, nil
 }
 
-var errNotRFC3339 = errors.New("not RFC 3339")
+// The seconds of 0001-01-01T00:00:00Z, the zero time, and of
+// 10000-01-01T00:00:00Z: a time strictly between lies in years 1-9999 and
+// is not the zero time.
+const (
+	minUnix = -62135596800
+	maxUnix = 253402300800
+)
+
+// parseRFC3339 parses a date-time that has rfc3339's shape and checks the
+// ranges of its parts as time.Parse(time.RFC3339, …) does (days of the
+// month, leap years, seconds below 60, offsets up to 23:59), without its
+// search for a local zone that matches the offset, and returns the time
+// as timestampOf does: in UTC, truncated to milliseconds.
+func parseRFC3339(s []byte) (time.Time, bool) {
+	two := func(b []byte) int { return int(b[0]-'0')*10 + int(b[1]-'0') }
+	year := two(s[0:])*100 + two(s[2:])
+	month, day := two(s[5:]), two(s[8:])
+	hour, minute, sec := two(s[11:]), two(s[14:]), two(s[17:])
+	if month < 1 || month > 12 || day < 1 || day > daysIn(month, year) || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	s = s[19:]
+	nsec := 0
+	if s[0] == '.' {
+		n := 1
+		for ; n < len(s) && isDigit(s[n]); n++ {
+			if n <= 9 {
+				nsec = nsec*10 + int(s[n]-'0')
+			}
+		}
+		for i := n; i <= 9; i++ {
+			nsec *= 10
+		}
+		s = s[n:]
+	}
+	unix := daysSinceEpoch(year, month, day)*86400 + int64(hour*3600+minute*60+sec)
+	if len(s) == 6 { // ±hh:mm; rfc3339 checked its ranges
+		offset := int64(two(s[1:])*3600 + two(s[4:])*60)
+		if s[0] == '+' {
+			offset = -offset
+		}
+		unix += offset
+	}
+	// In UTC and whole milliseconds, as timestampOf returns every time.
+	return time.Unix(unix, int64(nsec/1e6*1e6)).UTC(), true
+}
+
+// daysSinceEpoch is the day of a proleptic Gregorian date counted from
+// 1970-01-01 (H. Hinnant's civil-to-days algorithm; civil inverts it).
+func daysSinceEpoch(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era--
+	}
+	yoe := y - era*400 // [0, 399]
+	m := int64(month)
+	if m > 2 {
+		m -= 3
+	} else {
+		m += 9
+	}
+	doy := (153*m+2)/5 + int64(day) - 1    // [0, 365]
+	doe := yoe*365 + yoe/4 - yoe/100 + doy // [0, 146096]
+	return era*146097 + doe - 719468
+}
+
+// daysIn is the number of days in the month of the year, proleptic
+// Gregorian as in package time.
+func daysIn(month, year int) int {
+	switch month {
+	case 2:
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	case 4, 6, 9, 11:
+		return 30
+	}
+	return 31
+}
 
 // rfc3339 reports whether s has the shape of an RFC 3339 date-time:
 //
@@ -87,20 +168,13 @@ func rfc3339(s []byte) bool {
 	if len(s) < len(shape)+1 {
 		return false
 	}
-	for i := 0; i < len(shape); i++ {
-		switch c := s[i]; shape[i] {
-		case 'd':
-			if !isDigit(c) {
-				return false
-			}
-		case 'T':
-			if c != 'T' && c != 't' {
-				return false
-			}
-		default:
-			if c != shape[i] {
-				return false
-			}
+	// The separators, then the digits: every other position of the shape.
+	if s[4] != '-' || s[7] != '-' || s[10] != 'T' && s[10] != 't' || s[13] != ':' || s[16] != ':' {
+		return false
+	}
+	for _, i := range [...]uint8{0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18} {
+		if !isDigit(s[i]) {
+			return false
 		}
 	}
 	s = s[len(shape):]
@@ -176,12 +250,13 @@ func appendAccount(dst []byte, p *pair) []byte {
 }
 
 // checkEvent checks what the event requires: its id and its metadata.
-func checkEvent(ev *event, fields []field, names []byte) error {
-	id := find(fields, names, ev.ID)
-	if id == nil {
+func checkEvent(ev *event, fields []field, names, data []byte) error {
+	idField := find(fields, names, ev.ID)
+	if idField == nil {
 		return newError(CodeMissingProperty, ev.ID, "required by "+quote([]byte(ev.Name)))
 	}
-	if msg := ruleStringOrInteger.check(&id.pair, nil); msg != "" {
+	id := idField.pairIn(data)
+	if msg := ruleStringOrInteger.check(&id, nil); msg != "" {
 		return newError(CodeInvalidProperty, ev.ID, msg)
 	}
 	if len(ev.Metadata) == 0 {
@@ -194,7 +269,7 @@ func checkEvent(ev *event, fields []field, names []byte) error {
 	if md.kind != kindObject {
 		return newError(CodeInvalidProperty, metadataName, "must be an object, not "+md.kind.String())
 	}
-	return checkMetadata(ev, md.val)
+	return checkMetadata(ev, data[md.val.start:md.val.end])
 }
 
 // checkMetadata checks the members the event requires of its metadata.
@@ -208,19 +283,22 @@ func checkMetadata(ev *event, raw []byte) error {
 	}
 	it := objectIter{s: scanner{data: raw}, depth: 2}
 	var keyBuf, nameBuf [64]byte
-	for {
-		p, ok := it.next()
-		if !ok {
-			break
+	for it.member() {
+		if it.kind == kindNull || it.kind == kindString && it.val.len() == 2 {
+			continue // absent
 		}
-		if p.absent() {
-			continue
+		key := raw[it.key.start:it.key.end]
+		var name []byte
+		if k := knownUnescaped(key, it.keyFlags); k != nil {
+			name = append(nameBuf[:0], k.snake...)
+		} else {
+			name = appendSnake(nameBuf[:0], unquote(keyBuf[:0], key, it.keyFlags))
 		}
-		name := appendSnake(nameBuf[:0], unquote(keyBuf[:0], p.key, p.keyFlags))
 		for i := range ev.Metadata {
 			if string(name) != ev.Metadata[i].snake {
 				continue
 			}
+			p := pair{key: key, keyFlags: it.keyFlags, val: raw[it.val.start:it.val.end], kind: it.kind, flags: it.flags}
 			if got[i].kind == 0 {
 				got[i] = p
 			} else if !jsonEqual(got[i].val, p.val) {
@@ -229,8 +307,9 @@ func checkMetadata(ev *event, raw []byte) error {
 			break
 		}
 	}
-	for i, m := range ev.Metadata {
-		field := metadataName + "." + m.Name
+	for i := range ev.Metadata {
+		m := &ev.Metadata[i]
+		field := m.field
 		if got[i].kind == 0 {
 			return newError(CodeMissingProperty, field, "required by "+quote([]byte(ev.Name)))
 		}
@@ -306,6 +385,12 @@ func find(fields []field, names []byte, name string) *field {
 	return nil
 }
 
-func nameOf(f *field, names []byte) string {
-	return string(names[f.name.start:f.name.end])
+// nameOf returns the snake_case name of the field with role r.
+func nameOf(fields []field, names []byte, r role) string {
+	for i := range fields {
+		if fields[i].role == r {
+			return string(names[fields[i].name.start:fields[i].name.end])
+		}
+	}
+	return ""
 }

@@ -1,6 +1,8 @@
 package mapping
 
 import (
+	"encoding/binary"
+	"math/bits"
 	"strconv"
 	"unicode/utf8"
 )
@@ -58,6 +60,25 @@ var plain = func() (t [256]bool) {
 	return t
 }()
 
+// special reports whether any of the eight bytes in w is not plain: a
+// control character, a quote, a backslash or a byte of a multi-byte UTF-8
+// sequence. (x - n·ones) &^ x & highs is non-zero exactly when some byte of
+// x is below n (for n ≤ 0x80), so each term is exact for "any byte".
+func special(w uint64) bool { return specials(w) != 0 }
+
+// specials is special's mask: the high bit of each flagged byte. A borrow
+// only runs towards higher bytes, so the lowest flagged byte is exactly
+// the first byte that is not plain (bytes above it may be flagged
+// spuriously).
+func specials(w uint64) uint64 {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	const quotes, backslashes = '"' * ones, '\\' * ones
+	control := (w - 0x20*ones) &^ w
+	quote := ((w ^ quotes) - ones) &^ (w ^ quotes)
+	backslash := ((w ^ backslashes) - ones) &^ (w ^ backslashes)
+	return (w | control | quote | backslash) & highs
+}
+
 // scanner validates JSON in one pass without decoding it. It yields the
 // extent of each value so the mapping can forward raw bytes unchanged.
 // It accepts exactly RFC 8259 JSON in valid UTF-8 (what encoding/json
@@ -91,6 +112,10 @@ func (s *scanner) failChar() bool {
 
 // space skips JSON whitespace and reports whether there was any.
 func (s *scanner) space() bool {
+	// Most JSON has no whitespace between tokens.
+	if s.pos < len(s.data) && s.data[s.pos] > ' ' {
+		return false
+	}
 	start := s.pos
 	for s.pos < len(s.data) {
 		switch s.data[s.pos] {
@@ -109,9 +134,19 @@ func (s *scanner) str() (flags uint8, ok bool) {
 	d := s.data
 	i := s.pos + 1
 	for {
+		// Eight bytes at a time up to the first that needs a closer look;
+		// byte by byte in the last few bytes of the input.
+		for i+8 <= len(d) {
+			if m := specials(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				goto look
+			}
+			i += 8
+		}
 		for i < len(d) && plain[d[i]] {
 			i++
 		}
+	look:
 		if i >= len(d) {
 			return 0, s.failEOF()
 		}
@@ -264,6 +299,23 @@ func (s *scanner) key() (flags uint8, ok bool) {
 // whitespace between its tokens. Containers are walked iteratively with a
 // fixed stack, so no input can exhaust the Go stack.
 func (s *scanner) value(depth int) (k kind, flags uint8, ok bool) {
+	// Most values are strings and numbers: scan them without the container
+	// machinery.
+	if s.pos < len(s.data) {
+		switch c := s.data[s.pos]; {
+		case c == '"':
+			flags, ok = s.str()
+			return kindString, flags, ok
+		case c == '-' || isDigit(c):
+			flags, ok = s.num()
+			return kindNumber, flags, ok
+		}
+	}
+	return s.container(depth)
+}
+
+// container is value for any value; it walks containers iteratively.
+func (s *scanner) container(depth int) (k kind, flags uint8, ok bool) {
 	var closers [maxDepth]byte
 	n := 0 // open containers within this value
 	d := s.data
