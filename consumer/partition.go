@@ -476,11 +476,14 @@ func (p *partition) route(m *kafka.Message, s *sent) action {
 			}
 		}
 	}
-	mapFn := mapping.Map
+	// MapInto skips the Properties the consumer never reads; nil: each
+	// call's JSON is its own allocation, alive as long as the record is
+	// in flight.
+	mapFn := mapping.MapInto
 	if p.c.accounts() {
-		mapFn = mapping.MapAccount
+		mapFn = mapping.MapAccountInto
 	}
-	call, err := mapFn(rec)
+	_, call, err := mapFn(nil, rec)
 	if err != nil {
 		var merr *mapping.Error
 		if !errors.As(err, &merr) {
