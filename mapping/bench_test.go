@@ -14,28 +14,14 @@ import (
 // 200–600 bytes each, taken from the golden inputs. One op is one record.
 func BenchmarkMap(b *testing.B) {
 	recs, size := benchRecords(b, false)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for i := 0; i < b.N; i++ {
-		if _, err := Map(recs[i%len(recs)]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchMap(b, recs, size, func(r Record) error { _, err := Map(r); return err })
 }
 
 // BenchmarkMapAccount is BenchmarkMap in accounts mode: the same records,
 // each with an accountId (a string or an integer).
 func BenchmarkMapAccount(b *testing.B) {
 	recs, size := benchRecords(b, true)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for i := 0; i < b.N; i++ {
-		if _, err := MapAccount(recs[i%len(recs)]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchMap(b, recs, size, func(r Record) error { _, err := MapAccount(r); return err })
 }
 
 // BenchmarkMapServiceMix maps records shaped like those the service
@@ -44,27 +30,13 @@ func BenchmarkMapAccount(b *testing.B) {
 // bytes in all.
 func BenchmarkMapServiceMix(b *testing.B) {
 	recs, size := serviceMix(1000)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for i := 0; i < b.N; i++ {
-		if _, err := Map(recs[i%len(recs)]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchMap(b, recs, size, func(r Record) error { _, err := Map(r); return err })
 }
 
 // BenchmarkMapIntoServiceMix is BenchmarkMapServiceMix through MapInto.
 func BenchmarkMapIntoServiceMix(b *testing.B) {
 	recs, size := serviceMix(1000)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for i := 0; i < b.N; i++ {
-		if _, _, err := MapInto(nil, recs[i%len(recs)]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchMap(b, recs, size, func(r Record) error { _, _, err := MapInto(nil, r); return err })
 }
 
 // serviceMix makes n records the way cmd/produktly-bench's record
@@ -113,6 +85,19 @@ func serviceMix(n int) ([]Record, int64) {
 	return recs, int64(size / n)
 }
 
+// benchMap maps recs (of mean size bytes) round robin with mapFn, one
+// record per op, reporting allocations and CPU time per op.
+func benchMap(b *testing.B, recs []Record, size int64, mapFn func(Record) error) {
+	b.SetBytes(size)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	for i := 0; i < b.N; i++ {
+		if err := mapFn(recs[i%len(recs)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // reportCPU resets the timer and returns a function that reports the
 // process's CPU time per op (cpu-ns/op: the mapping's, its garbage
 // collection's and whatever else the test binary runs meanwhile), which
@@ -152,27 +137,13 @@ func benchRecords(b testing.TB, accounts bool) ([]Record, int64) {
 // Properties.
 func BenchmarkMapInto(b *testing.B) {
 	recs, size := benchRecords(b, false)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for i := 0; i < b.N; i++ {
-		if _, _, err := MapInto(nil, recs[i%len(recs)]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchMap(b, recs, size, func(r Record) error { _, _, err := MapInto(nil, r); return err })
 }
 
 // BenchmarkMapAccountInto is BenchmarkMapInto in accounts mode.
 func BenchmarkMapAccountInto(b *testing.B) {
 	recs, size := benchRecords(b, true)
-	b.SetBytes(size)
-	b.ReportAllocs()
-	defer reportCPU(b)()
-	for i := 0; i < b.N; i++ {
-		if _, _, err := MapAccountInto(nil, recs[i%len(recs)]); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchMap(b, recs, size, func(r Record) error { _, _, err := MapAccountInto(nil, r); return err })
 }
 
 // BenchmarkMapIntoBatch maps into one buffer per 256 records, as a
