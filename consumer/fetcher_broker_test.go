@@ -2,7 +2,6 @@ package consumer
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -129,21 +128,7 @@ func TestBatchReaderPastTheEndWaits(t *testing.T) {
 	if err := r.SetOffset(5); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		_, err := r.FetchBatch(ctx)
-		done <- err
-	}()
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("FetchBatch past the end, cancelled = %v, want context.Canceled", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("FetchBatch did not return after its ctx ended")
-	}
+	fetchCanceled(t, r, "past the end")
 	var more []kafka.Message
 	for range 6 {
 		more = append(more, kafka.Message{Value: []byte(`{}`)})

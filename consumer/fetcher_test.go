@@ -100,6 +100,14 @@ func TestBatchReaderCancelDuringBackoff(t *testing.T) {
 	}
 	r := fakeBatchReader(&fakeFetches{answers: answers})
 	r.SetOffset(0)
+	fetchCanceled(t, r, "retrying a leader move")
+}
+
+// fetchCanceled starts r.FetchBatch, cancels its ctx and fails the test
+// unless it returns context.Canceled promptly: a revoke or shutdown must
+// never wait on a fetch (what: the reader's state, for the message).
+func fetchCanceled(t *testing.T, r *batchReader, what string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -110,9 +118,9 @@ func TestBatchReaderCancelDuringBackoff(t *testing.T) {
 	select {
 	case err := <-done:
 		if !errors.Is(err, context.Canceled) {
-			t.Errorf("FetchBatch = %v, want context.Canceled", err)
+			t.Fatalf("FetchBatch %s, cancelled = %v, want context.Canceled", what, err)
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("FetchBatch went on retrying after its ctx ended")
+		t.Fatalf("FetchBatch %s did not return after its ctx ended", what)
 	}
 }
