@@ -377,8 +377,13 @@ func TestBackoffStartsOverAfterRecovery(t *testing.T) {
 		o.MaxBackoff = time.Minute
 	})
 	h.enqueue("old", 1, 0, nil)
-	// Five failed attempts: its sixth failure would wait 8–16 s.
-	eventually(t, 30*time.Second, "five failed attempts of the old batch", func() bool { return srv.Requests() >= 5 })
+	// Five failed attempts, each counted once the sink has taken its
+	// answer (a request the server has only planned a 503 for could be
+	// answered after the recovery and miss its wake-up): its sixth
+	// failure would wait 8–16 s.
+	eventually(t, 30*time.Second, "five failed attempts of the old batch", func() bool {
+		return metric(t, h.reg, "produktly_segment_sink_retries_total") >= 5
+	})
 	var mu sync.Mutex
 	var failedAt time.Time
 	srv.FailMessages(503, func(m segmenttest.Received) bool {
