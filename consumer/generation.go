@@ -323,9 +323,9 @@ func (c *Consumer) drain(ctx context.Context, parts []*partition, timeout time.D
 func (c *Consumer) commit(gen generation, parts []*partition, final bool) {
 	offsets := map[string][]kafka.OffsetCommit{}
 	type commitAt struct {
-		p   *partition
-		o   int64
-		md  string
+		p  *partition
+		o  int64
+		md string
 	}
 	var todo []commitAt
 	for _, p := range parts {
