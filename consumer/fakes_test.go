@@ -140,13 +140,16 @@ type fakeCoordinator struct {
 	// other holds the committed offsets of topics other than topic (the
 	// retry topic in accounts mode), per partition.
 	other map[string]map[int]int64
+	// meta holds the metadata committed with each offset, per topic and
+	// partition.
+	meta map[string]map[int]string
 }
 
 func newFakeCoordinator(topic string) *fakeCoordinator {
 	return &fakeCoordinator{
 		topic: topic, committed: map[int]int64{}, commits: map[int32][]map[int]int64{},
 		gens: make(chan *fakeGeneration), changed: make(chan struct{}), closed: make(chan struct{}),
-		refuse: map[int32]bool{}, other: map[string]map[int]int64{},
+		refuse: map[int32]bool{}, other: map[string]map[int]int64{}, meta: map[string]map[int]string{},
 	}
 }
 
@@ -283,7 +286,7 @@ func (g *fakeGeneration) Start(fn func(ctx context.Context)) {
 // end ends the generation (a rebalance).
 func (g *fakeGeneration) end() { g.once.Do(func() { close(g.done) }) }
 
-func (g *fakeGeneration) CommitOffsets(offsets map[string]map[int]int64) error {
+func (g *fakeGeneration) CommitOffsets(_ context.Context, offsets map[string][]kafka.OffsetCommit) error {
 	fc := g.fc
 	fc.mu.Lock()
 	defer fc.mu.Unlock()
@@ -291,25 +294,50 @@ func (g *fakeGeneration) CommitOffsets(offsets map[string]map[int]int64) error {
 		return errIllegalGeneration
 	}
 	c := map[int]int64{}
-	for p, o := range offsets[fc.topic] {
-		fc.committed[p] = o
-		c[p] = o
+	for _, oc := range offsets[fc.topic] {
+		fc.committed[oc.Partition] = oc.Offset
+		c[oc.Partition] = oc.Offset
 	}
 	for topic, os := range offsets {
+		if fc.meta[topic] == nil {
+			fc.meta[topic] = map[int]string{}
+		}
+		for _, oc := range os {
+			fc.meta[topic][oc.Partition] = oc.Metadata
+		}
 		if topic == fc.topic {
 			continue
 		}
 		if fc.other[topic] == nil {
 			fc.other[topic] = map[int]int64{}
 		}
-		for p, o := range os {
-			fc.other[topic][p] = o
+		for _, oc := range os {
+			fc.other[topic][oc.Partition] = oc.Offset
 		}
 	}
 	fc.commits[g.id] = append(fc.commits[g.id], c)
 	close(fc.changed)
 	fc.changed = make(chan struct{})
 	return nil
+}
+
+func (g *fakeGeneration) CommitMetadata(_ context.Context, topic string, partitions []int) (map[int]string, error) {
+	fc := g.fc
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	out := map[int]string{}
+	for _, p := range partitions {
+		out[p] = fc.meta[topic][p]
+	}
+	return out, nil
+}
+
+// metadata returns the metadata last committed for partition p of the
+// coordinator's topic.
+func (fc *fakeCoordinator) metadata(p int) string {
+	fc.mu.Lock()
+	defer fc.mu.Unlock()
+	return fc.meta[fc.topic][p]
 }
 
 // genContext is a context that ends with its generation.

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -28,7 +29,12 @@ type generation interface {
 	// Start runs fn on the generation; the generation ends when any such
 	// function returns, and fn's ctx ends when the generation does.
 	Start(fn func(ctx context.Context))
-	CommitOffsets(offsets map[string]map[int]int64) error
+	// CommitOffsets commits offsets, each with its metadata, as this
+	// generation's member: refused once the generation is over.
+	CommitOffsets(ctx context.Context, offsets map[string][]kafka.OffsetCommit) error
+	// CommitMetadata returns the metadata committed with the offsets of
+	// partitions of topic ("" where none was).
+	CommitMetadata(ctx context.Context, topic string, partitions []int) (map[int]string, error)
 }
 
 // runGeneration consumes the partitions one group generation assigned to
@@ -71,6 +77,7 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen generation) 
 		}
 	}
 	parts, kept := c.takeOver(assigned)
+	c.loadAcked(gctx, gen, parts)
 	owned := map[string][]int{}
 	var ps, retries []int
 	for _, p := range parts {
@@ -170,6 +177,53 @@ func (c *Consumer) consumeGeneration(ctx, gctx context.Context, gen generation) 
 	return false
 }
 
+// loadAcked reads the acknowledged spans committed with the offsets of the
+// partitions this member starts afresh (not carried from the last
+// generation), so that their records are not sent again. A partition whose
+// metadata cannot be read or does not belong to its committed offset
+// replays from that offset in full, as it would without spans.
+func (c *Consumer) loadAcked(ctx context.Context, gen generation, parts []*partition) {
+	fresh := map[string][]*partition{}
+	for _, p := range parts {
+		if p.fresh && p.committed.Load() >= 0 {
+			fresh[p.topic] = append(fresh[p.topic], p)
+		}
+	}
+	for topic, ps := range fresh {
+		ids := make([]int, len(ps))
+		for i, p := range ps {
+			ids[i] = p.id
+		}
+		rctx, cancel := context.WithTimeout(ctx, groupRequestTimeout)
+		mds, err := gen.CommitMetadata(rctx, topic, ids)
+		cancel()
+		if err != nil {
+			c.log.Warn().Err(err).Str("topic", topic).Msg("commit metadata not read: the partitions replay every record from their committed offsets")
+			continue
+		}
+		for _, p := range ps {
+			a, err := ParseAcked(mds[p.id])
+			switch {
+			case errors.Is(err, ErrNoAcked):
+				continue
+			case err != nil:
+				p.log.Warn().Err(err).Msg("commit metadata unreadable: replaying every record from the committed offset")
+				continue
+			case a.Commit != p.committed.Load():
+				continue // written with another offset: says nothing about this one
+			}
+			p.skip = skipper{spans: a.Spans}
+			p.committedMeta = mds[p.id]
+			var n int64
+			for _, s := range a.Spans {
+				n += s.To - s.From
+			}
+			p.log.Info().Int64("committed", a.Commit).Int("spans", len(a.Spans)).Int64("offsets", n).
+				Msg("records acknowledged before the last commit are not sent again")
+		}
+	}
+}
+
 // assignment is one partition of one topic a generation assigned.
 type assignment struct {
 	topic string
@@ -264,22 +318,50 @@ func (c *Consumer) drain(ctx context.Context, parts []*partition, timeout time.D
 }
 
 // commit commits every partition whose commit point moved past what was
-// last committed for it, each under its own topic.
+// last committed for it, or whose acknowledged spans above it changed,
+// each under its own topic and with its spans as metadata (acked.go).
 func (c *Consumer) commit(gen generation, parts []*partition, final bool) {
-	offsets := map[string]map[int]int64{}
-	for _, p := range parts {
-		if o := p.tr.committable(); o >= 0 && o > p.committed.Load() {
-			if offsets[p.topic] == nil {
-				offsets[p.topic] = map[int]int64{}
-			}
-			offsets[p.topic][p.id] = o
-		}
+	offsets := map[string][]kafka.OffsetCommit{}
+	type commitAt struct {
+		p  *partition
+		o  int64
+		md string
 	}
-	if len(offsets) == 0 {
+	var todo []commitAt
+	for _, p := range parts {
+		a := p.tr.acked()
+		o := a.Commit
+		if o < 0 || o < p.committed.Load() {
+			continue
+		}
+		md := a.metadata(maxCommitMetadata)
+		if o == p.committed.Load() && md == p.committedMeta {
+			continue
+		}
+		offsets[p.topic] = append(offsets[p.topic], kafka.OffsetCommit{Partition: p.id, Offset: o, Metadata: md})
+		todo = append(todo, commitAt{p, o, md})
+	}
+	if len(todo) == 0 {
 		return
 	}
 	start := time.Now()
-	err := gen.CommitOffsets(offsets)
+	ctx, cancel := context.WithTimeout(context.Background(), groupRequestTimeout)
+	err := gen.CommitOffsets(ctx, offsets)
+	if errors.Is(err, kafka.OffsetMetadataTooLarge) {
+		// The broker's offset.metadata.max.bytes is below
+		// maxCommitMetadata: the offsets go without their spans.
+		c.log.Warn().Err(err).Msg("commit metadata refused as too large: committing offsets without acknowledged spans")
+		for _, os := range offsets {
+			for i := range os {
+				os[i].Metadata = ""
+			}
+		}
+		for i := range todo {
+			todo[i].md = ""
+		}
+		err = gen.CommitOffsets(ctx, offsets)
+	}
+	cancel()
 	c.metrics.commitLatency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.metrics.commitErrors.Inc()
@@ -288,15 +370,28 @@ func (c *Consumer) commit(gen generation, parts []*partition, final bool) {
 		c.log.Warn().Err(err).Bool("final", final).Msg("commit refused")
 		return
 	}
-	for _, p := range parts {
-		if o, ok := offsets[p.topic][p.id]; ok {
-			p.committed.Store(o)
-			c.metrics.observeCommit(p.topic, p.id, o)
-		}
+	for _, t := range todo {
+		t.p.committed.Store(t.o)
+		t.p.committedMeta = t.md
+		c.metrics.observeCommit(t.p.topic, t.p.id, t.o)
 	}
 	// The source topic's offsets are logged as before; the retry topic's
-	// under their own field.
-	src, retry := offsets[c.opts.Topic], offsets[c.opts.RetryTopic]
+	// under their own field; the metadata only by its length.
+	logged := func(topic string) map[int]int64 {
+		if offsets[topic] == nil {
+			return nil
+		}
+		m := map[int]int64{}
+		for _, oc := range offsets[topic] {
+			m[oc.Partition] = oc.Offset
+		}
+		return m
+	}
+	metaBytes := 0
+	for _, t := range todo {
+		metaBytes += len(t.md)
+	}
+	src, retry := logged(c.opts.Topic), logged(c.opts.RetryTopic)
 	ev := c.log.Debug()
 	if final {
 		ev = c.log.Info()
@@ -307,5 +402,5 @@ func (c *Consumer) commit(gen generation, parts []*partition, final bool) {
 	if retry != nil {
 		ev = ev.Interface("retry_offsets", retry)
 	}
-	ev.Msg("committed")
+	ev.Int("acked_metadata_bytes", metaBytes).Msg("committed")
 }

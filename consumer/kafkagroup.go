@@ -58,13 +58,14 @@ func (c *Consumer) newKafkaGroup(ctx context.Context) (group, error) {
 	return &kafkaGroup{
 		cg:      cg,
 		conns:   conns,
-		client:  &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: c.opts.Transport, Timeout: leaveTimeout},
+		client:  &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: c.opts.Transport, Timeout: groupRequestTimeout},
 		groupID: c.opts.GroupID,
 	}, nil
 }
 
-// leaveTimeout bounds the LeaveGroup request sent on Close.
-const leaveTimeout = 5 * time.Second
+// groupRequestTimeout bounds each request sent through the group's client:
+// an offset commit, the fetch of commit metadata, the LeaveGroup on Close.
+const groupRequestTimeout = 5 * time.Second
 
 func (g *kafkaGroup) Next(ctx context.Context) (generation, error) {
 	gen, err := g.cg.Next(ctx)
@@ -74,7 +75,7 @@ func (g *kafkaGroup) Next(ctx context.Context) (generation, error) {
 	g.mu.Lock()
 	g.memberID = gen.MemberID
 	g.mu.Unlock()
-	return kafkaGeneration{gen}, nil
+	return kafkaGeneration{g: gen, client: g.client, groupID: g.groupID}, nil
 }
 
 // Close cuts the group's connections, waits for kafka-go to stop, and
@@ -89,7 +90,7 @@ func (g *kafkaGroup) Close() error {
 	if member == "" {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), groupRequestTimeout)
 	defer cancel()
 	resp, lerr := g.client.LeaveGroup(ctx, &kafka.LeaveGroupRequest{
 		GroupID: g.groupID,
@@ -176,7 +177,14 @@ func (c *trackedConn) Close() error {
 }
 
 // kafkaGeneration is the generation interface over kafka-go's Generation.
-type kafkaGeneration struct{ g *kafka.Generation }
+// Offsets are committed through the admin client with the generation's id
+// and member id, the same fencing as Generation.CommitOffsets, because only
+// the client's OffsetCommit carries metadata (the acknowledged spans).
+type kafkaGeneration struct {
+	g       *kafka.Generation
+	client  *kafka.Client
+	groupID string
+}
 
 func (k kafkaGeneration) ID() int32        { return k.g.ID }
 func (k kafkaGeneration) MemberID() string { return k.g.MemberID }
@@ -184,6 +192,41 @@ func (k kafkaGeneration) Assignments(topic string) []kafka.PartitionAssignment {
 	return k.g.Assignments[topic]
 }
 func (k kafkaGeneration) Start(fn func(ctx context.Context)) { k.g.Start(fn) }
-func (k kafkaGeneration) CommitOffsets(offsets map[string]map[int]int64) error {
-	return k.g.CommitOffsets(offsets)
+
+func (k kafkaGeneration) CommitOffsets(ctx context.Context, offsets map[string][]kafka.OffsetCommit) error {
+	res, err := k.client.OffsetCommit(ctx, &kafka.OffsetCommitRequest{
+		GroupID:      k.groupID,
+		GenerationID: int(k.g.ID),
+		MemberID:     k.g.MemberID,
+		Topics:       offsets,
+	})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for topic, ps := range res.Topics {
+		for _, p := range ps {
+			if p.Error != nil {
+				errs = append(errs, fmt.Errorf("%s/%d: %w", topic, p.Partition, p.Error))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (k kafkaGeneration) CommitMetadata(ctx context.Context, topic string, partitions []int) (map[int]string, error) {
+	res, err := k.client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: k.groupID, Topics: map[string][]int{topic: partitions}})
+	if err != nil {
+		return nil, err
+	}
+	if res.Error != nil {
+		return nil, res.Error
+	}
+	out := make(map[int]string, len(partitions))
+	for _, p := range res.Topics[topic] {
+		if p.Error == nil {
+			out[p.Partition] = p.Metadata
+		}
+	}
+	return out, nil
 }

@@ -21,6 +21,7 @@ type metrics struct {
 	parked           prometheus.Counter
 	skipped          *prometheus.CounterVec
 	skippedInactive  prometheus.Counter // skipped{reason="inactive_account"}
+	skippedAcked     prometheus.Counter // skipped{reason="acknowledged_before"}
 	redelivered      prometheus.Counter
 	parkErrors       *prometheus.CounterVec
 	inFlight         prometheus.Gauge
@@ -67,7 +68,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "records_skipped_total",
-			Help: "Records not sent and committed like delivered ones (accounts mode), by reason: inactive_account (the account is unknown, deactivated, removed or its integration is invalid).",
+			Help: "Records not sent and committed like delivered ones, by reason: inactive_account (accounts mode: the account is unknown, deactivated, removed or its integration is invalid); acknowledged_before (read again after a restart or rebalance, but acknowledged before the partition's last commit, which says so in its metadata).",
 		}, []string{"reason"}),
 		redelivered: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Name: "records_redelivered_total",
@@ -116,6 +117,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 	}
 	m.skippedInactive = m.skipped.WithLabelValues(SkipInactiveAccount)
+	m.skippedAcked = m.skipped.WithLabelValues(SkipAcknowledgedBefore)
 	for _, code := range mapping.Codes() {
 		m.deadLettered.WithLabelValues(string(code))
 	}
@@ -138,6 +140,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 // SkipInactiveAccount is the reason label of records skipped because
 // their account has no active integration (contract v2).
 const SkipInactiveAccount = "inactive_account"
+
+// SkipAcknowledgedBefore is the reason label of records read again after a
+// restart or rebalance that the partition's last commit recorded as
+// acknowledged (acked.go).
+const SkipAcknowledgedBefore = "acknowledged_before"
 
 // observeCommit records a committed offset.
 func (m *metrics) observeCommit(topic string, id int, offset int64) {

@@ -2,6 +2,7 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -18,6 +19,43 @@ import (
 // COORDINATOR_LOAD_IN_PROGRESS on a fresh broker, which kafka.Error marks
 // Temporary) is returned; retrying is the caller's choice.
 func CommittedOffsets(ctx context.Context, client *kafka.Client, group, topic string, partitions int) (map[int]int64, error) {
+	ps, err := committed(ctx, client, group, topic, partitions)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]int64, partitions)
+	for _, p := range ps {
+		out[p.Partition] = p.CommittedOffset
+	}
+	return out, nil
+}
+
+// CommittedAcked returns what group's commits for partitions 0 to
+// partitions-1 of topic say, with the acknowledged spans above each
+// committed offset (acked.go); a partition whose metadata carries none has
+// no spans. Errors as CommittedOffsets, and for metadata that does not
+// decode.
+func CommittedAcked(ctx context.Context, client *kafka.Client, group, topic string, partitions int) (map[int]Acked, error) {
+	ps, err := committed(ctx, client, group, topic, partitions)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int]Acked, partitions)
+	for _, p := range ps {
+		a, err := ParseAcked(p.Metadata)
+		switch {
+		case errors.Is(err, ErrNoAcked):
+			a = Acked{}
+		case err != nil:
+			return nil, fmt.Errorf("commit of group %q on %s/%d: %w", group, topic, p.Partition, err)
+		}
+		a.Commit = p.CommittedOffset
+		out[p.Partition] = a
+	}
+	return out, nil
+}
+
+func committed(ctx context.Context, client *kafka.Client, group, topic string, partitions int) ([]kafka.OffsetFetchPartition, error) {
 	ps := make([]int, partitions)
 	for i := range ps {
 		ps[i] = i
@@ -29,12 +67,11 @@ func CommittedOffsets(ctx context.Context, client *kafka.Client, group, topic st
 	if res.Error != nil {
 		return nil, fmt.Errorf("committed offsets of group %q: %w", group, res.Error)
 	}
-	out := make(map[int]int64, partitions)
-	for _, p := range res.Topics[topic] {
+	out := res.Topics[topic]
+	for _, p := range out {
 		if p.Error != nil {
 			return nil, fmt.Errorf("committed offset of group %q on %s/%d: %w", group, topic, p.Partition, p.Error)
 		}
-		out[p.Partition] = p.CommittedOffset
 	}
 	if len(out) != partitions {
 		return nil, fmt.Errorf("committed offsets of group %q: %d partitions of %s answered, want %d", group, len(out), topic, partitions)

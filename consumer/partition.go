@@ -48,6 +48,15 @@ type partition struct {
 	// committed is the last offset committed for the partition by this
 	// member, or the offset it was assigned at.
 	committed atomic.Int64
+	// committedMeta is the metadata last committed with committed (the
+	// acknowledged spans above it); only commits use it, one at a time.
+	committedMeta string
+	// fresh: made for this generation, not carried from the last one.
+	fresh bool
+	// skip holds the spans of records acknowledged before the last
+	// commit by whoever read the partition then (acked.go): they are
+	// acknowledged again without being sent.
+	skip skipper
 
 	// Scratch of the fetch loop, reused from chunk to chunk.
 	offs []int64
@@ -78,6 +87,7 @@ func (c *Consumer) newPartition(topic string, id int, start int64) *partition {
 		log:     lc.Logger(),
 		work:    work,
 		abandon: abandon,
+		fresh:   true,
 	}
 	p.committed.Store(start)
 	p.hwm.Store(-1)
@@ -94,6 +104,7 @@ func (p *partition) resume(committed int64) bool {
 	if committed != p.committed.Load() {
 		return false
 	}
+	p.fresh = false
 	next, ok := p.tr.resume(p.next)
 	if !ok {
 		return false
@@ -375,6 +386,11 @@ func (p *partition) handle(ctx context.Context, c *chunk) {
 	acts := p.acts[:0]
 	var total int64
 	for i := range c.msgs {
+		if p.skip.acked(c.msgs[i].Offset) {
+			p.c.metrics.skippedAcked.Inc()
+			acts = append(acts, action{kind: toSkip})
+			continue
+		}
 		a := p.route(&c.msgs[i], &c.sent[i])
 		acts = append(acts, a)
 		switch a.kind {

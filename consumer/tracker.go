@@ -343,3 +343,31 @@ func (t *tracker) nextAfter() int64 {
 	}
 	return t.offsets[len(t.offsets)-1] + 1
 }
+
+// acked returns the commit point and the spans of acknowledged records
+// above it (at most maxAckedSpans, the lowest first): what a commit's
+// metadata records so that whoever reads the partition next skips them.
+// A span runs over consecutive entries, so it may cover offsets Kafka never
+// returned (transaction markers, compacted records): no record is there.
+func (t *tracker) acked() Acked {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	a := Acked{Commit: t.commit}
+	if t.revoked || t.commit < 0 {
+		return a
+	}
+	open := false
+	for i := t.head; i < len(t.offsets) && len(a.Spans) < maxAckedSpans; i++ {
+		if t.state[i] != acked {
+			open = false
+			continue
+		}
+		if open {
+			a.Spans[len(a.Spans)-1].To = t.offsets[i] + 1
+			continue
+		}
+		a.Spans = append(a.Spans, Span{From: t.offsets[i], To: t.offsets[i] + 1})
+		open = true
+	}
+	return a
+}

@@ -226,15 +226,32 @@ func endOffsets(t testing.TB, topic string, partitions int) map[int]int64 {
 }
 
 // committedOffsets reads a group's committed offsets with its own client,
-// independent of any consumer; -1 means nothing committed. On a fresh
-// broker the group coordinator may still be loading the offsets topic, so
-// the errors Kafka marks retriable are retried for a while.
+// independent of any consumer; -1 means nothing committed.
 func committedOffsets(t testing.TB, group, topic string, partitions int) map[int]int64 {
+	t.Helper()
+	return askCoordinator(t, group, func(ctx context.Context, c *kafka.Client) (map[int]int64, error) {
+		return consumer.CommittedOffsets(ctx, c, group, topic, partitions)
+	})
+}
+
+// committedAcked reads a group's commits with the acknowledged spans their
+// metadata carries.
+func committedAcked(t testing.TB, group, topic string, partitions int) map[int]consumer.Acked {
+	t.Helper()
+	return askCoordinator(t, group, func(ctx context.Context, c *kafka.Client) (map[int]consumer.Acked, error) {
+		return consumer.CommittedAcked(ctx, c, group, topic, partitions)
+	})
+}
+
+// askCoordinator asks the group coordinator through its own client. On a
+// fresh broker the coordinator may still be loading the offsets topic, so
+// the errors Kafka marks retriable are retried for a while.
+func askCoordinator[T any](t testing.TB, group string, ask func(context.Context, *kafka.Client) (T, error)) T {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		out, err := consumer.CommittedOffsets(ctx, &kafka.Client{Addr: kafka.TCP(env.brokers...), Timeout: 30 * time.Second}, group, topic, partitions)
+		out, err := ask(ctx, &kafka.Client{Addr: kafka.TCP(env.brokers...), Timeout: 30 * time.Second})
 		cancel()
 		if err == nil {
 			return out

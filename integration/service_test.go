@@ -285,15 +285,34 @@ func (pl *pipeline) checkCommitsAcknowledged(good map[string]source) (behind boo
 		}
 		delivered[s.msg.Partition][s.msg.Offset] = true
 	}
-	committed := committedOffsets(pl.t, pl.group, pl.topic, pl.partitions)
+	commits := committedAcked(pl.t, pl.group, pl.topic, pl.partitions)
+	committed := map[int]int64{}
 	end := endOffsets(pl.t, pl.topic, pl.partitions)
 	for part := 0; part < pl.partitions; part++ {
+		committed[part] = commits[part].Commit
 		var contiguous int64
 		for delivered[part][contiguous] {
 			contiguous++
 		}
 		if committed[part] > contiguous {
 			pl.t.Errorf("partition %d: committed %d, but offset %d was never acknowledged by Segment", part, committed[part], contiguous)
+		}
+		// The spans the commit says were acknowledged above it are
+		// skipped by the next owner: each of their records must have
+		// arrived.
+		ahead := 0
+		for _, sp := range commits[part].Spans {
+			for o := sp.From; o < sp.To; o++ {
+				if !delivered[part][o] {
+					pl.t.Errorf("partition %d: the commit at %d says offset %d was acknowledged (span %d-%d), but Segment never received it",
+						part, committed[part], o, sp.From, sp.To-1)
+					break
+				}
+				ahead++
+			}
+		}
+		if ahead > 0 {
+			pl.t.Logf("partition %d: %d records acknowledged above the commit point in %d spans", part, ahead, len(commits[part].Spans))
 		}
 		if committed[part] < end[part] {
 			behind = true

@@ -230,16 +230,20 @@ func TestRecoveryWakesOnlyAfterOutage(t *testing.T) {
 	var h health
 	now := time.Now()
 	h.record(now, true)
-	wake := h.recovered()
+	e := h.epoch()
+	wake, _ := h.since(e)
 	h.record(now.Add(10*time.Millisecond), false)
 	h.record(now.Add(20*time.Millisecond), true)
-	if closed(wake) {
+	if _, missed := h.since(e); closed(wake) || missed {
 		t.Fatal("a success 20ms after the last one woke the sleepers")
 	}
 	h.record(now.Add(30*time.Millisecond), false)
 	h.record(now.Add(30*time.Millisecond+outageGap), true)
 	if !closed(wake) {
 		t.Fatal("the first success after an outage did not wake the sleepers")
+	}
+	if _, missed := h.since(e); !missed {
+		t.Fatal("a request out during the recovery is not told it missed it")
 	}
 }
 

@@ -418,3 +418,72 @@ func TestBackoffStartsOverAfterRecovery(t *testing.T) {
 		t.Fatalf("the old batch waited %s after one failure following the recovery: its backoff carried the outage's attempts over", gap)
 	}
 }
+
+// TestRecoveryDuringRequestStartsBackoffOver: a batch whose request is out
+// when Segment comes back from an outage cannot be sleeping on the wake-up;
+// when that request then fails, the batch still backs off from
+// MinBackoff, not from its outage attempts.
+func TestRecoveryDuringRequestStartsBackoffOver(t *testing.T) {
+	srv := newServer(t)
+	const outageAttempts = 9 // this failure carried over waits 2.6–5.1 s
+	var mu sync.Mutex
+	attempts := 0
+	var failedAt time.Time
+	inFlight, newDone := make(chan struct{}), make(chan struct{})
+	srv.FailMessages(503, func(m segmenttest.Received) bool {
+		if m.MessageID != "old-0" {
+			return false
+		}
+		mu.Lock()
+		attempts++
+		n := attempts
+		mu.Unlock()
+		switch {
+		case n < outageAttempts:
+			return true
+		case n == outageAttempts:
+			// Held at Segment while another batch ends the outage, then
+			// failed.
+			close(inFlight)
+			<-newDone
+			mu.Lock()
+			failedAt = time.Now()
+			mu.Unlock()
+			return true
+		}
+		return false
+	})
+	h := start(t, srv, srv.URL(), func(o *sink.Options) {
+		o.BatchSize = 1
+		o.MinBackoff = 20 * time.Millisecond
+		o.MaxBackoff = time.Minute
+	})
+	h.enqueue("old", 1, 0, nil)
+	select {
+	case <-inFlight:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the old batch did not reach its attempt during the recovery")
+	}
+	h.enqueue("new", 1, 0, nil)
+	if got := h.res.wait(1, 30*time.Second); got["new-0"].Outcome != sink.Delivered {
+		t.Fatalf("the new batch: %v, want delivered", got)
+	}
+	close(newDone)
+	got := h.res.wait(2, 30*time.Second)
+	if c := outcomes(got); c[sink.Delivered] != 2 {
+		t.Fatalf("outcomes %v, want both delivered", c)
+	}
+	var deliveredAt time.Time
+	for _, m := range srv.Messages() {
+		if m.MessageID == "old-0" {
+			deliveredAt = m.At
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// From MinBackoff its next wait is 10–20 ms; carried over from the
+	// outage it would be at least 2.6 s.
+	if gap := deliveredAt.Sub(failedAt); gap > time.Second {
+		t.Fatalf("the old batch waited %s after its request failed across the recovery: its backoff carried the outage's attempts over", gap)
+	}
+}

@@ -386,19 +386,32 @@ type health struct {
 	lastOK  time.Time     // the last success
 	failed  bool          // a failure was recorded since the last success
 	wake    chan struct{} // closed when Segment comes back after an outage
-	failing atomic.Int64  // batches whose last attempt failed and that are still being retried
+	// recoveries counts the times Segment came back after an outage, so
+	// that a batch whose request was out when it happened (and so was not
+	// sleeping on wake) can tell.
+	recoveries uint64
+	failing    atomic.Int64 // batches whose last attempt failed and that are still being retried
 }
 
-// recovered returns a channel that is closed when a request succeeds after
-// an outage (no success for outageGap): Segment is back, and batches in a
-// long backoff need not sleep it out.
-func (h *health) recovered() <-chan struct{} {
+// epoch returns the number of recoveries so far, to hand to since.
+func (h *health) epoch() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.recoveries
+}
+
+// since returns a channel that is closed when a request succeeds after an
+// outage (no success for outageGap): Segment is back, and batches in a long
+// backoff need not sleep it out. It also reports whether that already
+// happened since epoch e: while the batch's request was out, a wake-up it
+// could not have slept on.
+func (h *health) since(e uint64) (wake <-chan struct{}, missed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.wake == nil {
 		h.wake = make(chan struct{})
 	}
-	return h.wake
+	return h.wake, h.recoveries != e
 }
 
 func (h *health) record(at time.Time, ok bool) {
@@ -416,9 +429,12 @@ func (h *health) record(at time.Time, ok bool) {
 		h.lastOK = at
 	}
 	h.failed = false
-	if outage && h.wake != nil {
-		close(h.wake)
-		h.wake = nil
+	if outage {
+		h.recoveries++
+		if h.wake != nil {
+			close(h.wake)
+			h.wake = nil
+		}
 	}
 }
 

@@ -91,6 +91,7 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		case <-ctx.Done():
 			continue
 		}
+		epoch := d.health.epoch()
 		a := s.post(ctx, b)
 		<-s.sem
 		switch {
@@ -157,6 +158,13 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			why += ": " + a.err.Error()
 		}
 		parked := s.failed(d, now, why)
+		// Segment came back from an outage while this request was out:
+		// the wake-up this batch would have slept on has passed, and its
+		// failures so far belong to the outage.
+		wake, missed := d.health.since(epoch)
+		if missed {
+			streak = 0
+		}
 		wait := s.backoff(streak, a.retryAfter)
 		streak++
 		s.m.retries.Inc()
@@ -186,9 +194,8 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		// back; the first success of their destination after the outage
 		// wakes them (see outageGap). Not when Segment asked for a pause:
 		// a 429, or a Retry-After.
-		var wake <-chan struct{}
-		if a.retryAfter == 0 && a.status != http.StatusTooManyRequests {
-			wake = d.health.recovered()
+		if a.retryAfter > 0 || a.status == http.StatusTooManyRequests {
+			wake = nil
 		}
 		if s.sleep(ctx, b, wait, last, wake) {
 			streak = 0
