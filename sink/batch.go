@@ -279,7 +279,7 @@ func (s *Segment) batchLoop(ctx context.Context) {
 					s.poll(ctx, w.d, now)
 				}
 			}
-			s.flushOldest(ctx, now)
+			s.relieve(ctx, now)
 		case <-s.kick:
 			attn = s.takeAttention(attn)
 			now := time.Now()
@@ -333,8 +333,8 @@ func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
 		s.park(d, now, reason)
 	}
 	s.poll(ctx, d, now)
-	if s.linger.bytes > s.o.LingerBytes {
-		s.flushOldest(ctx, now)
+	if s.linger.bytes > s.linger.limit {
+		s.flushBiggest(ctx, now)
 	}
 }
 

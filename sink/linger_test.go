@@ -409,3 +409,104 @@ func messageIDsOf(body []byte) ([]string, bool) {
 	}
 	return ids, true
 }
+
+// TestLingerBytesSendsBiggestFirst: over the byte limit, the batch that
+// holds the most bytes for the longest goes first, not the oldest, and
+// only until the partial batches are back under the limit, so a quiet
+// destination's old message keeps lingering for company.
+func TestLingerBytesSendsBiggestFirst(t *testing.T) {
+	r := newLingerRig(t, func(o *Options) { o.LingerBytes = 1000 })
+	s := r.s
+	t0 := time.Now()
+	quiet := r.accept("b", "b-1", t0)
+	var busy *dest
+	ids := make([]string, 20)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("a-%d", i)
+		busy = r.accept("a", ids[i], t0.Add(50*time.Millisecond))
+	}
+	if busy.cur == nil || quiet.cur == nil {
+		t.Fatal("a batch went before it was FlushInterval old")
+	}
+	// Over the limit, both FlushInterval old: the busy one goes, and then
+	// the partial batches are under the limit.
+	r.accept("c", "c-1", t0.Add(160*time.Millisecond))
+	if busy.cur != nil {
+		t.Error("the busy destination's batch lingers over the byte limit")
+	}
+	if quiet.cur == nil {
+		t.Error("the quiet destination's single message went although sending the busy batch was enough")
+	}
+	r.delivered(ids...)
+	if got, want := s.linger.bytes, r.curBytes(); got != want {
+		t.Errorf("lingering bytes counted %d, want %d", got, want)
+	}
+	s.flushOldest(r.ctx, t0.Add(time.Hour))
+	r.delivered("b-1", "c-1")
+}
+
+// TestLingerLearnsTheCallersBudget: a caller whose caps are full of what
+// the sink holds stalls once; afterwards the sink sends its biggest
+// batches when its partial batches approach what they held at that stall,
+// before the caller has to wait again, even though that is far under
+// LingerBytes. A stall with no message taken since the last one (the
+// caller merely has nothing) does not lower the limit again, and the
+// limit comes back towards LingerBytes with time.
+func TestLingerLearnsTheCallersBudget(t *testing.T) {
+	r := newLingerRig(t, func(o *Options) { o.LingerBytes = 6000 })
+	s := r.s
+	t0 := time.Now()
+	given := map[*dest]int{} // messages accepted per destination since the stall
+	fill := func(prefix string, at time.Time, n int) []string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%s-%03d", prefix, i)
+			given[r.accept([]string{"a", "b", "c"}[i%3], ids[i], at)]++
+		}
+		return ids
+	}
+	first := fill("x", t0, 60)
+	held := s.linger.bytes
+	if held < s.o.LingerBytes/2 || held > s.o.LingerBytes {
+		t.Fatalf("the rig holds %d bytes, want %d..%d to learn from", held, s.o.LingerBytes/2, s.o.LingerBytes)
+	}
+	// The caller stalls: everything FlushInterval old goes, as before.
+	stalled := t0.Add(s.linger.stall + s.o.FlushInterval)
+	s.relieve(r.ctx, stalled)
+	r.delivered(first...)
+	if s.linger.bytes != 0 {
+		t.Fatalf("%d bytes still linger after the stall", s.linger.bytes)
+	}
+	// The caller comes back and fills the sink up to what it held at the
+	// stall: the biggest batch goes before the caller stalls again.
+	t1 := stalled.Add(time.Millisecond)
+	s.relieve(r.ctx, t1)
+	clear(given)
+	again := append(fill("y", t1, 40), fill("z", t1.Add(60*time.Millisecond), 10)...)
+	again = append(again, fill("w", t1.Add(120*time.Millisecond), 10)...)
+	if got := s.linger.bytes; got >= held {
+		t.Errorf("the partial batches hold %d bytes, as much as at the stall (%d): the caller would wait again", got, held)
+	}
+	sent := 0
+	for d, n := range given {
+		if d.cur == nil || len(d.cur.msgs) < n {
+			sent++
+		}
+	}
+	if sent == 0 {
+		t.Error("no batch went although the partial batches reached what the caller stalled at")
+	}
+	limit := s.linger.limit
+	// A second stall with nothing taken since: the limit stays.
+	s.flushOldest(r.ctx, t1.Add(time.Hour)) // empties the batches, no learning
+	s.relieve(r.ctx, t1.Add(time.Hour))
+	if s.linger.limit < limit {
+		t.Errorf("a stall with no message taken since the last lowered the limit from %d to %d", limit, s.linger.limit)
+	}
+	r.delivered(again...)
+	// With time it comes back to LingerBytes.
+	s.relieve(r.ctx, t1.Add(2*time.Hour))
+	if s.linger.limit != s.o.LingerBytes {
+		t.Errorf("limit %d an hour after the stall, want LingerBytes %d", s.linger.limit, s.o.LingerBytes)
+	}
+}

@@ -143,12 +143,15 @@ type Options struct {
 	Linger time.Duration
 
 	// LingerBytes bounds the body bytes of the partial batches that may
-	// linger (see Linger): above it the oldest go, FlushInterval after
-	// their first message. Set it at or under what the caller lets the
-	// sink hold (its in-flight caps): above, lingering batches fill those
-	// caps and the caller waits until the sink sees its intake stall
-	// (FlushInterval without a message), a FlushInterval per stall.
-	// Default DefaultLingerBytes (8 MiB).
+	// linger (see Linger): above it the biggest go (body bytes times age,
+	// FlushInterval old at least) until they hold 7/8 of it. When the
+	// caller stalls while the partial batches hold at least half the
+	// bound (its in-flight caps are full of what the sink holds), the
+	// sink lowers the bound to 7/8 of what they held, so that it sends
+	// before the caller has to wait again, and raises it back by
+	// LingerBytes/16 a second (linger.go). Set it at or under what the
+	// caller lets the sink hold: above, each stall costs the caller a
+	// FlushInterval. Default DefaultLingerBytes (8 MiB).
 	LingerBytes int
 
 	// Concurrency is how many requests may be in flight at once, over all

@@ -196,7 +196,7 @@ func NewSegment(o Options) (*Segment, error) {
 		parkedIdleAfter: parkedIdleAfter,
 		stopping:        make(chan struct{}),
 		sys:             systemic{limit: o.SystemicRejects},
-		linger:          lingerState{stall: stallGap(o.FlushInterval)},
+		linger:          lingerState{stall: stallGap(o.FlushInterval), limit: o.LingerBytes},
 	}
 	if o.MaxRPS > 0 {
 		s.interval = time.Duration(float64(time.Second) / o.MaxRPS)
