@@ -1,8 +1,11 @@
 package consumer
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"syscall"
@@ -10,6 +13,8 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/protocol"
+	fetchAPI "github.com/segmentio/kafka-go/protocol/fetch"
 )
 
 // benchRecords and benchValueSize shape the topic BenchmarkBatchReader
@@ -20,6 +25,16 @@ const (
 	benchRecords   = 200_000
 	benchValueSize = 300
 )
+
+// benchValue is the value of record i of the benchmarks: a Produktly
+// record of benchValueSize bytes.
+func benchValue(i int) []byte {
+	v := fmt.Sprintf(`{"type":"tour_step","userId":"user-%07d","tourId":%d,"timestamp":%d,"metadata":{"stepIndex":%d,"type":"next"},"context":{"page":"/app/dashboard","locale":"en-US"}`,
+		i, i%977, 1700000000000+int64(i), i%9)
+	return []byte(v + `,"pad":"` + strings.Repeat("x", max(0, benchValueSize-len(v)-9)) + `"}`)
+}
+
+func benchKey(i int) []byte { return []byte(fmt.Sprintf("user-%07d", i%5000)) }
 
 // benchTopic returns a topic on the broker KAFKA_BROKERS names holding
 // benchRecords records in its one partition. It is kept on the broker and
@@ -53,10 +68,7 @@ func benchTopic(b *testing.B) string {
 	defer w.Close()
 	batch := make([]kafka.Message, 0, 10_000)
 	for i := range benchRecords {
-		v := fmt.Sprintf(`{"type":"tour_step","userId":"user-%07d","tourId":%d,"timestamp":%d,"metadata":{"stepIndex":%d,"type":"next"},"context":{"page":"/app/dashboard","locale":"en-US"}`,
-			i, i%977, 1700000000000+int64(i), i%9)
-		v += `,"pad":"` + strings.Repeat("x", max(0, benchValueSize-len(v)-9)) + `"}`
-		batch = append(batch, kafka.Message{Key: []byte(fmt.Sprintf("user-%07d", i%5000)), Value: []byte(v)})
+		batch = append(batch, kafka.Message{Key: benchKey(i), Value: benchValue(i)})
 		if len(batch) == cap(batch) {
 			if err := w.WriteMessages(ctx, batch...); err != nil {
 				b.Fatal(err)
@@ -127,4 +139,73 @@ func processCPU(b *testing.B) int64 {
 		b.Fatal(err)
 	}
 	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// rawFetch answers every Fetch request with the same encoded response,
+// decoded by kafka-go as the Transport decodes a broker's answer read from
+// its connection's buffer: the batch reader's CPU without a broker.
+type rawFetch struct{ raw []byte }
+
+func (f *rawFetch) RoundTrip(_ context.Context, _ net.Addr, _ kafka.Request) (kafka.Response, error) {
+	_, res, err := protocol.ReadResponse(bufio.NewReader(bytes.NewReader(f.raw)), protocol.Fetch, benchFetchVersion)
+	return res, err
+}
+
+// benchFetchVersion is the Fetch version the Transport speaks to Kafka 4
+// (kafka-go's highest).
+const benchFetchVersion = 11
+
+// newRawFetch encodes a Fetch response of one record batch of n
+// benchmark records at offsets 0 to n-1.
+func newRawFetch(b *testing.B, n int) *rawFetch {
+	b.Helper()
+	recs := make([]protocol.Record, n)
+	at := time.UnixMilli(1700000000000)
+	for i := range recs {
+		recs[i] = protocol.Record{Offset: int64(i), Time: at, Key: protocol.NewBytes(benchKey(i)), Value: protocol.NewBytes(benchValue(i))}
+	}
+	res := &fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{{
+		HighWatermark: int64(n), LastStableOffset: int64(n),
+		RecordSet: protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(recs...)},
+	}}}}}
+	var buf bytes.Buffer
+	if err := protocol.WriteResponse(&buf, benchFetchVersion, 1, res); err != nil {
+		b.Fatal(err)
+	}
+	return &rawFetch{raw: buf.Bytes()}
+}
+
+// BenchmarkBatchReaderDecode is BenchmarkBatchReader without the broker:
+// each fetch decodes the same response of 2,500 records (what a broker
+// answers at the default FetchMaxBytes), through kafka-go's decoder and
+// the batch reader's. One op is one record (cpu-ns/record as in
+// BenchmarkBatchReader); the last DefaultMaxInFlight
+// records stay referenced.
+func BenchmarkBatchReaderDecode(b *testing.B) {
+	const n = 2500
+	r := fakeBatchReader(nil)
+	r.transport = newRawFetch(b, n)
+	ctx := context.Background()
+	inFlight := make([]kafka.Message, DefaultMaxInFlight)
+	k := 0
+	cpu0 := processCPU(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for read := 0; read < b.N; {
+		r.SetOffset(0)
+		batch, err := r.FetchBatch(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(batch) != n {
+			b.Fatalf("read %d records, want %d", len(batch), n)
+		}
+		read += n
+		for i := range batch {
+			inFlight[k] = batch[i]
+			k = (k + 1) % len(inFlight)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/record")
 }
