@@ -487,7 +487,7 @@ type testConsumer struct {
 	parker     *fakeParker
 }
 
-func newTestConsumer(t *testing.T, partitions int, tune func(*Options)) *testConsumer {
+func newTestConsumer(t testing.TB, partitions int, tune func(*Options)) *testConsumer {
 	t.Helper()
 	topic := newFakeTopic("src", partitions)
 	retry := newFakeTopic("src.retry", 1)

@@ -15,7 +15,7 @@ import (
 
 // newTestBatchReader is the production reader of topic's partition on the
 // broker KAFKA_BROKERS names.
-func newTestBatchReader(t *testing.T, topic string, partition int) *batchReader {
+func newTestBatchReader(t testing.TB, topic string, partition int) *batchReader {
 	t.Helper()
 	tc := newTestConsumer(t, 1, func(o *Options) { o.Brokers = strings.Split(os.Getenv("KAFKA_BROKERS"), ",") })
 	return tc.newBatchReader(topic, partition)

@@ -1,8 +1,10 @@
 package consumer
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"testing"
@@ -122,5 +124,71 @@ func fetchCanceled(t *testing.T, r *batchReader, what string) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("FetchBatch %s did not return after its ctx ended", what)
+	}
+}
+
+// TestBatchReaderMessagesKeepTheirBytes: keys, values and headers stay as
+// read after later fetches (the reader contract), an empty key stays empty
+// and not null, a null one null, a large value is whole, and appending to
+// a key or value never writes into another record's or field's bytes.
+func TestBatchReaderMessagesKeepTheirBytes(t *testing.T) {
+	large := bytes.Repeat([]byte("L"), 100_000)
+	answer := func(base int64) fetchAnswer {
+		var recs []protocol.Record
+		for i := range int64(300) {
+			o := base + i
+			recs = append(recs, protocol.Record{
+				Offset: o, Key: protocol.NewBytes([]byte(fmt.Sprint("k", o))), Value: protocol.NewBytes([]byte(fmt.Sprint("v", o))),
+				Headers: []protocol.Header{{Key: "h", Value: []byte(fmt.Sprint(o))}},
+			})
+		}
+		recs[1].Key = protocol.NewBytes([]byte{})
+		recs[2].Key = nil
+		recs[3].Value = protocol.NewBytes(large)
+		return fetchAnswer{records: recs}
+	}
+	r := fakeBatchReader(&fakeFetches{answers: []fetchAnswer{answer(0), answer(300)}})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var got []kafka.Message
+	for range 2 {
+		batch, err := r.FetchBatch(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range batch {
+			// Appends must not reach the next record's bytes.
+			_ = append(batch[i].Key, "!!"...)
+			_ = append(batch[i].Value, "!!"...)
+			_ = append(batch[i].Headers, kafka.Header{Key: "x"})
+		}
+		got = append(got, batch...)
+	}
+	if len(got) != 600 {
+		t.Fatalf("read %d records, want 600", len(got))
+	}
+	for _, m := range got {
+		o := m.Offset
+		wantKey, wantValue := fmt.Sprint("k", o), fmt.Sprint("v", o)
+		switch o % 300 {
+		case 1:
+			wantKey = ""
+		case 2:
+			wantKey = ""
+			if m.Key != nil {
+				t.Errorf("offset %d: key %q, want null", o, m.Key)
+			}
+		case 3:
+			wantValue = string(large)
+		}
+		if o%300 == 1 && m.Key == nil {
+			t.Errorf("offset %d: empty key read as null", o)
+		}
+		if string(m.Key) != wantKey || string(m.Value) != wantValue {
+			t.Errorf("offset %d: key %.20q value %.20q, want %.20q %.20q", o, m.Key, m.Value, wantKey, wantValue)
+		}
+		if len(m.Headers) != 1 || m.Headers[0].Key != "h" || string(m.Headers[0].Value) != fmt.Sprint(o) {
+			t.Errorf("offset %d: headers %v", o, m.Headers)
+		}
 	}
 }

@@ -2,7 +2,7 @@ package consumer
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 )
@@ -100,12 +100,14 @@ func (t *tracker) addRange(offsets []int64) {
 		t.idle = make(chan struct{})
 	}
 	now := t.now().UnixNano()
+	n, k := len(t.offsets), len(offsets)
 	t.offsets = append(t.offsets, offsets...)
-	for range offsets {
-		t.state = append(t.state, pending)
-		t.since = append(t.since, now)
+	t.state = slices.Grow(t.state, k)[:n+k]
+	t.since = slices.Grow(t.since, k)[:n+k]
+	for i := n; i < n+k; i++ {
+		t.state[i], t.since[i] = pending, now
 	}
-	t.inflight += len(offsets)
+	t.inflight += k
 }
 
 // admit returns how many of the records at offsets (ascending, the first
@@ -191,8 +193,20 @@ func (t *tracker) live() int { return len(t.offsets) - t.head }
 // find returns the index of the pending record at offset.
 func (t *tracker) find(offset int64) (int, bool) {
 	live := t.offsets[t.head:]
-	i := sort.Search(len(live), func(i int) bool { return live[i] >= offset })
-	if i == len(live) || live[i] != offset || t.state[t.head+i] != pending {
+	if len(live) == 0 {
+		return 0, false
+	}
+	// Offsets without gaps (no compaction or transaction markers between
+	// the head and offset) are found where they would be; others by a
+	// search.
+	i, ok := int(offset-live[0]), false
+	if i < 0 || i >= len(live) || live[i] != offset {
+		i, ok = slices.BinarySearch(live, offset)
+		if !ok {
+			return 0, false
+		}
+	}
+	if t.state[t.head+i] != pending {
 		return 0, false
 	}
 	return t.head + i, true

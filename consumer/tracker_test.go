@@ -272,3 +272,50 @@ func TestTrackerDrop(t *testing.T) {
 		t.Error("ack of a dropped record counted")
 	}
 }
+
+// BenchmarkTracker is a partition's tracker under a backlog: chunks of
+// maxChunk records are added while DefaultMaxInFlightPerPartition records
+// are in flight, and the oldest chunk is acknowledged, each record on its
+// own and not quite in order, as the sink's batches finish. One op is one
+// record added and acknowledged.
+func BenchmarkTracker(b *testing.B) {
+	tr := newTracker(0)
+	offs := make([]int64, maxChunk)
+	order := rand.New(rand.NewPCG(1, 2)).Perm(maxChunk)
+	for i := range order { // mostly in order: swaps within 8 records
+		order[i] = i/8*8 + order[i]%8
+	}
+	next, acked := int64(0), int64(0)
+	add := func() {
+		for i := range offs {
+			offs[i] = next
+			next++
+		}
+		tr.addRange(offs)
+	}
+	for next < DefaultMaxInFlightPerPartition {
+		add()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for n := 0; n < b.N; n += maxChunk {
+		add()
+		seen := [maxChunk]bool{}
+		for _, i := range order {
+			if !seen[i] {
+				seen[i] = true
+				tr.ack(acked + int64(i))
+			}
+		}
+		for i := range seen {
+			if !seen[i] {
+				tr.ack(acked + int64(i))
+			}
+		}
+		acked += maxChunk
+	}
+	b.StopTimer()
+	if got := tr.committable(); got != acked {
+		b.Fatalf("commit point %d, want %d", got, acked)
+	}
+}
