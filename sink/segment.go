@@ -380,12 +380,12 @@ const outageGap = time.Second
 
 // health remembers the last request and how many batches are failing.
 type health struct {
-	mu      sync.Mutex
-	last    time.Time     // the last answer (or failure) recorded
-	ok      bool          // whether it was a success
-	lastOK  time.Time     // the last success
-	failed  bool          // a failure was recorded since the last success
-	wake    chan struct{} // closed when Segment comes back after an outage
+	mu     sync.Mutex
+	last   time.Time     // the last answer (or failure) recorded
+	ok     bool          // whether it was a success
+	lastOK time.Time     // the last success
+	failed bool          // a failure was recorded since the last success
+	wake   chan struct{} // closed when Segment comes back after an outage
 	// recoveries counts the times Segment came back after an outage, so
 	// that a batch whose request was out when it happened (and so was not
 	// sleeping on wake) can tell.
