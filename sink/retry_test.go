@@ -397,16 +397,7 @@ func TestBackoffStartsOverAfterRecovery(t *testing.T) {
 	})
 	srv.ClearOutage()
 	h.enqueue("new", 1, 0, nil) // succeeds: Segment is back, which wakes the old batch
-	got := h.res.wait(2, 30*time.Second)
-	if c := outcomes(got); c[sink.Delivered] != 2 {
-		t.Fatalf("outcomes %v, want both delivered", c)
-	}
-	var deliveredAt time.Time
-	for _, m := range srv.Messages() {
-		if m.MessageID == "old-0" {
-			deliveredAt = m.At
-		}
-	}
+	deliveredAt := bothDelivered(t, h, srv, "old-0")
 	mu.Lock()
 	defer mu.Unlock()
 	if failedAt.IsZero() {
@@ -469,16 +460,7 @@ func TestRecoveryDuringRequestStartsBackoffOver(t *testing.T) {
 		t.Fatalf("the new batch: %v, want delivered", got)
 	}
 	close(newDone)
-	got := h.res.wait(2, 30*time.Second)
-	if c := outcomes(got); c[sink.Delivered] != 2 {
-		t.Fatalf("outcomes %v, want both delivered", c)
-	}
-	var deliveredAt time.Time
-	for _, m := range srv.Messages() {
-		if m.MessageID == "old-0" {
-			deliveredAt = m.At
-		}
-	}
+	deliveredAt := bothDelivered(t, h, srv, "old-0")
 	mu.Lock()
 	defer mu.Unlock()
 	// From MinBackoff its next wait is 10–20 ms; carried over from the
@@ -486,4 +468,21 @@ func TestRecoveryDuringRequestStartsBackoffOver(t *testing.T) {
 	if gap := deliveredAt.Sub(failedAt); gap > time.Second {
 		t.Fatalf("the old batch waited %s after its request failed across the recovery: its backoff carried the outage's attempts over", gap)
 	}
+}
+
+// bothDelivered waits for two outcomes, both Delivered, and returns when
+// the message with id arrived at srv.
+func bothDelivered(t *testing.T, h *harness, srv *segmenttest.Server, id string) time.Time {
+	t.Helper()
+	got := h.res.wait(2, 30*time.Second)
+	if c := outcomes(got); c[sink.Delivered] != 2 {
+		t.Fatalf("outcomes %v, want both delivered", c)
+	}
+	var at time.Time
+	for _, m := range srv.Messages() {
+		if m.MessageID == id {
+			at = m.At
+		}
+	}
+	return at
 }
