@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -276,8 +277,15 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 			names = appendSnake(names, unquote(keyBuf[:0], key, it.keyFlags))
 			r = roleOf(names[start:])
 		}
-		fields = append(fields, field{key: it.key, val: it.val, name: spanOf(start, len(names)),
-			keyFlags: it.keyFlags, flags: it.flags, kind: it.kind, role: r})
+		// Written in place: a field built aside and copied in is stored
+		// a byte at a time and loaded back whole, which stalls the copy.
+		if len(fields) == cap(fields) {
+			fields = slices.Grow(fields, 1)
+		}
+		fields = fields[:len(fields)+1]
+		f := &fields[len(fields)-1]
+		f.key, f.val, f.name, f.out = it.key, it.val, spanOf(start, len(names)), span{}
+		f.keyFlags, f.flags, f.kind, f.role = it.keyFlags, it.flags, it.kind, r
 	}
 	if it.s.err != "" {
 		f := ""
