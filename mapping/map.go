@@ -99,6 +99,7 @@ type field struct {
 	keyFlags, flags uint8
 	kind            kind
 	role            role
+	hash            uint8 // nameHash of the snake_case name
 }
 
 // pairIn returns the field as a pair of slices of the record data.
@@ -175,8 +176,11 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	var env [roles]*pair
 	for i := range fields {
 		if f := &fields[i]; f.role != roleProperty {
-			envPairs[f.role] = f.pairIn(data)
-			env[f.role] = &envPairs[f.role]
+			// In place, as in collect.
+			p := &envPairs[f.role]
+			p.key, p.keyFlags = data[f.key.start:f.key.end], f.keyFlags
+			p.val, p.kind, p.flags = data[f.val.start:f.val.end], f.kind, f.flags
+			env[f.role] = p
 		}
 	}
 
@@ -270,12 +274,13 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 		key := data[it.key.start:it.key.end]
 		start := len(names)
 		var r role
+		var h uint8
 		if k := knownUnescaped(key, it.keyFlags); k != nil {
 			names = append(names, k.snake...)
-			r = k.role
+			r, h = k.role, k.hash
 		} else {
 			names = appendSnake(names, unquote(keyBuf[:0], key, it.keyFlags))
-			r = roleOf(names[start:])
+			r, h = roleOf(names[start:]), nameHash(names[start:])
 		}
 		// Written in place: a field built aside and copied in is stored
 		// a byte at a time and loaded back whole, which stalls the copy.
@@ -285,7 +290,7 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 		fields = fields[:len(fields)+1]
 		f := &fields[len(fields)-1]
 		f.key, f.val, f.name, f.out = it.key, it.val, spanOf(start, len(names)), span{}
-		f.keyFlags, f.flags, f.kind, f.role = it.keyFlags, it.flags, it.kind, r
+		f.keyFlags, f.flags, f.kind, f.role, f.hash = it.keyFlags, it.flags, it.kind, r, h
 	}
 	if it.s.err != "" {
 		f := ""
@@ -339,7 +344,7 @@ next:
 	for i := range fields {
 		f := &fields[i] // kept only ever writes below i
 		name := names[f.name.start:f.name.end]
-		bit := uint64(1) << (nameHash(name) & 63)
+		bit := uint64(1) << (f.hash & 63)
 		if seen&bit != 0 || index != nil {
 			if index != nil {
 				if j, ok := index[string(name)]; ok {

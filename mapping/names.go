@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode"
 	"unicode/utf16"
@@ -302,11 +303,36 @@ type knownName struct {
 	spelling string
 	snake    string
 	role     role
+	hash     uint8 // nameHash(snake), for dedupe
+	// The spelling as keyWords reads it, compared whole instead of byte
+	// by byte.
+	lo, hi uint64
+	n      uint8
+}
+
+// maxKnownLen is the longest spelling the table can hold: keyWords sees
+// every byte of a name up to 16 bytes long.
+const maxKnownLen = 16
+
+// keyWords packs a name of up to maxKnownLen bytes into two words that,
+// together with its length, tell it apart from every other name of that
+// length: bytes 0-7 and the last eight (overlapping) for eight bytes and
+// more, else the first and last four, else the first, middle and last.
+func keyWords(b []byte) (lo, hi uint64) {
+	switch n := len(b); {
+	case n >= 8:
+		return binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[n-8:])
+	case n >= 4:
+		return uint64(binary.LittleEndian.Uint32(b)) | uint64(binary.LittleEndian.Uint32(b[n-4:]))<<32, 0
+	case n > 0:
+		return uint64(b[0]) | uint64(b[n/2])<<8 | uint64(b[n-1])<<16, 0
+	}
+	return 0, 0
 }
 
 // knownNames is an open-addressing hash table of commonNames, probed from
-// nameHash: slot holds 1 + the index of an entry, 0 ends a probe. The
-// slots fit in four cache lines.
+// a hash of keyWords: slot holds 1 + the index of an entry, 0 ends a
+// probe. The slots fit in four cache lines.
 type knownNames struct {
 	slot    [256]uint8
 	entries [len(commonNames)]knownName
@@ -320,12 +346,22 @@ func nameHash(name []byte) uint8 {
 	return uint8(n*31) ^ name[0]*7 ^ name[n-1]*13 ^ name[n/2]
 }
 
+// wordsHash is the slot a name's keyWords and length probe first.
+func wordsHash(lo, hi uint64, n int) uint8 {
+	return uint8(((lo^hi*0x9e3779b97f4a7c15)*0xff51afd7ed558ccd + uint64(n)) >> 56)
+}
+
 var known = func() *knownNames {
 	t := new(knownNames)
 	for i, sp := range commonNames {
+		if len(sp) > maxKnownLen {
+			panic("mapping: common name " + sp + " is longer than keyWords reads")
+		}
 		snake := string(appendSnake(nil, []byte(sp)))
-		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake))}
-		h := nameHash([]byte(sp))
+		lo, hi := keyWords([]byte(sp))
+		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake)), hash: nameHash([]byte(snake)),
+			lo: lo, hi: hi, n: uint8(len(sp))}
+		h := wordsHash(lo, hi, len(sp))
 		for t.slot[h] != 0 {
 			h++
 		}
@@ -336,8 +372,12 @@ var known = func() *knownNames {
 
 // lookup returns the entry of a raw (unescaped) field name, or nil.
 func (t *knownNames) lookup(name []byte) *knownName {
-	for h := nameHash(name); t.slot[h] != 0; h++ {
-		if e := &t.entries[t.slot[h]-1]; e.spelling == string(name) {
+	if len(name) > maxKnownLen {
+		return nil
+	}
+	lo, hi := keyWords(name)
+	for h := wordsHash(lo, hi, len(name)); t.slot[h] != 0; h++ {
+		if e := &t.entries[t.slot[h]-1]; e.lo == lo && e.hi == hi && int(e.n) == len(name) {
 			return e
 		}
 	}
