@@ -163,12 +163,14 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	// Fixed buffers keep a typical record off the heap; larger ones grow.
 	var fieldBuf [32]field
 	var nameBuf [512]byte
-	fields, names, err := collect(r.Value, fieldBuf[:0], nameBuf[:0])
+	fields, names, dup, err := collect(r.Value, fieldBuf[:0], nameBuf[:0])
 	if err != nil {
 		return Call{}, dst, err
 	}
-	if fields, err = dedupe(fields, names, r.Value); err != nil {
-		return Call{}, dst, err
+	if dup {
+		if fields, err = dedupe(fields, names, r.Value); err != nil {
+			return Call{}, dst, err
+		}
 	}
 	// The envelope fields, as pairs; a nil pointer is an absent field.
 	data := r.Value
@@ -255,8 +257,128 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 }
 
 // collect scans the record and returns its present fields in input order,
-// with their snake_case names appended to names.
-func collect(data []byte, fields []field, names []byte) ([]field, []byte, error) {
+// with their snake_case names appended to names, and whether two of the
+// names may be the same (dedupe has work to do).
+func collect(data []byte, fields []field, names []byte) ([]field, []byte, bool, error) {
+	if fs, ns, dup, ok := collectValid(data, fields, names); ok {
+		return fs, ns, dup, nil
+	}
+	fields, names, err := collectChecked(data, fields[:0], names[:0])
+	return fields, names, true, err
+}
+
+// collectValid is collect for a record that is valid JSON, in one loop
+// without objectIter's bookkeeping. On anything malformed it gives up
+// (ok false) and collectChecked starts over to say what is wrong.
+func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byte, dup, ok bool) {
+	s := scanner{data: data}
+	d := data
+	s.space()
+	if s.pos >= len(d) || d[s.pos] != '{' {
+		return nil, nil, false, false
+	}
+	s.pos++
+	s.space()
+	var seen uint64 // nameHash bits of the names so far
+	if s.pos < len(d) && d[s.pos] == '}' {
+		s.pos++
+	} else {
+		for {
+			if s.pos >= len(d) || d[s.pos] != '"' {
+				return nil, nil, false, false
+			}
+			keyStart := s.pos + 1
+			keyFlags, ok := s.str()
+			if !ok {
+				return nil, nil, false, false
+			}
+			key := spanOf(keyStart, s.pos-1)
+			s.space()
+			if s.pos >= len(d) || d[s.pos] != ':' {
+				return nil, nil, false, false
+			}
+			s.pos++
+			s.space()
+			if s.pos >= len(d) {
+				return nil, nil, false, false
+			}
+			valStart := s.pos
+			var k kind
+			var flags uint8
+			switch c := d[s.pos]; {
+			case c == '"':
+				k = kindString
+				flags, ok = s.str()
+			case c == '-' || isDigit(c):
+				k = kindNumber
+				flags, ok = s.num()
+			default:
+				k, flags, ok = s.container(2)
+			}
+			if !ok {
+				return nil, nil, false, false
+			}
+			if k != kindNull && (k != kindString || s.pos-valStart != 2) { // else absent
+				var h uint8
+				fields, names, h = appendField(fields, names, data, key, keyFlags, spanOf(valStart, s.pos), flags, k)
+				bit := uint64(1) << (h & 63)
+				dup = dup || seen&bit != 0
+				seen |= bit
+			}
+			s.space()
+			if s.pos >= len(d) {
+				return nil, nil, false, false
+			}
+			if d[s.pos] == ',' {
+				s.pos++
+				s.space()
+				continue
+			}
+			if d[s.pos] != '}' {
+				return nil, nil, false, false
+			}
+			s.pos++
+			break
+		}
+	}
+	s.space()
+	if s.pos < len(d) {
+		return nil, nil, false, false
+	}
+	// dedupe indexes records with many fields whatever their hashes.
+	return fields, names, dup || len(fields) > 32, true
+}
+
+// appendField appends the field of a present member and its snake_case
+// name, and returns the name's nameHash.
+func appendField(fields []field, names, data []byte, key span, keyFlags uint8, val span, flags uint8, k kind) ([]field, []byte, uint8) {
+	raw := data[key.start:key.end]
+	start := len(names)
+	var r role
+	var h uint8
+	if kn := knownUnescaped(raw, keyFlags); kn != nil {
+		names = append(names, kn.snake...)
+		r, h = kn.role, kn.hash
+	} else {
+		var keyBuf [64]byte
+		names = appendSnake(names, unquote(keyBuf[:0], raw, keyFlags))
+		r, h = roleOf(names[start:]), nameHash(names[start:])
+	}
+	// Written in place: a field built aside and copied in is stored a
+	// byte at a time and loaded back whole, which stalls the copy.
+	if len(fields) == cap(fields) {
+		fields = slices.Grow(fields, 1)
+	}
+	fields = fields[:len(fields)+1]
+	f := &fields[len(fields)-1]
+	f.key, f.val, f.name, f.out = key, val, spanOf(start, len(names)), span{}
+	f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
+	return fields, names, h
+}
+
+// collectChecked is collect through objectIter, which words what is wrong
+// with a malformed record.
+func collectChecked(data []byte, fields []field, names []byte) ([]field, []byte, error) {
 	s := scanner{data: data}
 	s.space()
 	if s.pos >= len(data) {
@@ -266,31 +388,11 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 		return nil, nil, newError(CodeInvalidJSON, "", "the value is "+what+", not an object")
 	}
 	it := objectIter{s: s, depth: 1}
-	var keyBuf [64]byte
 	for it.member() {
 		if it.kind == kindNull || it.kind == kindString && it.val.len() == 2 {
 			continue // absent
 		}
-		key := data[it.key.start:it.key.end]
-		start := len(names)
-		var r role
-		var h uint8
-		if k := knownUnescaped(key, it.keyFlags); k != nil {
-			names = append(names, k.snake...)
-			r, h = k.role, k.hash
-		} else {
-			names = appendSnake(names, unquote(keyBuf[:0], key, it.keyFlags))
-			r, h = roleOf(names[start:]), nameHash(names[start:])
-		}
-		// Written in place: a field built aside and copied in is stored
-		// a byte at a time and loaded back whole, which stalls the copy.
-		if len(fields) == cap(fields) {
-			fields = slices.Grow(fields, 1)
-		}
-		fields = fields[:len(fields)+1]
-		f := &fields[len(fields)-1]
-		f.key, f.val, f.name, f.out = it.key, it.val, spanOf(start, len(names)), span{}
-		f.keyFlags, f.flags, f.kind, f.role, f.hash = it.keyFlags, it.flags, it.kind, r, h
+		fields, names, _ = appendField(fields, names, data, it.key, it.keyFlags, it.val, it.flags, it.kind)
 	}
 	if it.s.err != "" {
 		f := ""
