@@ -77,6 +77,9 @@ var byKey = func() map[string]*event {
 			e.Metadata[j].snake = string(appendSnake(nil, []byte(e.Metadata[j].Name)))
 			e.Metadata[j].field = metadataName + "." + e.Metadata[j].Name
 		}
+		if len(e.key) > maxTypeKey {
+			panic("mapping: maxTypeKey is shorter than the key of " + e.Type)
+		}
 		m[e.key] = e
 	}
 	return m
@@ -104,8 +107,19 @@ func lookup(typ []byte) *event {
 	if len(typ) > 256 {
 		return nil // longer than any spelling worth accepting
 	}
-	var buf [64]byte
-	key := appendTypeKey(buf[:0], typ)
+	// appendTypeKey without appends: every byte is written, and only the
+	// kept ones advance n. A key longer than every catalogue key matches
+	// none, and keys only grow, so the loop stops there.
+	var buf [maxTypeKey + 1]byte
+	n := 0
+	for _, c := range typ {
+		if n > maxTypeKey {
+			return nil
+		}
+		buf[n] = typeFold[c]
+		n += int(typeKeep[c])
+	}
+	key := buf[:n]
 	for h := int(nameHash(key)) & (len(byHash) - 1); byHash[h] != nil; h = (h + 1) & (len(byHash) - 1) {
 		if byHash[h].key == string(key) {
 			return byHash[h]
@@ -113,6 +127,20 @@ func lookup(typ []byte) *event {
 	}
 	return nil
 }
+
+// maxTypeKey is the length of the longest lookup key in the catalogue.
+const maxTypeKey = len("announcementactionclicked")
+
+// typeFold and typeKeep are appendTypeKey as tables: the byte a type
+// spelling's byte becomes in the key, and 1 when it is kept.
+var typeFold, typeKeep = func() (fold, keep [256]byte) {
+	for c := range 256 {
+		if k := appendTypeKey(nil, []byte{byte(c)}); len(k) == 1 {
+			fold[c], keep[c] = k[0], 1
+		}
+	}
+	return fold, keep
+}()
 
 // byHash is byKey as an open-addressing table probed from the nameHash of
 // a lookup key, which spares the per-record lookup a map access.

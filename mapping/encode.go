@@ -80,17 +80,25 @@ func version5(sum [sha1.Size]byte) uuid.UUID {
 // appendUUID appends u in its canonical 36-character form.
 func appendUUID(dst []byte, u uuid.UUID) []byte {
 	var b [uuidLen]byte
-	j := 0
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b[j] = '-'
-			j++
-		}
-		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
-		j += 2
+	// Two hex digits per byte from one table entry, at fixed positions.
+	for i, j := range uuidPos {
+		h := hexPairs[u[i]]
+		b[j], b[j+1] = h[0], h[1]
 	}
+	b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
 	return append(dst, b[:]...)
 }
+
+// uuidPos is where the hex digits of each byte of a UUID go in its text.
+var uuidPos = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// hexPairs holds the two lower-case hex digits of every byte.
+var hexPairs = func() (t [256][2]byte) {
+	for i := range t {
+		t[i] = [2]byte{hexDigits[i>>4], hexDigits[i&0xf]}
+	}
+	return t
+}()
 
 // draft is a call whose parts have been checked, ready to encode.
 type draft struct {

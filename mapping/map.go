@@ -319,8 +319,25 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 				return nil, nil, false, false
 			}
 			if k != kindNull && (k != kindString || s.pos-valStart != 2) { // else absent
+				// appendField, inlined: this loop runs for every member.
+				start := len(names)
+				var r role
 				var h uint8
-				fields, names, h = appendField(fields, names, data, key, keyFlags, spanOf(valStart, s.pos), flags, k)
+				if kn := knownUnescaped(d[key.start:key.end], keyFlags); kn != nil {
+					names = append(names, kn.snake...)
+					r, h = kn.role, kn.hash
+				} else {
+					var keyBuf [64]byte
+					names = appendSnake(names, unquote(keyBuf[:0], d[key.start:key.end], keyFlags))
+					r, h = roleOf(names[start:]), nameHash(names[start:])
+				}
+				if len(fields) == cap(fields) {
+					fields = slices.Grow(fields, 1)
+				}
+				fields = fields[:len(fields)+1]
+				f := &fields[len(fields)-1]
+				f.key, f.val, f.name, f.out = key, spanOf(valStart, s.pos), spanOf(start, len(names)), span{}
+				f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
 				bit := uint64(1) << (h & 63)
 				dup = dup || seen&bit != 0
 				seen |= bit
