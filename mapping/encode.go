@@ -124,9 +124,10 @@ type draft struct {
 // which must not appear to flow into the result.
 func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte, props bool) (Call, []byte, error) {
 	// The exact size, unless names need escapes (rare: the slack covers a
-	// few) or values lose whitespace.
+	// few) or values lose whitespace. (Sized just so, a message often
+	// fits a smaller size class.)
 	size := len(msgHead) + uuidLen + len(`","event":`) + len(d.ev.quoted) + len(`,"timestamp":"`) + timestampLen +
-		len(`","properties":{`) + len(msgTail) + 32
+		len(`","properties":{`) + len(msgTail)
 	if d.user != nil {
 		size += len(`,"userId":`) + len(d.user)
 	}
@@ -134,12 +135,17 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		size += len(`,"anonymousId":`) + len(d.anon)
 	}
 	n := 0
+	slack := 0
 	for i := range fields {
 		if f := &fields[i]; f.role == roleProperty {
 			n++
 			size += f.name.len() + f.val.len() + len(`,"":`)
+			if f.keyFlags&flagEscaped != 0 {
+				slack = 32
+			}
 		}
 	}
+	size += slack
 	// A call encoded into a buffer of its own shares it with its strings
 	// (see below), so that one allocation holds the whole call.
 	strsLen := len(ids)
@@ -172,7 +178,7 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	out = append(out, `","properties":{`...)
 
 	first := true
-	for i := range fields {
+	for i := 0; i < len(fields); i++ {
 		f := &fields[i]
 		if f.role != roleProperty {
 			continue
@@ -181,6 +187,28 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 			out = append(out, ',')
 		}
 		first = false
+		if f.verbatim {
+			// Verbatim properties next to each other in the record are
+			// the same bytes in the message, commas included: one copy.
+			from, to := f.key.start-1, f.val.end
+			j := i
+			for j+1 < len(fields) {
+				g := &fields[j+1]
+				if g.role != roleProperty || !g.verbatim || g.key.start != to+2 {
+					break
+				}
+				j++
+				to = g.val.end
+			}
+			at := int32(len(out)-base) - from
+			out = append(out, data[from:to]...)
+			for k := i; k <= j; k++ {
+				g := &fields[k]
+				g.out = span{at + g.val.start, at + g.val.end}
+			}
+			i = j
+			continue
+		}
 		name := names[f.name.start:f.name.end]
 		if f.keyFlags&flagEscaped == 0 {
 			// The name came from an unescaped JSON key: it holds no quote,

@@ -100,6 +100,9 @@ type field struct {
 	kind            kind
 	role            role
 	hash            uint8 // nameHash of the snake_case name
+	// verbatim: the member as written, "key":value, is the property as
+	// encoded (the key is its snake_case name, nothing to compact).
+	verbatim bool
 }
 
 // pairIn returns the field as a pair of slices of the record data.
@@ -323,13 +326,17 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 				start := len(names)
 				var r role
 				var h uint8
+				verbatim := flags&flagSpace == 0 && int(key.end)+2 == valStart
 				if kn := knownUnescaped(d[key.start:key.end], keyFlags); kn != nil {
 					names = append(names, kn.snake...)
 					r, h = kn.role, kn.hash
+					verbatim = verbatim && kn.verbatim
 				} else {
 					var keyBuf [64]byte
-					names = appendSnake(names, unquote(keyBuf[:0], d[key.start:key.end], keyFlags))
+					raw := d[key.start:key.end]
+					names = appendSnake(names, unquote(keyBuf[:0], raw, keyFlags))
 					r, h = roleOf(names[start:]), nameHash(names[start:])
+					verbatim = verbatim && keyFlags&flagEscaped == 0 && bytes.Equal(names[start:], raw)
 				}
 				if len(fields) == cap(fields) {
 					fields = slices.Grow(fields, 1)
@@ -338,6 +345,7 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 				f := &fields[len(fields)-1]
 				f.key, f.val, f.name, f.out = key, spanOf(valStart, s.pos), spanOf(start, len(names)), span{}
 				f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
+				f.verbatim = verbatim
 				bit := uint64(1) << (h & 63)
 				dup = dup || seen&bit != 0
 				seen |= bit
@@ -390,6 +398,7 @@ func appendField(fields []field, names, data []byte, key span, keyFlags uint8, v
 	f := &fields[len(fields)-1]
 	f.key, f.val, f.name, f.out = key, val, spanOf(start, len(names)), span{}
 	f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
+	f.verbatim = false // collectChecked's records are rare: encode them piece by piece
 	return fields, names, h
 }
 

@@ -304,6 +304,7 @@ type knownName struct {
 	snake    string
 	role     role
 	hash     uint8 // nameHash(snake), for dedupe
+	verbatim bool  // spelling == snake
 	// The spelling as keyWords reads it, compared whole instead of byte
 	// by byte.
 	lo, hi uint64
@@ -360,7 +361,7 @@ var known = func() *knownNames {
 		snake := string(appendSnake(nil, []byte(sp)))
 		lo, hi := keyWords([]byte(sp))
 		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake)), hash: nameHash([]byte(snake)),
-			lo: lo, hi: hi, n: uint8(len(sp))}
+			lo: lo, hi: hi, n: uint8(len(sp)), verbatim: sp == snake}
 		h := wordsHash(lo, hi, len(sp))
 		for t.slot[h] != 0 {
 			h++
