@@ -15,8 +15,10 @@ type event struct {
 	// object; none means the event does not require metadata.
 	Metadata []member
 
-	key    string // Type without separators, lower case: the lookup key
-	quoted string // Name as a JSON string
+	key string // Type without separators, lower case: the lookup key
+	// eventPart is the message from the event to the timestamp's text:
+	// ,"event":<Name as a JSON string>,"timestamp":"
+	eventPart string
 }
 
 // member is a required member of the metadata object.
@@ -72,7 +74,7 @@ var byKey = func() map[string]*event {
 	for i := range catalogue {
 		e := &catalogue[i]
 		e.key = string(appendTypeKey(nil, []byte(e.Type)))
-		e.quoted = string(appendString(nil, e.Name))
+		e.eventPart = `,"event":` + string(appendString(nil, e.Name)) + `,"timestamp":"`
 		for j := range e.Metadata {
 			e.Metadata[j].snake = string(appendSnake(nil, []byte(e.Metadata[j].Name)))
 			e.Metadata[j].field = metadataName + "." + e.Metadata[j].Name

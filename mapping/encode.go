@@ -104,6 +104,9 @@ var hexPairs = func() (t [256][2]byte) {
 type draft struct {
 	ev *event
 	ts time.Time
+	// tsText is the record's timestamp text when it is ts as the message
+	// writes it, else nil.
+	tsText []byte
 	// Spans in the call's strings (see encode).
 	msgID, userID, anonID, accountID span
 	// user and anon are the raw JSON strings of userId and anonymousId,
@@ -126,7 +129,7 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	// The exact size, unless names need escapes (rare: the slack covers a
 	// few) or values lose whitespace. (Sized just so, a message often
 	// fits a smaller size class.)
-	size := len(msgHead) + uuidLen + len(`","event":`) + len(d.ev.quoted) + len(`,"timestamp":"`) + timestampLen +
+	size := len(msgHead) + uuidLen + len(`"`) + len(d.ev.eventPart) + timestampLen +
 		len(`","properties":{`) + len(msgTail)
 	if d.user != nil {
 		size += len(`,"userId":`) + len(d.user)
@@ -171,10 +174,12 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		out = append(out, `,"anonymousId":`...)
 		out = append(out, d.anon...)
 	}
-	out = append(out, `,"event":`...)
-	out = append(out, d.ev.quoted...)
-	out = append(out, `,"timestamp":"`...)
-	out = appendTimestamp(out, d.ts)
+	out = append(out, d.ev.eventPart...)
+	if d.tsText != nil {
+		out = append(out, d.tsText...)
+	} else {
+		out = appendTimestamp(out, d.ts)
+	}
 	out = append(out, `","properties":{`...)
 
 	first := true

@@ -223,7 +223,7 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 
 	// The strings the call needs (account, message id, identities) are
 	// gathered in ids, on the stack for a typical record.
-	d := draft{ev: ev, ts: ts}
+	d := draft{ev: ev, ts: ts, tsText: canonicalTimestamp(env[roleTimestamp])}
 	var idBuf [256]byte
 	ids := idBuf[:0]
 	var account []byte
