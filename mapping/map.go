@@ -2,7 +2,9 @@ package mapping
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"reflect"
 	"slices"
 	"time"
@@ -274,104 +276,150 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, bool, 
 // without objectIter's bookkeeping. On anything malformed it gives up
 // (ok false) and collectChecked starts over to say what is wrong.
 func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byte, dup, ok bool) {
-	s := scanner{data: data}
+	// The position lives in a local, which stays in a register; the
+	// scanner methods, which need the scanner in memory, see only the
+	// values that are neither plain strings nor whitespace-free scalars.
 	d := data
-	s.space()
-	if s.pos >= len(d) || d[s.pos] != '{' {
+	pos := skipSpace(d, 0)
+	if pos >= len(d) || d[pos] != '{' {
 		return nil, nil, false, false
 	}
-	s.pos++
-	s.space()
+	pos = skipSpace(d, pos+1)
 	var seen uint64 // nameHash bits of the names so far
-	if s.pos < len(d) && d[s.pos] == '}' {
-		s.pos++
+	if pos < len(d) && d[pos] == '}' {
+		pos++
 	} else {
+		s := scanner{data: data}
 		for {
-			if s.pos >= len(d) || d[s.pos] != '"' {
+			if pos >= len(d) || d[pos] != '"' {
 				return nil, nil, false, false
 			}
-			keyStart := s.pos + 1
-			keyFlags, ok := s.str()
-			if !ok {
+			var keyFlags uint8
+			keyStart := pos + 1
+			if pos = plainEnd(d, keyStart); pos >= len(d) || d[pos] != '"' {
+				s.pos = keyStart - 1
+				if keyFlags, ok = s.str(); !ok {
+					return nil, nil, false, false
+				}
+				pos = s.pos - 1
+			}
+			key := spanOf(keyStart, pos)
+			pos = skipSpace(d, pos+1)
+			if pos >= len(d) || d[pos] != ':' {
 				return nil, nil, false, false
 			}
-			key := spanOf(keyStart, s.pos-1)
-			s.space()
-			if s.pos >= len(d) || d[s.pos] != ':' {
+			pos = skipSpace(d, pos+1)
+			if pos >= len(d) {
 				return nil, nil, false, false
 			}
-			s.pos++
-			s.space()
-			if s.pos >= len(d) {
-				return nil, nil, false, false
-			}
-			valStart := s.pos
+			valStart := pos
 			var k kind
 			var flags uint8
-			switch c := d[s.pos]; {
-			case c == '"':
+			if c := d[pos]; c == '"' {
 				k = kindString
-				flags, ok = s.str()
-			case c == '-' || isDigit(c):
-				k = kindNumber
-				flags, ok = s.num()
-			default:
-				k, flags, ok = s.container(2)
+				if pos = plainEnd(d, pos+1); pos < len(d) && d[pos] == '"' {
+					pos++
+				} else {
+					s.pos = valStart
+					if flags, ok = s.str(); !ok {
+						return nil, nil, false, false
+					}
+					pos = s.pos
+				}
+			} else {
+				s.pos = pos
+				if c == '-' || isDigit(c) {
+					k = kindNumber
+					flags, ok = s.num()
+				} else {
+					k, flags, ok = s.container(2)
+				}
+				if !ok {
+					return nil, nil, false, false
+				}
+				pos = s.pos
 			}
-			if !ok {
-				return nil, nil, false, false
-			}
-			if k != kindNull && (k != kindString || s.pos-valStart != 2) { // else absent
+			if k != kindNull && (k != kindString || pos-valStart != 2) { // else absent
 				// appendField, inlined: this loop runs for every member.
 				start := len(names)
 				var r role
 				var h uint8
-				verbatim := flags&flagSpace == 0 && int(key.end)+2 == valStart
-				if kn := knownUnescaped(d[key.start:key.end], keyFlags); kn != nil {
+				raw := d[key.start:key.end]
+				verbatim := flags&flagSpace == 0 && int(key.end)+2 == valStart && keyFlags&flagEscaped == 0
+				var kn *knownName
+				if keyFlags&flagEscaped == 0 {
+					kn = known.lookup(raw)
+				}
+				if kn != nil {
 					names = append(names, kn.snake...)
 					r, h = kn.role, kn.hash
 					verbatim = verbatim && kn.verbatim
 				} else {
-					var keyBuf [64]byte
-					raw := d[key.start:key.end]
-					names = appendSnake(names, unquote(keyBuf[:0], raw, keyFlags))
+					if keyFlags&flagEscaped == 0 {
+						names = appendSnake(names, raw)
+					} else {
+						var keyBuf [64]byte
+						names = appendSnake(names, appendUnescaped(keyBuf[:0], raw))
+					}
 					r, h = roleOf(names[start:]), nameHash(names[start:])
-					verbatim = verbatim && keyFlags&flagEscaped == 0 && bytes.Equal(names[start:], raw)
+					verbatim = verbatim && bytes.Equal(names[start:], raw)
 				}
 				if len(fields) == cap(fields) {
 					fields = slices.Grow(fields, 1)
 				}
 				fields = fields[:len(fields)+1]
 				f := &fields[len(fields)-1]
-				f.key, f.val, f.name, f.out = key, spanOf(valStart, s.pos), spanOf(start, len(names)), span{}
+				f.key, f.val, f.name, f.out = key, spanOf(valStart, pos), spanOf(start, len(names)), span{}
 				f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
 				f.verbatim = verbatim
 				bit := uint64(1) << (h & 63)
 				dup = dup || seen&bit != 0
 				seen |= bit
 			}
-			s.space()
-			if s.pos >= len(d) {
+			pos = skipSpace(d, pos)
+			if pos >= len(d) {
 				return nil, nil, false, false
 			}
-			if d[s.pos] == ',' {
-				s.pos++
-				s.space()
+			if d[pos] == ',' {
+				pos = skipSpace(d, pos+1)
 				continue
 			}
-			if d[s.pos] != '}' {
+			if d[pos] != '}' {
 				return nil, nil, false, false
 			}
-			s.pos++
+			pos++
 			break
 		}
 	}
-	s.space()
-	if s.pos < len(d) {
+	if pos = skipSpace(d, pos); pos < len(d) {
 		return nil, nil, false, false
 	}
 	// dedupe indexes records with many fields whatever their hashes.
 	return fields, names, dup || len(fields) > 32, true
+}
+
+// skipSpace returns the position of the first byte at or after i that is
+// not JSON whitespace.
+func skipSpace(d []byte, i int) int {
+	for i < len(d) && d[i] <= ' ' && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainEnd returns the position of the first byte at or after i that is
+// not plain (len(d) if there is none): the closing quote of a string
+// without escapes, control characters or multi-byte characters.
+func plainEnd(d []byte, i int) int {
+	for ; i+8 <= len(d); i += 8 {
+		if m := specials(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(d) && plain[d[i]] {
+		i++
+	}
+	return i
 }
 
 // appendField appends the field of a present member and its snake_case
