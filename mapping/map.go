@@ -348,7 +348,7 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 				verbatim := flags&flagSpace == 0 && int(key.end)+2 == valStart && keyFlags&flagEscaped == 0
 				var kn *knownName
 				if keyFlags&flagEscaped == 0 {
-					kn = known.lookup(raw)
+					kn = known.lookupAt(d, int(key.start), key.len())
 				}
 				if kn != nil {
 					names = append(names, kn.snake...)
