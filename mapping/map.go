@@ -178,6 +178,8 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 		}
 	}
 	// The envelope fields, as pairs; a nil pointer is an absent field.
+	// Their values are all that is read of them (errors name envelope
+	// fields by their snake_case names), so their keys are left out.
 	data := r.Value
 	var envPairs [roles]pair
 	var env [roles]*pair
@@ -185,7 +187,6 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 		if f := &fields[i]; f.role != roleProperty {
 			// In place, as in collect.
 			p := &envPairs[f.role]
-			p.key, p.keyFlags = data[f.key.start:f.key.end], f.keyFlags
 			p.val, p.kind, p.flags = data[f.val.start:f.val.end], f.kind, f.flags
 			env[f.role] = p
 		}
