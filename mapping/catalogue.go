@@ -15,8 +15,10 @@ type event struct {
 	// object; none means the event does not require metadata.
 	Metadata []member
 
-	key    string // Type without separators, lower case: the lookup key
-	quoted string // Name as a JSON string
+	key string // Type without separators, lower case: the lookup key
+	// eventPart is the message from the event to the timestamp's text:
+	// ,"event":<Name as a JSON string>,"timestamp":"
+	eventPart string
 }
 
 // member is a required member of the metadata object.
@@ -72,10 +74,13 @@ var byKey = func() map[string]*event {
 	for i := range catalogue {
 		e := &catalogue[i]
 		e.key = string(appendTypeKey(nil, []byte(e.Type)))
-		e.quoted = string(appendString(nil, e.Name))
+		e.eventPart = `,"event":` + string(appendString(nil, e.Name)) + `,"timestamp":"`
 		for j := range e.Metadata {
 			e.Metadata[j].snake = string(appendSnake(nil, []byte(e.Metadata[j].Name)))
 			e.Metadata[j].field = metadataName + "." + e.Metadata[j].Name
+		}
+		if len(e.key) > maxTypeKey {
+			panic("mapping: maxTypeKey is shorter than the key of " + e.Type)
 		}
 		m[e.key] = e
 	}
@@ -104,8 +109,19 @@ func lookup(typ []byte) *event {
 	if len(typ) > 256 {
 		return nil // longer than any spelling worth accepting
 	}
-	var buf [64]byte
-	key := appendTypeKey(buf[:0], typ)
+	// appendTypeKey without appends: every byte is written, and only the
+	// kept ones advance n. A key longer than every catalogue key matches
+	// none, and keys only grow, so the loop stops there.
+	var buf [maxTypeKey + 1]byte
+	n := 0
+	for _, c := range typ {
+		if n > maxTypeKey {
+			return nil
+		}
+		buf[n] = typeFold[c]
+		n += int(typeKeep[c])
+	}
+	key := buf[:n]
 	for h := int(nameHash(key)) & (len(byHash) - 1); byHash[h] != nil; h = (h + 1) & (len(byHash) - 1) {
 		if byHash[h].key == string(key) {
 			return byHash[h]
@@ -113,6 +129,20 @@ func lookup(typ []byte) *event {
 	}
 	return nil
 }
+
+// maxTypeKey is the length of the longest lookup key in the catalogue.
+const maxTypeKey = len("announcementactionclicked")
+
+// typeFold and typeKeep are appendTypeKey as tables: the byte a type
+// spelling's byte becomes in the key, and 1 when it is kept.
+var typeFold, typeKeep = func() (fold, keep [256]byte) {
+	for c := range 256 {
+		if k := appendTypeKey(nil, []byte{byte(c)}); len(k) == 1 {
+			fold[c], keep[c] = k[0], 1
+		}
+	}
+	return fold, keep
+}()
 
 // byHash is byKey as an open-addressing table probed from the nameHash of
 // a lookup key, which spares the per-record lookup a map access.

@@ -80,22 +80,33 @@ func version5(sum [sha1.Size]byte) uuid.UUID {
 // appendUUID appends u in its canonical 36-character form.
 func appendUUID(dst []byte, u uuid.UUID) []byte {
 	var b [uuidLen]byte
-	j := 0
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b[j] = '-'
-			j++
-		}
-		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
-		j += 2
+	// Two hex digits per byte from one table entry, at fixed positions.
+	for i, j := range uuidPos {
+		h := hexPairs[u[i]]
+		b[j], b[j+1] = h[0], h[1]
 	}
+	b[8], b[13], b[18], b[23] = '-', '-', '-', '-'
 	return append(dst, b[:]...)
 }
+
+// uuidPos is where the hex digits of each byte of a UUID go in its text.
+var uuidPos = [16]uint8{0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34}
+
+// hexPairs holds the two lower-case hex digits of every byte.
+var hexPairs = func() (t [256][2]byte) {
+	for i := range t {
+		t[i] = [2]byte{hexDigits[i>>4], hexDigits[i&0xf]}
+	}
+	return t
+}()
 
 // draft is a call whose parts have been checked, ready to encode.
 type draft struct {
 	ev *event
 	ts time.Time
+	// tsText is the record's timestamp text when it is ts as the message
+	// writes it, else nil.
+	tsText []byte
 	// Spans in the call's strings (see encode).
 	msgID, userID, anonID, accountID span
 	// user and anon are the raw JSON strings of userId and anonymousId,
@@ -116,9 +127,10 @@ type draft struct {
 // which must not appear to flow into the result.
 func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte, props bool) (Call, []byte, error) {
 	// The exact size, unless names need escapes (rare: the slack covers a
-	// few) or values lose whitespace.
-	size := len(msgHead) + uuidLen + len(`","event":`) + len(d.ev.quoted) + len(`,"timestamp":"`) + timestampLen +
-		len(`","properties":{`) + len(msgTail) + 32
+	// few) or values lose whitespace. (Sized just so, a message often
+	// fits a smaller size class.)
+	size := len(msgHead) + uuidLen + len(`"`) + len(d.ev.eventPart) + timestampLen +
+		len(`","properties":{`) + len(msgTail)
 	if d.user != nil {
 		size += len(`,"userId":`) + len(d.user)
 	}
@@ -126,12 +138,17 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		size += len(`,"anonymousId":`) + len(d.anon)
 	}
 	n := 0
+	slack := 0
 	for i := range fields {
 		if f := &fields[i]; f.role == roleProperty {
 			n++
 			size += f.name.len() + f.val.len() + len(`,"":`)
+			if f.keyFlags&flagEscaped != 0 {
+				slack = 32
+			}
 		}
 	}
+	size += slack
 	// A call encoded into a buffer of its own shares it with its strings
 	// (see below), so that one allocation holds the whole call.
 	strsLen := len(ids)
@@ -157,14 +174,16 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		out = append(out, `,"anonymousId":`...)
 		out = append(out, d.anon...)
 	}
-	out = append(out, `,"event":`...)
-	out = append(out, d.ev.quoted...)
-	out = append(out, `,"timestamp":"`...)
-	out = appendTimestamp(out, d.ts)
+	out = append(out, d.ev.eventPart...)
+	if d.tsText != nil {
+		out = append(out, d.tsText...)
+	} else {
+		out = appendTimestamp(out, d.ts)
+	}
 	out = append(out, `","properties":{`...)
 
 	first := true
-	for i := range fields {
+	for i := 0; i < len(fields); i++ {
 		f := &fields[i]
 		if f.role != roleProperty {
 			continue
@@ -173,6 +192,28 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 			out = append(out, ',')
 		}
 		first = false
+		if f.verbatim {
+			// Verbatim properties next to each other in the record are
+			// the same bytes in the message, commas included: one copy.
+			from, to := f.key.start-1, f.val.end
+			j := i
+			for j+1 < len(fields) {
+				g := &fields[j+1]
+				if g.role != roleProperty || !g.verbatim || g.key.start != to+2 {
+					break
+				}
+				j++
+				to = g.val.end
+			}
+			at := int32(len(out)-base) - from
+			out = append(out, data[from:to]...)
+			for k := i; k <= j; k++ {
+				g := &fields[k]
+				g.out = span{at + g.val.start, at + g.val.end}
+			}
+			i = j
+			continue
+		}
 		name := names[f.name.start:f.name.end]
 		if f.keyFlags&flagEscaped == 0 {
 			// The name came from an unescaped JSON key: it holds no quote,

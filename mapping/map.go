@@ -2,8 +2,11 @@ package mapping
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"reflect"
+	"slices"
 	"time"
 )
 
@@ -98,6 +101,10 @@ type field struct {
 	keyFlags, flags uint8
 	kind            kind
 	role            role
+	hash            uint8 // nameHash of the snake_case name
+	// verbatim: the member as written, "key":value, is the property as
+	// encoded (the key is its snake_case name, nothing to compact).
+	verbatim bool
 }
 
 // pairIn returns the field as a pair of slices of the record data.
@@ -161,21 +168,27 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 	// Fixed buffers keep a typical record off the heap; larger ones grow.
 	var fieldBuf [32]field
 	var nameBuf [512]byte
-	fields, names, err := collect(r.Value, fieldBuf[:0], nameBuf[:0])
+	fields, names, dup, err := collect(r.Value, fieldBuf[:0], nameBuf[:0])
 	if err != nil {
 		return Call{}, dst, err
 	}
-	if fields, err = dedupe(fields, names, r.Value); err != nil {
-		return Call{}, dst, err
+	if dup {
+		if fields, err = dedupe(fields, names, r.Value); err != nil {
+			return Call{}, dst, err
+		}
 	}
 	// The envelope fields, as pairs; a nil pointer is an absent field.
+	// Their values are all that is read of them (errors name envelope
+	// fields by their snake_case names), so their keys are left out.
 	data := r.Value
 	var envPairs [roles]pair
 	var env [roles]*pair
 	for i := range fields {
 		if f := &fields[i]; f.role != roleProperty {
-			envPairs[f.role] = f.pairIn(data)
-			env[f.role] = &envPairs[f.role]
+			// In place, as in collect.
+			p := &envPairs[f.role]
+			p.val, p.kind, p.flags = data[f.val.start:f.val.end], f.kind, f.flags
+			env[f.role] = p
 		}
 	}
 
@@ -213,7 +226,7 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 
 	// The strings the call needs (account, message id, identities) are
 	// gathered in ids, on the stack for a typical record.
-	d := draft{ev: ev, ts: ts}
+	d := draft{ev: ev, ts: ts, tsText: canonicalTimestamp(env[roleTimestamp])}
 	var idBuf [256]byte
 	ids := idBuf[:0]
 	var account []byte
@@ -250,8 +263,197 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 }
 
 // collect scans the record and returns its present fields in input order,
-// with their snake_case names appended to names.
-func collect(data []byte, fields []field, names []byte) ([]field, []byte, error) {
+// with their snake_case names appended to names, and whether two of the
+// names may be the same (dedupe has work to do).
+func collect(data []byte, fields []field, names []byte) ([]field, []byte, bool, error) {
+	if fs, ns, dup, ok := collectValid(data, fields, names); ok {
+		return fs, ns, dup, nil
+	}
+	fields, names, err := collectChecked(data, fields[:0], names[:0])
+	return fields, names, true, err
+}
+
+// collectValid is collect for a record that is valid JSON, in one loop
+// without objectIter's bookkeeping. On anything malformed it gives up
+// (ok false) and collectChecked starts over to say what is wrong.
+func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byte, dup, ok bool) {
+	// The position lives in a local, which stays in a register; the
+	// scanner methods, which need the scanner in memory, see only the
+	// values that are neither plain strings nor whitespace-free scalars.
+	d := data
+	pos := skipSpace(d, 0)
+	if pos >= len(d) || d[pos] != '{' {
+		return nil, nil, false, false
+	}
+	pos = skipSpace(d, pos+1)
+	var seen uint64 // nameHash bits of the names so far
+	if pos < len(d) && d[pos] == '}' {
+		pos++
+	} else {
+		s := scanner{data: data}
+		for {
+			if pos >= len(d) || d[pos] != '"' {
+				return nil, nil, false, false
+			}
+			var keyFlags uint8
+			keyStart := pos + 1
+			if pos = plainEnd(d, keyStart); pos >= len(d) || d[pos] != '"' {
+				s.pos = keyStart - 1
+				if keyFlags, ok = s.str(); !ok {
+					return nil, nil, false, false
+				}
+				pos = s.pos - 1
+			}
+			key := spanOf(keyStart, pos)
+			pos = skipSpace(d, pos+1)
+			if pos >= len(d) || d[pos] != ':' {
+				return nil, nil, false, false
+			}
+			pos = skipSpace(d, pos+1)
+			if pos >= len(d) {
+				return nil, nil, false, false
+			}
+			valStart := pos
+			var k kind
+			var flags uint8
+			if c := d[pos]; c == '"' {
+				k = kindString
+				if pos = plainEnd(d, pos+1); pos < len(d) && d[pos] == '"' {
+					pos++
+				} else {
+					s.pos = valStart
+					if flags, ok = s.str(); !ok {
+						return nil, nil, false, false
+					}
+					pos = s.pos
+				}
+			} else {
+				s.pos = pos
+				if c == '-' || isDigit(c) {
+					k = kindNumber
+					flags, ok = s.num()
+				} else {
+					k, flags, ok = s.container(2)
+				}
+				if !ok {
+					return nil, nil, false, false
+				}
+				pos = s.pos
+			}
+			if k != kindNull && (k != kindString || pos-valStart != 2) { // else absent
+				// appendField, inlined: this loop runs for every member.
+				start := len(names)
+				var r role
+				var h uint8
+				raw := d[key.start:key.end]
+				verbatim := flags&flagSpace == 0 && int(key.end)+2 == valStart && keyFlags&flagEscaped == 0
+				var kn *knownName
+				if keyFlags&flagEscaped == 0 {
+					kn = known.lookupAt(d, int(key.start), key.len())
+				}
+				if kn != nil {
+					names = append(names, kn.snake...)
+					r, h = kn.role, kn.hash
+					verbatim = verbatim && kn.verbatim
+				} else {
+					if keyFlags&flagEscaped == 0 {
+						names = appendSnake(names, raw)
+					} else {
+						var keyBuf [64]byte
+						names = appendSnake(names, appendUnescaped(keyBuf[:0], raw))
+					}
+					r, h = roleOf(names[start:]), nameHash(names[start:])
+					verbatim = verbatim && bytes.Equal(names[start:], raw)
+				}
+				if len(fields) == cap(fields) {
+					fields = slices.Grow(fields, 1)
+				}
+				fields = fields[:len(fields)+1]
+				f := &fields[len(fields)-1]
+				f.key, f.val, f.name, f.out = key, spanOf(valStart, pos), spanOf(start, len(names)), span{}
+				f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
+				f.verbatim = verbatim
+				bit := uint64(1) << (h & 63)
+				dup = dup || seen&bit != 0
+				seen |= bit
+			}
+			pos = skipSpace(d, pos)
+			if pos >= len(d) {
+				return nil, nil, false, false
+			}
+			if d[pos] == ',' {
+				pos = skipSpace(d, pos+1)
+				continue
+			}
+			if d[pos] != '}' {
+				return nil, nil, false, false
+			}
+			pos++
+			break
+		}
+	}
+	if pos = skipSpace(d, pos); pos < len(d) {
+		return nil, nil, false, false
+	}
+	// dedupe indexes records with many fields whatever their hashes.
+	return fields, names, dup || len(fields) > 32, true
+}
+
+// skipSpace returns the position of the first byte at or after i that is
+// not JSON whitespace.
+func skipSpace(d []byte, i int) int {
+	for i < len(d) && d[i] <= ' ' && (d[i] == ' ' || d[i] == '\t' || d[i] == '\n' || d[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainEnd returns the position of the first byte at or after i that is
+// not plain (len(d) if there is none): the closing quote of a string
+// without escapes, control characters or multi-byte characters.
+func plainEnd(d []byte, i int) int {
+	for ; i+8 <= len(d); i += 8 {
+		if m := specials(binary.LittleEndian.Uint64(d[i:])); m != 0 {
+			return i + bits.TrailingZeros64(m)/8
+		}
+	}
+	for i < len(d) && plain[d[i]] {
+		i++
+	}
+	return i
+}
+
+// appendField appends the field of a present member and its snake_case
+// name, and returns the name's nameHash.
+func appendField(fields []field, names, data []byte, key span, keyFlags uint8, val span, flags uint8, k kind) ([]field, []byte, uint8) {
+	raw := data[key.start:key.end]
+	start := len(names)
+	var r role
+	var h uint8
+	if kn := knownUnescaped(raw, keyFlags); kn != nil {
+		names = append(names, kn.snake...)
+		r, h = kn.role, kn.hash
+	} else {
+		var keyBuf [64]byte
+		names = appendSnake(names, unquote(keyBuf[:0], raw, keyFlags))
+		r, h = roleOf(names[start:]), nameHash(names[start:])
+	}
+	// Written in place: a field built aside and copied in is stored a
+	// byte at a time and loaded back whole, which stalls the copy.
+	if len(fields) == cap(fields) {
+		fields = slices.Grow(fields, 1)
+	}
+	fields = fields[:len(fields)+1]
+	f := &fields[len(fields)-1]
+	f.key, f.val, f.name, f.out = key, val, spanOf(start, len(names)), span{}
+	f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
+	f.verbatim = false // collectChecked's records are rare: encode them piece by piece
+	return fields, names, h
+}
+
+// collectChecked is collect through objectIter, which words what is wrong
+// with a malformed record.
+func collectChecked(data []byte, fields []field, names []byte) ([]field, []byte, error) {
 	s := scanner{data: data}
 	s.space()
 	if s.pos >= len(data) {
@@ -261,23 +463,11 @@ func collect(data []byte, fields []field, names []byte) ([]field, []byte, error)
 		return nil, nil, newError(CodeInvalidJSON, "", "the value is "+what+", not an object")
 	}
 	it := objectIter{s: s, depth: 1}
-	var keyBuf [64]byte
 	for it.member() {
 		if it.kind == kindNull || it.kind == kindString && it.val.len() == 2 {
 			continue // absent
 		}
-		key := data[it.key.start:it.key.end]
-		start := len(names)
-		var r role
-		if k := knownUnescaped(key, it.keyFlags); k != nil {
-			names = append(names, k.snake...)
-			r = k.role
-		} else {
-			names = appendSnake(names, unquote(keyBuf[:0], key, it.keyFlags))
-			r = roleOf(names[start:])
-		}
-		fields = append(fields, field{key: it.key, val: it.val, name: spanOf(start, len(names)),
-			keyFlags: it.keyFlags, flags: it.flags, kind: it.kind, role: r})
+		fields, names, _ = appendField(fields, names, data, it.key, it.keyFlags, it.val, it.flags, it.kind)
 	}
 	if it.s.err != "" {
 		f := ""
@@ -331,7 +521,7 @@ next:
 	for i := range fields {
 		f := &fields[i] // kept only ever writes below i
 		name := names[f.name.start:f.name.end]
-		bit := uint64(1) << (nameHash(name) & 63)
+		bit := uint64(1) << (f.hash & 63)
 		if seen&bit != 0 || index != nil {
 			if index != nil {
 				if j, ok := index[string(name)]; ok {

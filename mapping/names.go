@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/binary"
 	"strconv"
 	"unicode"
 	"unicode/utf16"
@@ -302,11 +303,51 @@ type knownName struct {
 	spelling string
 	snake    string
 	role     role
+	hash     uint8 // nameHash(snake), for dedupe
+	verbatim bool  // spelling == snake
+	// The spelling as keyWords reads it, compared whole instead of byte
+	// by byte.
+	lo, hi uint64
+	n      uint8
 }
 
+// maxKnownLen is the longest spelling the table can hold: two words.
+const maxKnownLen = 16
+
+// keyWords packs a name of up to maxKnownLen bytes into two
+// little-endian words, padded with zero bytes. JSON keys without escapes
+// hold no zero byte, so the words and the length tell names apart.
+func keyWords(b []byte) (lo, hi uint64) {
+	var w [maxKnownLen]byte
+	copy(w[:], b)
+	return binary.LittleEndian.Uint64(w[:8]), binary.LittleEndian.Uint64(w[8:])
+}
+
+// keyWordsAt is keyWords of d[i:i+n] (n ≤ maxKnownLen), read as two
+// whole words and masked when sixteen bytes from i lie within d, as they
+// do for every key but those at the very end of a record.
+func keyWordsAt(d []byte, i, n int) (lo, hi uint64) {
+	if i+maxKnownLen > len(d) {
+		return keyWords(d[i : i+n])
+	}
+	w := d[i : i+maxKnownLen]
+	m := &keyMasks[n]
+	return binary.LittleEndian.Uint64(w[:8]) & m[0], binary.LittleEndian.Uint64(w[8:]) & m[1]
+}
+
+// keyMasks[n] keeps the first n bytes of two words.
+var keyMasks = func() (t [maxKnownLen + 1][2]uint64) {
+	for n := range t {
+		for i := 0; i < n; i++ {
+			t[n][i/8] |= 0xff << (8 * (i % 8))
+		}
+	}
+	return t
+}()
+
 // knownNames is an open-addressing hash table of commonNames, probed from
-// nameHash: slot holds 1 + the index of an entry, 0 ends a probe. The
-// slots fit in four cache lines.
+// a hash of keyWords: slot holds 1 + the index of an entry, 0 ends a
+// probe. The slots fit in four cache lines.
 type knownNames struct {
 	slot    [256]uint8
 	entries [len(commonNames)]knownName
@@ -320,12 +361,22 @@ func nameHash(name []byte) uint8 {
 	return uint8(n*31) ^ name[0]*7 ^ name[n-1]*13 ^ name[n/2]
 }
 
+// wordsHash is the slot a name's keyWords probe first.
+func wordsHash(lo, hi uint64) uint8 {
+	return uint8(((lo ^ hi*0x9e3779b97f4a7c15) * 0xff51afd7ed558ccd) >> 56)
+}
+
 var known = func() *knownNames {
 	t := new(knownNames)
 	for i, sp := range commonNames {
+		if len(sp) > maxKnownLen {
+			panic("mapping: common name " + sp + " is longer than keyWords reads")
+		}
 		snake := string(appendSnake(nil, []byte(sp)))
-		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake))}
-		h := nameHash([]byte(sp))
+		lo, hi := keyWords([]byte(sp))
+		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake)), hash: nameHash([]byte(snake)),
+			lo: lo, hi: hi, n: uint8(len(sp)), verbatim: sp == snake}
+		h := wordsHash(lo, hi)
 		for t.slot[h] != 0 {
 			h++
 		}
@@ -336,8 +387,26 @@ var known = func() *knownNames {
 
 // lookup returns the entry of a raw (unescaped) field name, or nil.
 func (t *knownNames) lookup(name []byte) *knownName {
-	for h := nameHash(name); t.slot[h] != 0; h++ {
-		if e := &t.entries[t.slot[h]-1]; e.spelling == string(name) {
+	if len(name) > maxKnownLen {
+		return nil
+	}
+	lo, hi := keyWords(name)
+	return t.find(lo, hi, len(name))
+}
+
+// lookupAt is lookup of d[i:i+n].
+func (t *knownNames) lookupAt(d []byte, i, n int) *knownName {
+	if n > maxKnownLen {
+		return nil
+	}
+	lo, hi := keyWordsAt(d, i, n)
+	return t.find(lo, hi, n)
+}
+
+// find returns the entry whose keyWords and length these are, or nil.
+func (t *knownNames) find(lo, hi uint64, n int) *knownName {
+	for h := wordsHash(lo, hi); t.slot[h] != 0; h++ {
+		if e := &t.entries[t.slot[h]-1]; e.lo == lo && e.hi == hi && int(e.n) == n {
 			return e
 		}
 	}

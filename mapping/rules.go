@@ -72,6 +72,22 @@ func timestampOf(f *pair, kafka time.Time) (time.Time, error) {
 	return t, nil
 }
 
+// canonicalTimestamp returns the text of a valid timestamp that is
+// written exactly as the message writes it (appendTimestamp: UTC, three
+// fractional digits, upper-case T and Z), else nil. Such a text is copied
+// into the message instead of formatting the time again.
+func canonicalTimestamp(p *pair) []byte {
+	if p == nil || p.kind != kindString || p.flags&flagEscaped != 0 || len(p.val) != timestampLen+2 {
+		return nil
+	}
+	// timestampOf accepted the shape: digits where digits go.
+	v := p.val[1 : len(p.val)-1]
+	if v[10] != 'T' || v[19] != '.' || v[23] != 'Z' {
+		return nil
+	}
+	return v
+}
+
 // The seconds of 0001-01-01T00:00:00Z, the zero time, and of
 // 10000-01-01T00:00:00Z: a time strictly between lies in years 1-9999 and
 // is not the zero time.
