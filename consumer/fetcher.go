@@ -160,25 +160,7 @@ func (r *batchReader) fetch(ctx context.Context) ([]kafka.Message, error) {
 			return nil, err
 		}
 	}
-	body, err := r.send(ctx, &fetchAPI.Request{
-		ReplicaID:      -1,
-		MaxWaitTime:    int32(fetchWait / time.Millisecond),
-		MinBytes:       1,
-		MaxBytes:       int32(r.maxBytes),
-		IsolationLevel: int8(kafka.ReadCommitted),
-		SessionID:      -1,
-		SessionEpoch:   -1,
-		Topics: []fetchAPI.RequestTopic{{
-			Topic: r.topic,
-			Partitions: []fetchAPI.RequestPartition{{
-				Partition:          int32(r.partition),
-				CurrentLeaderEpoch: -1,
-				FetchOffset:        r.offset,
-				LogStartOffset:     -1,
-				PartitionMaxBytes:  int32(r.maxBytes),
-			}},
-		}},
-	})
+	body, err := r.send(ctx, r.request())
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, err)
 	}
@@ -204,6 +186,29 @@ func (r *batchReader) fetch(ctx context.Context) ([]kafka.Message, error) {
 		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, code)
 	}
 	return r.decode(&part)
+}
+
+// request is the Fetch request for r.offset.
+func (r *batchReader) request() *fetchAPI.Request {
+	return &fetchAPI.Request{
+		ReplicaID:      -1,
+		MaxWaitTime:    int32(fetchWait / time.Millisecond),
+		MinBytes:       1,
+		MaxBytes:       int32(r.maxBytes),
+		IsolationLevel: int8(kafka.ReadCommitted),
+		SessionID:      -1,
+		SessionEpoch:   -1,
+		Topics: []fetchAPI.RequestTopic{{
+			Topic: r.topic,
+			Partitions: []fetchAPI.RequestPartition{{
+				Partition:          int32(r.partition),
+				CurrentLeaderEpoch: -1,
+				FetchOffset:        r.offset,
+				LogStartOffset:     -1,
+				PartitionMaxBytes:  int32(r.maxBytes),
+			}},
+		}},
+	}
 }
 
 // leaderMoved reports whether a partition error code says that the broker
