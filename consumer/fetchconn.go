@@ -87,9 +87,13 @@ func dialBroker(ctx context.Context, d *kafka.Dialer, addr string) (*brokerConn,
 	return c, nil
 }
 
-func (c *brokerConn) handshake(ctx context.Context, mech sasl.Mechanism, host, portText string) error {
+func (c *brokerConn) handshake(ctx context.Context, mech sasl.Mechanism, host, portText string) (err error) {
 	stop := c.interruptOn(ctx)
-	defer stop()
+	defer func() {
+		if !stop() && err == nil {
+			err = ctx.Err() // interrupted after the last answer: out of step all the same
+		}
+	}()
 	if dl, ok := ctx.Deadline(); ok {
 		c.pc.SetDeadline(dl)
 	}
@@ -167,9 +171,13 @@ func (c *brokerConn) interruptOn(ctx context.Context) (stop func() bool) {
 // fetch sends req and returns the answer's body (what follows the
 // correlation id), in a new buffer. After an error the connection is out
 // of step: the caller closes it.
-func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout time.Duration) ([]byte, error) {
+func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout time.Duration) (body []byte, err error) {
 	stop := c.interruptOn(ctx)
-	defer stop()
+	defer func() {
+		if !stop() && err == nil {
+			body, err = nil, ctx.Err() // interrupted after the answer: out of step all the same
+		}
+	}()
 	c.pc.SetDeadline(time.Now().Add(timeout))
 	c.correlation++
 	if err := protocol.WriteRequest(c.pc, fetchVersion, c.correlation, c.clientID, req); err != nil {
@@ -186,7 +194,7 @@ func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout t
 	if id := int32(binary.BigEndian.Uint32(head[4:])); id != c.correlation {
 		return nil, fmt.Errorf("fetch answer to request %d, want %d", id, c.correlation)
 	}
-	body := make([]byte, size-4)
+	body = make([]byte, size-4)
 	if _, err := io.ReadFull(c.pc, body); err != nil {
 		return nil, err
 	}
