@@ -90,12 +90,16 @@ type Options struct {
 	// RetryTopic receives the records of parked accounts (contract v2).
 	// Default Topic + ".retry".
 	RetryTopic string
-	// Dialer carries TLS and SASL settings for the group membership.
+	// Dialer carries TLS and SASL settings (TLS, SASLMechanism, and
+	// Timeout, ClientID, DialFunc) for the group membership and for the
+	// partition readers' Fetch connections, which each reader dials to its
+	// partition's leader and closes when the partition is released.
 	// Default kafka.DefaultDialer.
 	Dialer *kafka.Dialer
-	// Transport is used by the partition readers (Fetch requests), the
-	// dead-letter and retry writers and admin requests; it must carry the
-	// same TLS and SASL settings as Dialer. Default kafka.DefaultTransport.
+	// Transport is used by the partition readers for metadata (a
+	// partition's leader) and ListOffsets, by the dead-letter and retry
+	// writers and for admin requests; it must carry the same TLS and SASL
+	// settings as Dialer. Default kafka.DefaultTransport.
 	Transport kafka.RoundTripper
 
 	// MaxInFlight caps the records fetched and not yet acknowledged, over

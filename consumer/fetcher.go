@@ -3,11 +3,12 @@ package consumer
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -18,11 +19,13 @@ import (
 )
 
 // batchReader reads one partition a whole Fetch response at a time: one
-// request through the Transport (which routes it to the partition's
-// leader from its cached metadata, over its TLS and SASL connections)
+// request to the partition's leader, over a connection of its own,
 // returns every record batch the broker has up to FetchMaxBytes, so there
 // is no channel crossing or socket deadline per record as in kafka-go's
-// Reader.
+// Reader. It reads the answer's bytes itself (fetchparse.go) rather than
+// through kafka-go's decoder, and the messages' keys and values are
+// slices of those bytes: each answer is read into a buffer of its own,
+// never reused.
 //
 // It follows kafka-go's Reader where that one decides (start offsets,
 // OffsetOutOfRange), and does what the Reader leaves undone for
@@ -30,13 +33,18 @@ import (
 // transactions and the control batches (transaction markers) are not
 // returned, but their offsets are passed.
 type batchReader struct {
-	transport kafka.RoundTripper
-	client    *kafka.Client // ListOffsets
-	addr      net.Addr
+	dialer    *kafka.Dialer // TLS and SASL of the fetch connection
+	client    *kafka.Client // Metadata (the leader) and ListOffsets
 	topic     string
 	partition int
 	maxBytes  int
 	log       func(format string, args ...any) // warnings
+	// send sends a Fetch to the partition's leader and returns the
+	// answer's body (sendToLeader; unit tests answer themselves).
+	send func(ctx context.Context, req *fetchAPI.Request) ([]byte, error)
+
+	leader string      // the leader's address, "" until looked up
+	conn   *brokerConn // to leader, nil until dialled
 
 	offset int64 // next offset to fetch, or FirstOffset / LastOffset
 	buf    []kafka.Message
@@ -46,25 +54,24 @@ type batchReader struct {
 }
 
 // fetchWait is how long the broker holds a Fetch for data (MinBytes 1);
-// fetchTimeout bounds the whole request, connection included. A cancelled
-// ctx ends FetchBatch at once whatever these are: the request's answer is
-// then read and dropped by the Transport.
+// fetchTimeout bounds the request once connected. A cancelled ctx ends
+// FetchBatch at once whatever these are: a connection with an answer in
+// flight is then closed.
 const (
 	fetchWait    = 500 * time.Millisecond
 	fetchTimeout = fetchWait + 15*time.Second
 )
 
 // fetchRetry is the wait between attempts after an error the broker
-// reports as retriable (a leader move, a timeout); the Transport's
-// metadata follows a leader move within its MetadataTTL.
+// reports as retriable (a leader move, a timeout); after a leader move the
+// reader looks the leader up again, from the Transport's metadata, which
+// follows the move within its MetadataTTL.
 var fetchRetry = backoff.Policy{Base: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2}
 
 func (c *Consumer) newBatchReader(topic string, partition int) *batchReader {
-	addr := kafka.TCP(c.opts.Brokers...)
-	return &batchReader{
-		transport: c.opts.Transport,
-		client:    &kafka.Client{Addr: addr, Transport: c.opts.Transport, Timeout: 10 * time.Second},
-		addr:      addr,
+	r := &batchReader{
+		dialer:    c.opts.Dialer,
+		client:    &kafka.Client{Addr: kafka.TCP(c.opts.Brokers...), Transport: c.opts.Transport, Timeout: 10 * time.Second},
 		topic:     topic,
 		partition: partition,
 		maxBytes:  c.opts.FetchMaxBytes,
@@ -73,6 +80,8 @@ func (c *Consumer) newBatchReader(topic string, partition int) *batchReader {
 		},
 		offset: kafka.FirstOffset,
 	}
+	r.send = r.sendToLeader
+	return r
 }
 
 // SetOffset positions the reader; kafka.FirstOffset and kafka.LastOffset
@@ -82,7 +91,11 @@ func (r *batchReader) SetOffset(offset int64) error {
 	return nil
 }
 
-func (r *batchReader) Close() error { return nil }
+// Close closes the reader's connection.
+func (r *batchReader) Close() error {
+	r.forgetLeader()
+	return nil
+}
 
 // FetchBatch returns the next records, at least one; it fetches again
 // while the answers are empty (nothing new within fetchWait, or only
@@ -122,7 +135,7 @@ func (r *batchReader) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
 }
 
 // retriable reports whether err is one to wait out: an error code the
-// broker calls temporary, or a leader the Transport does not know yet.
+// broker calls temporary, or a leader the metadata does not know yet.
 func retriable(err error) bool {
 	if errors.Is(err, errOffsetPastEnd) {
 		return true
@@ -147,9 +160,37 @@ func (r *batchReader) fetch(ctx context.Context) ([]kafka.Message, error) {
 			return nil, err
 		}
 	}
-	rctx, cancel := context.WithTimeout(ctx, fetchTimeout)
-	defer cancel()
-	m, err := r.transport.RoundTrip(rctx, r.addr, &fetchAPI.Request{
+	body, err := r.send(ctx, r.request())
+	if err != nil {
+		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, err)
+	}
+	part, topErr, found, err := parseFetch(body, r.topic, int32(r.partition))
+	switch {
+	case err != nil:
+		r.forgetLeader() // the stream may be out of step
+		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, err)
+	case topErr != 0:
+		return nil, fmt.Errorf("fetch %s/%d: %w", r.topic, r.partition, kafka.Error(topErr))
+	case !found:
+		r.forgetLeader()
+		return nil, fmt.Errorf("fetch %s/%d: %w", r.topic, r.partition, kafka.UnknownTopicOrPartition)
+	}
+	switch code := kafka.Error(part.errorCode); {
+	case code == 0:
+	case errors.Is(code, kafka.OffsetOutOfRange):
+		return nil, r.outOfRange(ctx)
+	default:
+		if leaderMoved(code) {
+			r.forgetLeader()
+		}
+		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, code)
+	}
+	return r.decode(&part)
+}
+
+// request is the Fetch request for r.offset.
+func (r *batchReader) request() *fetchAPI.Request {
+	return &fetchAPI.Request{
 		ReplicaID:      -1,
 		MaxWaitTime:    int32(fetchWait / time.Millisecond),
 		MinBytes:       1,
@@ -167,27 +208,94 @@ func (r *batchReader) fetch(ctx context.Context) ([]kafka.Message, error) {
 				PartitionMaxBytes:  int32(r.maxBytes),
 			}},
 		}},
-	})
+	}
+}
+
+// leaderMoved reports whether a partition error code says that the broker
+// asked is not (or no longer) the partition's leader.
+func leaderMoved(code kafka.Error) bool {
+	switch code {
+	case kafka.NotLeaderForPartition, kafka.UnknownTopicOrPartition, kafka.LeaderNotAvailable,
+		kafka.ReplicaNotAvailable, kafka.FencedLeaderEpoch, kafka.UnknownLeaderEpoch, kafka.KafkaStorageError:
+		return true
+	}
+	return false
+}
+
+// sendToLeader sends req to the partition's leader, looking the leader up
+// and connecting first when the reader has no connection, and returns the
+// answer's body. A connection that served before and fails (the broker
+// closed it while idle, or went away) is replaced at once, once; other
+// errors are returned, and the next call starts from a new lookup.
+func (r *batchReader) sendToLeader(ctx context.Context, req *fetchAPI.Request) ([]byte, error) {
+	for again := true; ; again = false {
+		if r.conn == nil {
+			if r.leader == "" {
+				leader, err := r.lookupLeader(ctx)
+				if err != nil {
+					return nil, err
+				}
+				r.leader = leader
+			}
+			conn, err := dialBroker(ctx, r.dialer, r.leader)
+			if err != nil {
+				r.leader = ""
+				return nil, err
+			}
+			r.conn = conn
+		}
+		body, err := r.conn.fetch(ctx, req, fetchTimeout)
+		if err == nil {
+			return body, nil
+		}
+		reused := r.conn.used
+		r.forgetLeader()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !reused || !again {
+			return nil, err
+		}
+	}
+}
+
+// forgetLeader closes the connection and drops the leader's address, so
+// that the next fetch looks the leader up again.
+func (r *batchReader) forgetLeader() {
+	if r.conn != nil {
+		r.conn.close()
+		r.conn = nil
+	}
+	r.leader = ""
+}
+
+// lookupLeader returns the address of the partition's leader.
+func (r *batchReader) lookupLeader(ctx context.Context) (string, error) {
+	md, err := r.client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{r.topic}})
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, err)
+		return "", fmt.Errorf("metadata of %s: %w", r.topic, err)
 	}
-	res := m.(*fetchAPI.Response)
-	if res.ErrorCode != 0 {
-		return nil, fmt.Errorf("fetch %s/%d: %w", r.topic, r.partition, kafka.Error(res.ErrorCode))
+	for _, t := range md.Topics {
+		if t.Name != r.topic {
+			continue
+		}
+		if t.Error != nil {
+			return "", fmt.Errorf("metadata of %s: %w", r.topic, t.Error)
+		}
+		for _, p := range t.Partitions {
+			if p.ID != r.partition {
+				continue
+			}
+			if p.Error != nil {
+				return "", fmt.Errorf("metadata of %s/%d: %w", r.topic, r.partition, p.Error)
+			}
+			if p.Leader.Host == "" {
+				return "", fetchAPI.NewError(protocol.NewErrNoLeader(r.topic, int32(r.partition)))
+			}
+			return net.JoinHostPort(p.Leader.Host, strconv.Itoa(p.Leader.Port)), nil
+		}
 	}
-	if len(res.Topics) == 0 || len(res.Topics[0].Partitions) == 0 {
-		return nil, fmt.Errorf("fetch %s/%d: %w", r.topic, r.partition, kafka.UnknownTopicOrPartition)
-	}
-	part := &res.Topics[0].Partitions[0]
-	switch code := kafka.Error(part.ErrorCode); {
-	case code == 0:
-	case errors.Is(code, kafka.OffsetOutOfRange):
-		return nil, r.outOfRange(ctx)
-	default:
-		closeRecords(part.RecordSet.Records)
-		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, code)
-	}
-	return r.decode(part)
+	return "", fmt.Errorf("metadata of %s/%d: %w", r.topic, r.partition, kafka.UnknownTopicOrPartition)
 }
 
 // resolve turns FirstOffset or LastOffset into the partition's offset.
@@ -243,82 +351,91 @@ func (r *batchReader) bounds(ctx context.Context) (first, last int64, err error)
 }
 
 // decode turns the answer's record batches into messages from r.offset on
-// and moves r.offset past every offset the answer covered.
+// and moves r.offset past every offset the answer covered. Keys, values
+// and header values are slices of the answer's bytes.
 //
 // Read-committed filtering follows the Java client: a transactional batch
 // whose producer has an aborted transaction starting at or before it is
 // skipped, until that producer's abort marker; control batches are never
 // returned. The broker only answers up to the last stable offset, so open
 // transactions are not seen yet.
-func (r *batchReader) decode(part *fetchAPI.ResponsePartition) ([]kafka.Message, error) {
+func (r *batchReader) decode(part *fetchPartition) ([]kafka.Message, error) {
 	out := r.buf[:0]
 	clear(r.buf[:cap(r.buf)])
-	aborted := part.AbortedTransactions
-	slices.SortFunc(aborted, func(a, b fetchAPI.ResponseTransaction) int { return cmp.Compare(a.FirstOffset, b.FirstOffset) })
+	aborted := part.aborted
+	slices.SortFunc(aborted, func(a, b abortedTxn) int { return cmp.Compare(a.firstOffset, b.firstOffset) })
 	var abortedBy map[int64]struct{} // producers inside an aborted transaction
+	var headers []kafka.Header       // the answer's headers, sliced per message
 	next := r.offset
 	seen := 0 // records read, returned or not
-	batches := []protocol.RecordReader{part.RecordSet.Records}
-	if s, ok := part.RecordSet.Records.(*protocol.RecordStream); ok {
-		batches = s.Records
-	}
 	var err error
-	for _, b := range batches {
-		if b == nil {
+	for set := part.records; ; {
+		b, rest, ok, berr := nextBatch(set)
+		if berr != nil {
+			if len(out) == 0 {
+				err = berr
+			}
+			break
+		}
+		if !ok {
+			break // the end, or a batch cut short at MaxBytes
+		}
+		set = rest
+		var rec fetchedRecord
+		rr := newRecordReader(&b)
+		if b.control() {
+			for rr.next(&rec) {
+				if len(rec.key) != 4 {
+					break // not a control record: kafka-go stops too
+				}
+				seen++
+				next = max(next, rec.offset+1)
+				if binary.BigEndian.Uint16(rec.key[2:]) == 0 { // abort marker
+					delete(abortedBy, b.producerID)
+				}
+			}
 			continue
 		}
 		skip := false
-		switch b := b.(type) {
-		case *protocol.ControlBatch:
-			skip = true
-			for {
-				cr, rerr := b.ReadControlRecord()
-				if rerr != nil {
-					break
+		if b.transactional() {
+			for len(aborted) > 0 && aborted[0].firstOffset <= b.baseOffset {
+				if abortedBy == nil {
+					abortedBy = map[int64]struct{}{}
 				}
-				seen++
-				next = max(next, cr.Offset+1)
-				if cr.Type == 0 { // abort marker
-					delete(abortedBy, b.ProducerID)
-				}
+				abortedBy[aborted[0].producerID] = struct{}{}
+				aborted = aborted[1:]
 			}
-			continue
-		case *protocol.RecordBatch:
-			if b.Attributes.Transactional() {
-				for len(aborted) > 0 && aborted[0].FirstOffset <= b.BaseOffset {
-					if abortedBy == nil {
-						abortedBy = map[int64]struct{}{}
-					}
-					abortedBy[aborted[0].ProducerID] = struct{}{}
-					aborted = aborted[1:]
-				}
-				_, skip = abortedBy[b.ProducerID]
-			}
+			_, skip = abortedBy[b.producerID]
 		}
-		for {
-			rec, rerr := b.ReadRecord()
-			if rerr != nil {
-				if !errors.Is(rerr, io.EOF) && len(out) == 0 {
-					err = rerr
-				}
-				break
-			}
+		for rr.next(&rec) {
 			seen++
-			if skip || rec.Offset < r.offset {
-				closeBytes(rec.Key)
-				closeBytes(rec.Value)
-				next = max(next, rec.Offset+1)
+			next = max(next, rec.offset+1)
+			if skip || rec.offset < r.offset {
 				continue
 			}
-			m, cerr := r.message(rec, part.HighWatermark)
-			if cerr != nil {
-				err = cerr
-				break
+			m := kafka.Message{
+				Topic: r.topic, Partition: r.partition, Offset: rec.offset, HighWaterMark: part.highWatermark,
+				Key: rec.key, Value: rec.value, Time: time.UnixMilli(rec.timestamp),
+			}
+			if rec.headers > 0 {
+				if cap(headers)-len(headers) < rec.headers {
+					// A new array: the messages returned keep the old one.
+					headers = make([]kafka.Header, 0, max(rec.headers, 256))
+				}
+				from := len(headers)
+				for range rec.headers {
+					k, v, herr := rec.header()
+					if herr != nil {
+						break
+					}
+					headers = append(headers, kafka.Header{Key: string(k), Value: v})
+				}
+				m.Headers = headers[from:len(headers):len(headers)]
 			}
 			out = append(out, m)
-			next = max(next, rec.Offset+1)
 		}
-		if err != nil {
+		if rerr := rr.err(); rerr != nil && len(out) == 0 {
+			err = rerr
 			break
 		}
 	}
@@ -329,7 +446,7 @@ func (r *batchReader) decode(part *fetchAPI.ResponsePartition) ([]kafka.Message,
 	case next > r.offset:
 		r.compactedGap = false
 		r.offset = next
-	case seen > 0 && r.offset < part.HighWatermark:
+	case seen > 0 && r.offset < part.highWatermark:
 		// Only records before the offset asked for: the batch that holds
 		// it lost its last records to compaction, and its end is not
 		// known here. Stepping one offset at a time cannot pass over a
@@ -342,64 +459,4 @@ func (r *batchReader) decode(part *fetchAPI.ResponsePartition) ([]kafka.Message,
 	}
 	r.buf = out
 	return out, nil
-}
-
-// message copies rec into a kafka.Message: key and value share one
-// allocation, headers keep the values the decoder already copied.
-func (r *batchReader) message(rec *protocol.Record, hwm int64) (kafka.Message, error) {
-	defer closeBytes(rec.Key)
-	defer closeBytes(rec.Value)
-	m := kafka.Message{Topic: r.topic, Partition: r.partition, Offset: rec.Offset, HighWaterMark: hwm, Time: rec.Time}
-	kl, vl := bytesLen(rec.Key), bytesLen(rec.Value)
-	if kl >= 0 || vl >= 0 {
-		b := make([]byte, max(kl, 0)+max(vl, 0))
-		if kl >= 0 {
-			m.Key = b[:kl:kl]
-			if _, err := io.ReadFull(rec.Key, m.Key); err != nil {
-				return m, err
-			}
-		}
-		if vl >= 0 {
-			m.Value = b[max(kl, 0):]
-			if _, err := io.ReadFull(rec.Value, m.Value); err != nil {
-				return m, err
-			}
-		}
-	}
-	if len(rec.Headers) > 0 {
-		m.Headers = make([]kafka.Header, len(rec.Headers))
-		for i, h := range rec.Headers {
-			m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
-		}
-	}
-	return m, nil
-}
-
-// bytesLen is the length of b, or -1 for a null key or value.
-func bytesLen(b protocol.Bytes) int {
-	if b == nil {
-		return -1
-	}
-	return b.Len()
-}
-
-func closeBytes(b protocol.Bytes) {
-	if b != nil {
-		b.Close()
-	}
-}
-
-// closeRecords releases the buffers of records not read.
-func closeRecords(rr protocol.RecordReader) {
-	if rr == nil {
-		return
-	}
-	for {
-		rec, err := rr.ReadRecord()
-		if err != nil {
-			return
-		}
-		closeBytes(rec.Key)
-		closeBytes(rec.Value)
-	}
 }

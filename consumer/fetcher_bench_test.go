@@ -1,11 +1,9 @@
 package consumer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"strings"
 	"syscall"
@@ -141,19 +139,14 @@ func processCPU(b *testing.B) int64 {
 	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
-// rawFetch answers every Fetch request with the same encoded response,
-// decoded by kafka-go as the Transport decodes a broker's answer read from
-// its connection's buffer: the batch reader's CPU without a broker.
-type rawFetch struct{ raw []byte }
+// rawFetch answers every Fetch request with the same encoded response
+// body, as the reader's connection reads a broker's answer.
+type rawFetch struct{ body []byte }
 
-func (f *rawFetch) RoundTrip(_ context.Context, _ net.Addr, _ kafka.Request) (kafka.Response, error) {
-	_, res, err := protocol.ReadResponse(bufio.NewReader(bytes.NewReader(f.raw)), protocol.Fetch, benchFetchVersion)
-	return res, err
+func (f *rawFetch) send(context.Context, *fetchAPI.Request) ([]byte, error) {
+	// A copy per answer, as the connection reads each into a new buffer.
+	return bytes.Clone(f.body), nil
 }
-
-// benchFetchVersion is the Fetch version the Transport speaks to Kafka 4
-// (kafka-go's highest).
-const benchFetchVersion = 11
 
 // newRawFetch encodes a Fetch response of one record batch of n
 // benchmark records at offsets 0 to n-1.
@@ -164,27 +157,26 @@ func newRawFetch(b *testing.B, n int) *rawFetch {
 	for i := range recs {
 		recs[i] = protocol.Record{Offset: int64(i), Time: at, Key: protocol.NewBytes(benchKey(i)), Value: protocol.NewBytes(benchValue(i))}
 	}
-	res := &fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{{
+	body, err := encodeFetch(&fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{{
 		HighWatermark: int64(n), LastStableOffset: int64(n),
 		RecordSet: protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(recs...)},
-	}}}}}
-	var buf bytes.Buffer
-	if err := protocol.WriteResponse(&buf, benchFetchVersion, 1, res); err != nil {
+	}}}}}, 0)
+	if err != nil {
 		b.Fatal(err)
 	}
-	return &rawFetch{raw: buf.Bytes()}
+	return &rawFetch{body: body}
 }
 
 // BenchmarkBatchReaderDecode is BenchmarkBatchReader without the broker:
 // each fetch decodes the same response of 2,500 records (what a broker
-// answers at the default FetchMaxBytes), through kafka-go's decoder and
-// the batch reader's. One op is one record (cpu-ns/record as in
+// answers at the default FetchMaxBytes), copied into a new buffer as the
+// connection reads it. One op is one record (cpu-ns/record as in
 // BenchmarkBatchReader); the last DefaultMaxInFlight
 // records stay referenced.
 func BenchmarkBatchReaderDecode(b *testing.B) {
 	const n = 2500
 	r := fakeBatchReader(nil)
-	r.transport = newRawFetch(b, n)
+	r.send = newRawFetch(b, n).send
 	ctx := context.Background()
 	inFlight := make([]kafka.Message, DefaultMaxInFlight)
 	k := 0

@@ -3,9 +3,9 @@ package consumer
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"sync"
 	"testing"
 	"time"
@@ -29,11 +29,12 @@ type fetchAnswer struct {
 	records []protocol.Record
 }
 
-func (f *fakeFetches) RoundTrip(ctx context.Context, _ net.Addr, req kafka.Request) (kafka.Response, error) {
+// send answers req as a broker would: the Fetch response body, encoded by
+// kafka-go.
+func (f *fakeFetches) send(ctx context.Context, req *fetchAPI.Request) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fr := req.(*fetchAPI.Request)
-	f.offsets = append(f.offsets, fr.Topics[0].Partitions[0].FetchOffset)
+	f.offsets = append(f.offsets, req.Topics[0].Partitions[0].FetchOffset)
 	if len(f.answers) == 0 {
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -44,19 +45,69 @@ func (f *fakeFetches) RoundTrip(ctx context.Context, _ net.Addr, req kafka.Reque
 		return nil, a.err
 	}
 	p := fetchAPI.ResponsePartition{ErrorCode: int16(a.code), HighWatermark: 100}
-	if a.records != nil {
+	if len(a.records) > 0 {
 		p.RecordSet = protocol.RecordSet{Version: 2, Records: protocol.NewRecordReader(a.records...)}
 	}
-	return &fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{p}}}}, nil
+	base := int64(0)
+	if len(a.records) > 0 {
+		base = a.records[0].Offset
+	}
+	return encodeFetch(&fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{p}}}}, base)
+}
+
+// encodeFetch encodes res as a broker's Fetch v11 answer and returns its
+// body (what follows the size and the correlation id). The record sets are
+// kafka-go's encoding, which numbers a batch's records from 0: their
+// offsets are base and on. The rest is written here, as kafka-go cannot
+// encode a partition without records (an error answer).
+func encodeFetch(res *fetchAPI.Response, base int64) ([]byte, error) {
+	var b bytes.Buffer
+	put := func(v any) { binary.Write(&b, binary.BigEndian, v) }
+	put(res.ThrottleTimeMs)
+	put(res.ErrorCode)
+	put(res.SessionID)
+	put(int32(len(res.Topics)))
+	for _, t := range res.Topics {
+		put(int16(len(t.Topic)))
+		b.WriteString(t.Topic)
+		put(int32(len(t.Partitions)))
+		for _, p := range t.Partitions {
+			put(p.Partition)
+			put(p.ErrorCode)
+			put(p.HighWatermark)
+			put(p.LastStableOffset)
+			put(p.LogStartOffset)
+			put(int32(len(p.AbortedTransactions)))
+			for _, a := range p.AbortedTransactions {
+				put(a.ProducerID)
+				put(a.FirstOffset)
+			}
+			put(p.PreferredReadReplica)
+			if p.RecordSet.Records == nil {
+				put(int32(-1))
+				continue
+			}
+			at := b.Len() + 4 // after the size
+			if _, err := p.RecordSet.WriteTo(&b); err != nil {
+				return nil, err
+			}
+			binary.BigEndian.PutUint64(b.Bytes()[at:], uint64(base))
+		}
+	}
+	return b.Bytes(), nil
 }
 
 func fakeBatchReader(f *fakeFetches) *batchReader {
-	return &batchReader{transport: f, addr: kafka.TCP("fake:9092"), topic: "t", partition: 0, maxBytes: 1 << 20, log: func(string, ...any) {}}
+	r := &batchReader{topic: "t", partition: 0, maxBytes: 1 << 20, log: func(string, ...any) {}}
+	if f != nil {
+		r.send = f.send
+	}
+	return r
 }
 
 // TestBatchReaderRetriesLeaderMoves: answers that a leader moved (the
-// broker's NotLeaderForPartition, or a leader the Transport's metadata does
-// not know yet) are waited out and fetched again at the same offset; an
+// broker's NotLeaderForPartition, or a leader the metadata does not know
+// yet) are waited out and fetched again at the same offset; an
 // error that is not retriable is returned; an empty answer is fetched
 // again.
 func TestBatchReaderRetriesLeaderMoves(t *testing.T) {

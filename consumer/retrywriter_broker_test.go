@@ -31,7 +31,7 @@ func brokerTopics(t *testing.T, specs ...kafka.TopicConfig) []string {
 	defer cancel()
 	var names []string
 	for i := range specs {
-		specs[i].Topic = fmt.Sprintf("t-consumer-%s-%d-%d", t.Name(), time.Now().UnixNano(), i)
+		specs[i].Topic = fmt.Sprintf("t-consumer-%s-%d-%d", strings.ReplaceAll(t.Name(), "/", "."), time.Now().UnixNano(), i)
 		specs[i].ReplicationFactor = 1
 		names = append(names, specs[i].Topic)
 	}
