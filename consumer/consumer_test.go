@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -424,5 +425,37 @@ func TestChunkRefusedBySinkIsReadAgain(t *testing.T) {
 		if n := tc.sink.byID[tc.idOf(t, 0, o)]; n != 1 {
 			t.Errorf("offset %d enqueued %d times, want 1", o, n)
 		}
+	}
+}
+
+// TestChunkOwnsItsBytes: a chunk's messages do not point into the buffer
+// the reader decoded them from (a whole Fetch response), and keep nil
+// apart from empty.
+func TestChunkOwnsItsBytes(t *testing.T) {
+	buf := []byte("key0value0hkey1hv")
+	msgs := []kafka.Message{
+		{Offset: 1, Key: buf[0:4], Value: buf[4:10], Headers: []kafka.Header{{Key: "h", Value: buf[10:11]}}},
+		{Offset: 2, Key: nil, Value: buf[11:11]},
+		{Offset: 3, Key: buf[11:15], Value: nil, Headers: []kafka.Header{{Key: "x", Value: nil}, {Key: "y", Value: buf[15:17]}}},
+	}
+	got := ownBytes(msgs)
+	for i := range buf {
+		buf[i] = '#'
+	}
+	want := []kafka.Message{
+		{Offset: 1, Key: []byte("key0"), Value: []byte("value0"), Headers: []kafka.Header{{Key: "h", Value: []byte("h")}}},
+		{Offset: 2, Key: nil, Value: []byte{}},
+		{Offset: 3, Key: []byte("key1"), Value: nil, Headers: []kafka.Header{{Key: "x", Value: nil}, {Key: "y", Value: []byte("hv")}}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("chunk messages after the reader's buffer changed:\n got %+v\nwant %+v", got, want)
+	}
+	if got[1].Value == nil || got[2].Value != nil || got[1].Key != nil {
+		t.Error("nil and empty keys or values not kept apart")
+	}
+	// An append to one field must not run into the next.
+	_ = append(got[0].Key, 'X')
+	if string(got[0].Value) != "value0" {
+		t.Errorf("appending to a key overwrote the value: %q", got[0].Value)
 	}
 }

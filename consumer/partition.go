@@ -322,9 +322,51 @@ type chunk struct {
 
 func (p *partition) newChunk(msgs []kafka.Message) *chunk {
 	n := len(msgs)
-	c := &chunk{p: p, msgs: append(make([]kafka.Message, 0, n), msgs...), sent: make([]sent, n), w: make([]int64, n)}
+	c := &chunk{p: p, msgs: ownBytes(msgs), sent: make([]sent, n), w: make([]int64, n)}
 	c.left.Store(int32(n))
 	return c
+}
+
+// ownBytes copies msgs, with their keys, values and header values moved
+// into one array of the chunk's own. The reader's messages point into the
+// whole Fetch response they came in (up to FetchMaxBytes); a chunk that
+// kept them would keep that response alive for as long as its slowest
+// record is in flight, and the span cap allows many such responses per
+// partition. Copied, a slow record keeps its chunk's bytes alive and no
+// more, which is what MaxInFlightBytes counts.
+func ownBytes(msgs []kafka.Message) []kafka.Message {
+	out := append(make([]kafka.Message, 0, len(msgs)), msgs...)
+	size, nh := 0, 0
+	for i := range out {
+		m := &out[i]
+		size += len(m.Key) + len(m.Value)
+		for _, h := range m.Headers {
+			size += len(h.Value)
+		}
+		nh += len(m.Headers)
+	}
+	arena := make([]byte, 0, size)
+	own := func(b []byte) []byte {
+		if b == nil {
+			return nil
+		}
+		from := len(arena)
+		arena = append(arena, b...)
+		return arena[from:len(arena):len(arena)]
+	}
+	headers := make([]kafka.Header, 0, nh)
+	for i := range out {
+		m := &out[i]
+		m.Key, m.Value = own(m.Key), own(m.Value)
+		if len(m.Headers) > 0 {
+			from := len(headers)
+			for _, h := range m.Headers {
+				headers = append(headers, kafka.Header{Key: h.Key, Value: own(h.Value)})
+			}
+			m.Headers = headers[from:len(headers):len(headers)]
+		}
+	}
+	return out
 }
 
 // Ack takes the sink's outcome for record i.
