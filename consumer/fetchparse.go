@@ -131,10 +131,9 @@ func parseFetch(body []byte, topic string, partition int32) (p fetchPartition, t
 			q.highWatermark = w.int64()
 			w.int64() // last stable offset
 			w.int64() // log start offset
-			if n := w.int32(); n > 0 {
-				if n > int32(len(body)/16) {
-					w.fail("aborted transactions")
-				}
+			if n := w.int32(); n > int32((len(body)-w.off)/16) {
+				w.fail("aborted transactions") // more than the answer holds
+			} else if n > 0 {
 				q.aborted = make([]abortedTxn, 0, n)
 				for range n {
 					q.aborted = append(q.aborted, abortedTxn{producerID: w.int64(), firstOffset: w.int64()})
