@@ -293,10 +293,15 @@ func (r *recordReader) next(rec *fetchedRecord) bool {
 	rec.offset = r.batch.baseOffset + w.varint()
 	rec.key = w.varBytes("key")
 	rec.value = w.varBytes("value")
-	rec.headers = int(w.varint())
-	if rec.headers < 0 {
-		rec.headers = 0
+	// A header takes at least two bytes (its key's and its value's
+	// lengths): a count the record cannot hold is malformed, and must
+	// not size the headers' array.
+	h := w.varint()
+	if h < 0 || h > int64(end-w.off)/2 {
+		w.fail("header count")
+		return false
 	}
+	rec.headers = int(h)
 	if w.off > end {
 		w.fail("record")
 		return false
