@@ -217,3 +217,40 @@ func TestParseFetchAbortedCount(t *testing.T) {
 		t.Errorf("parseFetch allocated %d bytes for an answer of %d", n, len(body))
 	}
 }
+
+// FuzzDecodeRecords feeds arbitrary bytes as the records of a batch whose
+// checksum matches (what the checksum cannot catch: a producer's or a
+// codec's malformed records): decoding returns records or an error, never
+// panics or sizes anything by a count the bytes cannot hold, and never
+// moves the next offset past a record it did not return.
+func FuzzDecodeRecords(f *testing.F) {
+	f.Add(int32(2), int16(0), rawRecord(0, 0, []byte("k"), []byte("v"), 1, []byte{2, 'h', 0}))
+	f.Add(int32(1), int16(0), rawRecord(0, 0, nil, []byte("v"), 1<<40, []byte{0, 1}))
+	f.Add(int32(3), int16(0x08), append(rawRecord(0, 0, nil, nil, 0, nil), rawRecord(1, 3, []byte{}, []byte{}, 0, nil)...))
+	f.Fuzz(func(t *testing.T, count int32, attrs int16, records []byte) {
+		attrs &^= attrCompression | attrControl | attrTransactional
+		set := rawBatch(100, attrs, max(count-1, 0), -1, 1700000000000, 1700000000000, count, records)
+		part, _, _, err := parseFetch(fetchBody(200, nil, set), "t", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := fakeBatchReader(nil)
+		r.offset = 100
+		msgs, err := r.decode(&part)
+		if err != nil {
+			if !errors.Is(err, errCorrupt) || r.offset != 100 {
+				t.Fatalf("decode = %v, next %d; want errCorrupt and the offset kept", err, r.offset)
+			}
+			return
+		}
+		last := int64(99)
+		for _, m := range msgs {
+			last = max(last, m.Offset)
+		}
+		// Passed whole: the batch's last offset; else no further than
+		// the records returned.
+		if r.offset > last+1 && r.offset != 100+int64(max(count-1, 0))+1 {
+			t.Fatalf("next offset %d after records up to %d of a batch of %d", r.offset, last, count)
+		}
+	})
+}
