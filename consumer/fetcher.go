@@ -383,6 +383,19 @@ func (r *batchReader) decode(part *fetchPartition) ([]kafka.Message, error) {
 		set = rest
 		var rec fetchedRecord
 		rr := newRecordReader(&b)
+		if b.producerID >= 0 {
+			// As the Java client does, for markers too: an abort marker
+			// first in the answer ends a transaction listed as aborted
+			// whose records came before the fetch offset, and must not
+			// leave its producer marked for its next transaction.
+			for len(aborted) > 0 && aborted[0].firstOffset <= b.lastOffset() {
+				if abortedBy == nil {
+					abortedBy = map[int64]struct{}{}
+				}
+				abortedBy[aborted[0].producerID] = struct{}{}
+				aborted = aborted[1:]
+			}
+		}
 		if b.control() {
 			for rr.next(&rec) {
 				if len(rec.key) != 4 {
@@ -394,50 +407,55 @@ func (r *batchReader) decode(part *fetchPartition) ([]kafka.Message, error) {
 					delete(abortedBy, b.producerID)
 				}
 			}
-			continue
-		}
-		skip := false
-		if b.transactional() {
-			for len(aborted) > 0 && aborted[0].firstOffset <= b.baseOffset {
-				if abortedBy == nil {
-					abortedBy = map[int64]struct{}{}
+		} else {
+			_, skip := abortedBy[b.producerID]
+			skip = skip && b.transactional()
+			for rr.next(&rec) {
+				if skip || rec.offset < r.offset {
+					seen++
+					next = max(next, rec.offset+1)
+					continue
 				}
-				abortedBy[aborted[0].producerID] = struct{}{}
-				aborted = aborted[1:]
-			}
-			_, skip = abortedBy[b.producerID]
-		}
-		for rr.next(&rec) {
-			seen++
-			next = max(next, rec.offset+1)
-			if skip || rec.offset < r.offset {
-				continue
-			}
-			m := kafka.Message{
-				Topic: r.topic, Partition: r.partition, Offset: rec.offset, HighWaterMark: part.highWatermark,
-				Key: rec.key, Value: rec.value, Time: time.UnixMilli(rec.timestamp),
-			}
-			if rec.headers > 0 {
-				if cap(headers)-len(headers) < rec.headers {
-					// A new array: the messages returned keep the old one.
-					headers = make([]kafka.Header, 0, max(rec.headers, 256))
+				m := kafka.Message{
+					Topic: r.topic, Partition: r.partition, Offset: rec.offset, HighWaterMark: part.highWatermark,
+					Key: rec.key, Value: rec.value, Time: time.UnixMilli(rec.timestamp),
 				}
-				from := len(headers)
-				for range rec.headers {
-					k, v, herr := rec.header()
-					if herr != nil {
+				if rec.headers > 0 {
+					if cap(headers)-len(headers) < rec.headers {
+						// A new array: the messages returned keep the old one.
+						headers = make([]kafka.Header, 0, max(rec.headers, 256))
+					}
+					from := len(headers)
+					for range rec.headers {
+						k, v, herr := rec.header()
+						if herr != nil {
+							rr.w.err = herr // the record is malformed: stop before it
+							break
+						}
+						headers = append(headers, kafka.Header{Key: string(k), Value: v})
+					}
+					if rr.w.err != nil {
 						break
 					}
-					headers = append(headers, kafka.Header{Key: string(k), Value: v})
+					m.Headers = headers[from:len(headers):len(headers)]
 				}
-				m.Headers = headers[from:len(headers):len(headers)]
+				seen++
+				next = max(next, rec.offset+1)
+				out = append(out, m)
 			}
-			out = append(out, m)
 		}
-		if rerr := rr.err(); rerr != nil && len(out) == 0 {
-			err = rerr
+		if rerr := rr.err(); rerr != nil {
+			// A record that does not decode ends the answer before it:
+			// passing it, or the batches after it, would lose it. The
+			// next fetch starts at it and reports it.
+			if len(out) == 0 {
+				err = rerr
+			}
 			break
 		}
+		// Past the whole batch: compaction may have removed its last
+		// records, or all of them.
+		next = max(next, b.lastOffset()+1)
 	}
 	if len(out) == 0 && err != nil {
 		return nil, fmt.Errorf("fetch %s/%d at %d: decoding: %w", r.topic, r.partition, r.offset, err)

@@ -131,10 +131,9 @@ func parseFetch(body []byte, topic string, partition int32) (p fetchPartition, t
 			q.highWatermark = w.int64()
 			w.int64() // last stable offset
 			w.int64() // log start offset
-			if n := w.int32(); n > 0 {
-				if n > int32(len(body)/16) {
-					w.fail("aborted transactions")
-				}
+			if n := w.int32(); n > int32((len(body)-w.off)/16) {
+				w.fail("aborted transactions") // more than the answer holds
+			} else if n > 0 {
 				q.aborted = make([]abortedTxn, 0, n)
 				for range n {
 					q.aborted = append(q.aborted, abortedTxn{producerID: w.int64(), firstOffset: w.int64()})
@@ -161,6 +160,7 @@ func parseFetch(body []byte, topic string, partition int32) (p fetchPartition, t
 // Record batch attributes (the magic v2 format).
 const (
 	attrCompression   = 0x07
+	attrLogAppendTime = 0x08
 	attrTransactional = 0x10
 	attrControl       = 0x20
 )
@@ -180,16 +180,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // recordBatch is one v2 record batch; records holds its records,
 // decompressed.
 type recordBatch struct {
-	baseOffset     int64
-	attributes     int16
-	firstTimestamp int64
-	producerID     int64
-	numRecords     int32
-	records        []byte
+	baseOffset      int64
+	attributes      int16
+	lastOffsetDelta int32
+	firstTimestamp  int64
+	maxTimestamp    int64
+	producerID      int64
+	numRecords      int32
+	records         []byte
 }
 
 func (b *recordBatch) control() bool       { return b.attributes&attrControl != 0 }
 func (b *recordBatch) transactional() bool { return b.attributes&attrTransactional != 0 }
+
+// lastOffset is the offset of the batch's last record as produced: it
+// stays when compaction removes records, even all of them.
+func (b *recordBatch) lastOffset() int64 { return b.baseOffset + int64(b.lastOffsetDelta) }
 
 // nextBatch reads the batch at the start of set. It returns ok false when
 // set holds no whole batch any more (the broker cuts its answer at
@@ -221,9 +227,9 @@ func nextBatch(set []byte) (b recordBatch, rest []byte, ok bool, err error) {
 	w.int8()  // magic
 	w.int32() // crc
 	b.attributes = w.int16()
-	w.int32() // last offset delta
+	b.lastOffsetDelta = w.int32()
 	b.firstTimestamp = w.int64()
-	w.int64() // max timestamp
+	b.maxTimestamp = w.int64()
 	b.producerID = w.int64()
 	w.int16() // producer epoch
 	w.int32() // base sequence
@@ -291,13 +297,23 @@ func (r *recordReader) next(rec *fetchedRecord) bool {
 	}
 	w.int8() // attributes
 	rec.timestamp = r.batch.firstTimestamp + w.varint()
+	if r.batch.attributes&attrLogAppendTime != 0 {
+		// The broker stamped the batch: its max timestamp is the time
+		// it appended it, the records' own are the create times.
+		rec.timestamp = r.batch.maxTimestamp
+	}
 	rec.offset = r.batch.baseOffset + w.varint()
 	rec.key = w.varBytes("key")
 	rec.value = w.varBytes("value")
-	rec.headers = int(w.varint())
-	if rec.headers < 0 {
-		rec.headers = 0
+	// A header takes at least two bytes (its key's and its value's
+	// lengths): a count the record cannot hold is malformed, and must
+	// not size the headers' array.
+	h := w.varint()
+	if h < 0 || h > int64(end-w.off)/2 {
+		w.fail("header count")
+		return false
 	}
+	rec.headers = int(h)
 	if w.off > end {
 		w.fail("record")
 		return false
