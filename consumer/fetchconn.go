@@ -172,13 +172,15 @@ func (c *brokerConn) interruptOn(ctx context.Context) (stop func() bool) {
 // correlation id), in a new buffer. After an error the connection is out
 // of step: the caller closes it.
 func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout time.Duration) (body []byte, err error) {
+	// The deadline first: set after the watch, it could overwrite the
+	// past deadline of a cancel that came in between.
+	c.pc.SetDeadline(time.Now().Add(timeout))
 	stop := c.interruptOn(ctx)
 	defer func() {
 		if !stop() && err == nil {
 			body, err = nil, ctx.Err() // interrupted after the answer: out of step all the same
 		}
 	}()
-	c.pc.SetDeadline(time.Now().Add(timeout))
 	c.correlation++
 	if err := protocol.WriteRequest(c.pc, fetchVersion, c.correlation, c.clientID, req); err != nil {
 		return nil, err
