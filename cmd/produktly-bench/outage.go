@@ -65,14 +65,17 @@ func outage(ctx context.Context, o options, client *kafka.Client, bl backlog, ke
 	srv.ClearOutage()
 	recovered := time.Now()
 	for {
-		if up, err := consumer.CaughtUp(ctx, client, group, bl.topic, o.partitions); err == nil && up {
+		// Caught up on the source topic is not delivered: in accounts
+		// mode the accounts parked during the outage have records on the
+		// retry topic still, delivered once their not-before time comes.
+		if up, err := consumer.CaughtUp(ctx, client, group, bl.topic, o.partitions); err == nil && up && srv.Distinct() >= bl.good {
 			break
 		}
 		if ctx.Err() != nil {
 			return result{}, ctx.Err()
 		}
 		if time.Since(recovered) > o.drainTimeout {
-			return result{}, fmt.Errorf("outage %s: offsets not all committed %s after the outage", key, o.drainTimeout)
+			return result{}, fmt.Errorf("outage %s: %d of %d good records delivered, offsets committed or not, %s after the outage", key, srv.Distinct(), bl.good, o.drainTimeout)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
