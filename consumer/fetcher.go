@@ -460,11 +460,20 @@ func (r *batchReader) decode(part *fetchPartition) ([]kafka.Message, error) {
 	if len(out) == 0 && err != nil {
 		return nil, fmt.Errorf("fetch %s/%d at %d: decoding: %w", r.topic, r.partition, r.offset, err)
 	}
+	r.advance(next, seen, part.highWatermark)
+	r.buf = out
+	return out, nil
+}
+
+// advance moves the next offset to fetch after an answer that read seen
+// records, up to next: past them, or, when all of them lay before the
+// offset asked for, one offset on.
+func (r *batchReader) advance(next int64, seen int, highWatermark int64) {
 	switch {
 	case next > r.offset:
 		r.compactedGap = false
 		r.offset = next
-	case seen > 0 && r.offset < part.highWatermark:
+	case seen > 0 && r.offset < highWatermark:
 		// Only records before the offset asked for: the batch that holds
 		// it lost its last records to compaction, and its end is not
 		// known here. Stepping one offset at a time cannot pass over a
@@ -475,6 +484,4 @@ func (r *batchReader) decode(part *fetchPartition) ([]kafka.Message, error) {
 		}
 		r.offset++
 	}
-	r.buf = out
-	return out, nil
 }

@@ -97,21 +97,7 @@ func refDecode(r *batchReader, part *fetchAPI.ResponsePartition) ([]kafka.Messag
 	if len(out) == 0 && err != nil {
 		return nil, fmt.Errorf("fetch %s/%d at %d: decoding: %w", r.topic, r.partition, r.offset, err)
 	}
-	switch {
-	case next > r.offset:
-		r.compactedGap = false
-		r.offset = next
-	case seen > 0 && r.offset < part.HighWatermark:
-		// Only records before the offset asked for: the batch that holds
-		// it lost its last records to compaction, and its end is not
-		// known here. Stepping one offset at a time cannot pass over a
-		// record that exists.
-		if !r.compactedGap {
-			r.compactedGap = true
-			r.log("offset %d lies in a compacted batch end: stepping over it", r.offset)
-		}
-		r.offset++
-	}
+	r.advance(next, seen, part.HighWatermark)
 	r.buf = out
 	return out, nil
 }
