@@ -48,14 +48,18 @@ const (
 	// Segment under 2 s) with room for a round trip and a retry.
 	DefaultAccountLinger = time.Second
 	// DefaultLingerBytes is Options.LingerBytes' default: 8 MiB of
-	// request bodies in partial batches, a quarter of the consumer's
+	// request bodies in partial batches, 1/LingerShare of the consumer's
 	// default MaxInFlightBytes (32 MiB), which charges a record three to
 	// four times its mapped call: about what the consumer's caps let the
 	// sink hold of the bench's records. Measured there (accounts mode,
 	// 1,000 Zipf accounts): 4 MiB sent 13,355 requests per 200,000
 	// records, 8 MiB 10,433, 16 MiB 10,918 (the caps bind first, and
-	// the stall sends the oldest).
+	// the stall sends the oldest). The service sets LingerBytes to
+	// 1/LingerShare of its MAX_IN_FLIGHT_BYTES.
 	DefaultLingerBytes = 8 << 20
+	// LingerShare: partial batches may hold 1/LingerShare of the
+	// caller's in-flight byte cap (DefaultLingerBytes).
+	LingerShare = 4
 	// DefaultParkAfter is the service's ACCOUNT_PARK_AFTER default; the
 	// sink parks nothing unless Options.ParkAfter is set.
 	DefaultParkAfter = 30 * time.Second

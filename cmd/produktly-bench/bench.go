@@ -240,9 +240,35 @@ func contenderCmd(ctx context.Context, o options, bl backlog, key, group string,
 	return nil, nil, fmt.Errorf("unknown contender %q", key)
 }
 
+// statusError is a non-200 answer of the admin server.
+type statusError struct{ url, status string }
+
+func (e *statusError) Error() string { return e.url + ": " + e.status }
+
+// saveURL writes the body of a GET of url to path.
+func saveURL(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return &statusError{url: url, status: resp.Status}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // profileService drains the backlog once more with contender key (a
 // service at HEAD) and ADMIN_PPROF, and writes a CPU profile of the drain
-// to path. The profile runs for o.profileFor from the moment the admin
+// to path, and one of the live heap at its end beside it (.heap.pprof). The profile runs for o.profileFor from the moment the admin
 // server answers; the drain must take at least that long to be covered
 // whole, and any idle tail adds no samples.
 func profileService(ctx context.Context, o options, client *kafka.Client, bl backlog, key, path string, log io.Writer) error {
@@ -266,29 +292,21 @@ func profileService(ctx context.Context, o options, client *kafka.Client, bl bac
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, int(o.profileFor.Seconds()))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		resp, err := http.Get(url)
+		err := saveURL(url, path)
 		if err == nil {
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return fmt.Errorf("%s: %s", url, resp.Status)
-			}
-			f, err := os.Create(path)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(f, resp.Body); err != nil {
-				f.Close()
-				return err
-			}
-			if err := f.Close(); err != nil {
-				return err
-			}
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		var serr *statusError
+		if errors.As(err, &serr) || time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("admin server never answered: %w", err)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	// The live heap at the end of the CPU profile, while the drain goes
+	// on: what the in-flight records hold, beside the profile.
+	heap := strings.TrimSuffix(path, ".pprof") + ".heap.pprof"
+	if err := saveURL(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", admin), heap); err != nil {
+		return err
 	}
 	up, err := consumer.CaughtUp(ctx, client, group, bl.topic, o.partitions)
 	if err != nil {

@@ -126,14 +126,21 @@ func TestAccountsSettings(t *testing.T) {
 	if got, want := parkAbove(c), 10000/2; got != want {
 		t.Errorf("parkAbove = %d, want %d (half the per-partition in-flight cap)", got, want)
 	}
+	if got := lingerBytes(c); got != sink.DefaultLingerBytes {
+		t.Errorf("lingerBytes = %d, want the sink's default %d at the default MAX_IN_FLIGHT_BYTES", got, sink.DefaultLingerBytes)
+	}
 
 	env["SEGMENT_EU_ENDPOINT"] = "https://eu.example/"
 	env["SEGMENT_ACCOUNT_MAX_RPS"] = "12.5"
 	env["ACCOUNT_PARK_AFTER"] = "2m"
 	env["MAX_IN_FLIGHT_PER_PARTITION"] = "300"
+	env["MAX_IN_FLIGHT_BYTES"] = "96MiB"
 	c, err = parseConfig("run", nil, getenv(env), io.Discard)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if got, want := lingerBytes(c), 24<<20; got != want {
+		t.Errorf("lingerBytes = %d at MAX_IN_FLIGHT_BYTES=96MiB, want %d (a quarter)", got, want)
 	}
 	if c.EUEndpoint != "https://eu.example" || c.AccountMaxRPS != 12.5 || c.ParkAfter != 2*time.Minute || parkAbove(c) != 150 {
 		t.Errorf("got EUEndpoint %q, AccountMaxRPS %v, ParkAfter %s, parkAbove %d; want https://eu.example, 12.5, 2m0s, 150",

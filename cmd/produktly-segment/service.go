@@ -70,6 +70,7 @@ func newService(c *config, log zerolog.Logger) (*service, error) {
 		}
 		so.ParkAfter = c.ParkAfter
 		so.ParkAbove = parkAbove(c)
+		so.LingerBytes = lingerBytes(c)
 	}
 	seg, err := sink.NewSegment(so)
 	if err != nil {
@@ -98,6 +99,13 @@ func newService(c *config, log zerolog.Logger) (*service, error) {
 // before ACCOUNT_PARK_AFTER has passed.
 func parkAbove(c *config) int {
 	return max(1, consumerOptions(c).WithDefaults().MaxInFlightPerPartition/2)
+}
+
+// lingerBytes is the sink's LingerBytes in accounts mode: the share of
+// the consumer's byte cap that partial batches may hold (sink.LingerShare),
+// so that raising MAX_IN_FLIGHT_BYTES also lets the accounts' batches grow.
+func lingerBytes(c *config) int {
+	return consumerOptions(c).WithDefaults().MaxInFlightBytes / sink.LingerShare
 }
 
 // run serves until ctx is cancelled. The consumer drains first (in-flight
