@@ -23,8 +23,6 @@ const (
 	sentAtFmt   = "2006-01-02T15:04:05.000Z"
 	// envelope is what a body holds besides its messages and their commas.
 	envelope = len(bodyHead) + len(bodyTail) + sentAtWidth + len(bodyEnd)
-	// sealLen is what seal appends.
-	sealLen = len(bodyTail) + sentAtWidth + len(bodyEnd)
 
 	// libraryVersion names this sender in context.library, as analytics-go
 	// names itself there; Segment shows it in the debugger.
@@ -32,13 +30,18 @@ const (
 )
 
 // batch is a list of messages and, once sealed, the body that carries them.
-// Batches are pooled whole, so that in steady state filling one allocates
-// nothing: neither the body nor the message list.
+// A partial batch (one still taking messages, lingering or waiting for its
+// destination) has no body: only its size is kept, and seal writes the
+// body when the batch goes. So the messages' JSON is held once while they
+// wait, not twice; in accounts mode a thousand partial batches' bodies
+// were a quarter of the heap and much of the garbage collector's work
+// (docs/performance.md). Batches and bodies are pooled, so that in steady
+// state filling and sending one allocates nothing.
 type batch struct {
 	d    *dest // where it goes
 	msgs []Message
-	buf  []byte      // head and messages, and after seal the tail
-	size int         // body length if sealed now
+	buf  []byte      // the sealed body; nil until seal
+	size int         // the body's length, sealed or not
 	out  chan answer // capacity 1: the answer of the attempt posted (post)
 	// report takes the outcomes that write something (Delivered,
 	// Rejected, Parked) of a half of a split batch, to keep them in the
@@ -46,19 +49,24 @@ type batch struct {
 	report func(m Message, r Result)
 }
 
-// Pooled batches come in size classes of their body buffer, from
-// minBatchBuf (4 KiB) doubling to 512 KiB, which holds the largest body
-// (MaxBatchBytes): in accounts mode most destinations send a few messages
-// per request, and a body buffer sized for the largest batch for each of
-// a thousand of them is most of the heap and of the garbage collector's
-// work (docs/performance.md).
+// Pooled batches come in size classes, from minBatchBuf (4 KiB) doubling
+// to 512 KiB, which holds the largest body (MaxBatchBytes): bodies by
+// their capacity, batches by that of their message list (a class's body
+// holds about a message per 256 bytes). In accounts mode most
+// destinations send a few messages per request, and a message list sized
+// for the largest batch for each of a thousand of them would be much of
+// the heap.
 const (
 	minBatchBuf  = 4 << 10
 	batchClasses = 8 // minBatchBuf << 7 = 512 KiB ≥ MaxBatchBytes
 )
 
-// batchPool keeps released batches by the capacity of their body buffer.
-type batchPool [batchClasses]sync.Pool // *batch
+// batchPool keeps released batches by the capacity of their message list,
+// and bodies by theirs.
+type batchPool struct {
+	batches [batchClasses]sync.Pool // *batch
+	bodies  [batchClasses]sync.Pool // *[]byte
+}
 
 // classFor is the smallest class whose buffers hold n bytes.
 func classFor(n int) int {
@@ -69,72 +77,75 @@ func classFor(n int) int {
 	return c
 }
 
-// newBatch takes an empty batch whose body buffer holds about hint bytes
-// from the pool, and writes the body's head. hint is a guess (the
-// destination's last body size); the buffer grows past it if need be.
+// classOf is the largest class whose buffers n bytes hold, or -1 under
+// the smallest.
+func classOf(n int) int {
+	c := batchClasses - 1
+	for c >= 0 && minBatchBuf<<c > n {
+		c--
+	}
+	return c
+}
+
+// listCap is the capacity of the message list of class c's batches.
+func (s *Segment) listCap(c int) int {
+	return min(max(s.o.BatchSize, 1), (minBatchBuf<<c)/256)
+}
+
+// listClass is the pool class of batches whose message lists are those of
+// class c: the smallest class with lists as long (BatchSize caps them, so
+// the largest classes share one).
+func (s *Segment) listClass(c int) int {
+	for c > 0 && s.listCap(c-1) == s.listCap(c) {
+		c--
+	}
+	return c
+}
+
+// newBatch takes an empty batch from the pool whose message list suits a
+// body of about hint bytes (the destination's last body size: a guess;
+// the list grows past it if need be).
 func (s *Segment) newBatch(d *dest, hint int) *batch {
-	b := s.pooled(classFor(hint))
+	c := s.listClass(classFor(hint))
+	b, ok := s.pool.batches[c].Get().(*batch)
+	if !ok {
+		b = &batch{msgs: make([]Message, 0, s.listCap(c))}
+	}
 	b.d = d
-	b.reset()
+	b.size = envelope
 	return b
 }
 
-// pooled returns a batch of class c from the pool, or a new one.
-func (s *Segment) pooled(c int) *batch {
-	if b, ok := s.pool[c].Get().(*batch); ok {
-		return b
-	}
-	size := minBatchBuf << c
-	return &batch{buf: make([]byte, 0, size), msgs: make([]Message, 0, min(max(s.o.BatchSize, 1), size/256))}
-}
-
-// reserve makes room in b's body buffer for n more bytes, taking a buffer
-// of a larger class from the pool and giving the smaller one back, rather
-// than growing it by append, which allocates and leaves the old one to the
-// garbage collector (a partial batch often outgrows its destination's last
-// body while it lingers).
-func (s *Segment) reserve(b *batch, n int) {
-	need := len(b.buf) + n
-	if need <= cap(b.buf) || need > 2*MaxBatchBytes {
-		return
-	}
-	nb := s.pooled(classFor(need))
-	if cap(nb.buf) < need {
-		s.pool[classFor(need)].Put(nb)
-		return // beyond the largest class: append grows it
-	}
-	nb.buf = append(nb.buf[:0], b.buf...)
-	if cap(nb.msgs) >= len(b.msgs) {
-		nb.msgs = append(nb.msgs[:0], b.msgs...)
-		b.msgs, nb.msgs = nb.msgs, b.msgs
-	}
-	b.buf, nb.buf = nb.buf, b.buf
-	s.release(nb)
-}
-
-// release returns b to the pool of its buffer's class. It drops the
-// references to the messages (their Done closures and JSON belong to the
-// caller), and does not keep buffers that grew past what a batch can need.
+// release returns b, and its body if it has one, to the pool. It drops
+// the references to the messages (their Done closures and JSON belong to
+// the caller), and keeps neither bodies that grew past what a batch can
+// need nor message lists under the smallest class.
 func (s *Segment) release(b *batch) {
+	s.releaseBody(b)
 	clear(b.msgs)
 	b.msgs = b.msgs[:0]
 	b.d = nil
 	b.report = nil
-	n := cap(b.buf)
-	if n > 2*MaxBatchBytes || n < minBatchBuf {
-		return
+	for c := batchClasses - 1; c >= 0; c-- {
+		if cap(b.msgs) >= s.listCap(c) {
+			s.pool.batches[s.listClass(c)].Put(b)
+			return
+		}
 	}
-	c := batchClasses - 1
-	for minBatchBuf<<c > n {
-		c--
-	}
-	s.pool[c].Put(b)
 }
 
-// reset empties the body, keeping the messages.
-func (b *batch) reset() {
-	b.buf = append(b.buf[:0], bodyHead...)
-	b.size = envelope
+// releaseBody returns b's body to the pool.
+func (s *Segment) releaseBody(b *batch) {
+	if b.buf == nil {
+		return
+	}
+	body := b.buf[:0]
+	b.buf = nil
+	if n := cap(body); n <= 2*MaxBatchBytes {
+		if c := classOf(n); c >= 0 {
+			s.pool.bodies[c].Put(&body)
+		}
+	}
 }
 
 // fits reports whether m can join b without breaking the byte limit. An
@@ -144,35 +155,50 @@ func (b *batch) fits(m Message, limit int) bool {
 	return len(b.msgs) == 0 || b.size+1+len(m.JSON) <= limit
 }
 
-// add appends m to the list and its JSON to the body.
+// add appends m to a batch not sealed yet.
 func (b *batch) add(m Message) {
-	b.msgs = append(b.msgs, m)
-	b.write(m)
-}
-
-func (b *batch) write(m Message) {
-	if b.size > envelope {
-		b.buf = append(b.buf, ',')
-		b.size++
+	if len(b.msgs) > 0 {
+		b.size++ // the comma
 	}
-	b.buf = append(b.buf, m.JSON...)
+	b.msgs = append(b.msgs, m)
 	b.size += len(m.JSON)
 }
 
-// seal appends the tail, with a sentAt placeholder that stamp overwrites.
-func (b *batch) seal() {
-	b.buf = append(b.buf, bodyTail...)
-	b.buf = append(b.buf, sentAtFmt...)
-	b.buf = append(b.buf, bodyEnd...)
+// seal writes b's body: the head, its messages, and the tail with a
+// sentAt placeholder that stamp overwrites. It writes it anew each time,
+// into the body it has when that is large enough, else into one from the
+// pool: after messages were removed (rebuild), it is shorter.
+func (s *Segment) seal(b *batch) {
+	if cap(b.buf) < b.size {
+		s.releaseBody(b)
+		if p, ok := s.pool.bodies[classFor(b.size)].Get().(*[]byte); ok && cap(*p) >= b.size {
+			b.buf = *p
+		} else {
+			b.buf = make([]byte, 0, max(b.size, minBatchBuf<<classFor(b.size)))
+		}
+	}
+	buf := append(b.buf[:0], bodyHead...)
+	for i, m := range b.msgs {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, m.JSON...)
+	}
+	buf = append(buf, bodyTail...)
+	buf = append(buf, sentAtFmt...)
+	b.buf = append(buf, bodyEnd...)
 }
 
-// rebuild writes a new sealed body for b.msgs, after some were removed.
-func (b *batch) rebuild() {
-	b.reset()
-	for _, m := range b.msgs {
-		b.write(m)
+// rebuild recounts and reseals b after messages were removed from it.
+func (s *Segment) rebuild(b *batch) {
+	b.size = envelope
+	for i, m := range b.msgs {
+		if i > 0 {
+			b.size++
+		}
+		b.size += len(m.JSON)
 	}
-	b.seal()
+	s.seal(b)
 }
 
 // stamp writes t as sentAt into a sealed body. Segment corrects timestamps
@@ -187,8 +213,7 @@ func stamp(body []byte, t time.Time) {
 	copy(body[at:at+sentAtWidth], t.UTC().AppendFormat(scratch[:0], sentAtFmt))
 }
 
-// encode builds a sealed batch for msgs. The batcher builds bodies message by
-// message; this is for the rare rebuilds after a split or a cancellation.
+// encode builds a sealed batch for msgs: for the halves of a split.
 func (s *Segment) encode(d *dest, msgs []Message) *batch {
 	n := envelope
 	for _, m := range msgs {
@@ -198,7 +223,7 @@ func (s *Segment) encode(d *dest, msgs []Message) *batch {
 	for _, m := range msgs {
 		b.add(m)
 	}
-	b.seal()
+	s.seal(b)
 	return b
 }
 
@@ -383,7 +408,7 @@ func (s *Segment) send(ctx context.Context, d *dest, b *batch, now time.Time) bo
 	if int(d.live.Load()) >= s.perDest || !d.reserve(now, s.interval) {
 		return false
 	}
-	b.seal()
+	s.seal(b)
 	d.bodyHint = len(b.buf)
 	d.live.Add(1)
 	s.wg.Go(func() {

@@ -10,8 +10,8 @@ import (
 )
 
 // BenchmarkEncodeBatch builds the body of a 500-message batch the way the
-// batcher does: append each pre-encoded message into a pooled buffer, seal,
-// stamp sentAt. Compare BenchmarkMarshalBatchAnalyticsGo.
+// batcher does: list each pre-encoded message, seal (write them into a
+// pooled body), stamp sentAt. Compare BenchmarkMarshalBatchAnalyticsGo.
 func BenchmarkEncodeBatch(b *testing.B) {
 	s := &Segment{o: Options{BatchSize: 500, BatchBytes: MaxBatchBytes}}
 	msgs := benchMessages(500)
@@ -25,7 +25,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 			}
 			bt.add(m)
 		}
-		bt.seal()
+		s.seal(bt)
 		stamp(bt.buf, time.Now())
 		size = len(bt.buf)
 		s.release(bt)

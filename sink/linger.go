@@ -145,7 +145,6 @@ func (s *Segment) setCur(d *dest, b *batch) {
 // addCur adds m to d's partial batch.
 func (s *Segment) addCur(d *dest, m Message) {
 	before := d.cur.size
-	s.reserve(d.cur, 1+len(m.JSON)+sealLen)
 	d.cur.add(m)
 	s.linger.bytes += d.cur.size - before
 }

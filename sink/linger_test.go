@@ -318,7 +318,7 @@ func TestLingerNeverHoldsTheCallerHostage(t *testing.T) {
 	}
 }
 
-func TestBatchBuffersSizedByHint(t *testing.T) {
+func TestBatchListsSizedByHint(t *testing.T) {
 	s := &Segment{o: Options{BatchSize: 500}}
 	for _, tc := range []struct{ hint, want int }{
 		{0, minBatchBuf},
@@ -331,33 +331,58 @@ func TestBatchBuffersSizedByHint(t *testing.T) {
 			t.Errorf("classFor(%d) holds %d bytes, want %d", tc.hint, minBatchBuf<<got, tc.want)
 		}
 		b := s.newBatch(nil, tc.hint)
-		if cap(b.buf) < tc.hint || cap(b.buf) > tc.want {
-			t.Errorf("newBatch(hint %d): buffer of %d bytes, want %d..%d", tc.hint, cap(b.buf), tc.hint, tc.want)
+		if want := min(500, tc.want/256); cap(b.msgs) != want {
+			t.Errorf("newBatch(hint %d): message list of %d, want %d", tc.hint, cap(b.msgs), want)
+		}
+		if b.buf != nil {
+			t.Errorf("newBatch(hint %d) has a body of %d bytes before it is sealed", tc.hint, cap(b.buf))
 		}
 		s.release(b)
 	}
-	// A buffer that grew is pooled by what it holds now, and one that
-	// grew past what a body can need is dropped.
+	// A batch of the largest bodies comes back for the same hint: the
+	// classes whose lists BatchSize caps share one pool.
+	big := s.newBatch(nil, MaxBatchBytes)
+	s.release(big)
+	if again := s.newBatch(nil, 300_000); again != big {
+		t.Error("a batch released with a full list was not reused for a hint of the same list length")
+	} else {
+		s.release(again)
+	}
+	// A body that grew is pooled by what it holds now, one that grew past
+	// what a body can need is dropped, and a message list that grew goes
+	// to the class it now fills.
 	b := s.newBatch(nil, 0)
-	b.buf = append(b.buf, make([]byte, 300_000)...)
+	b.buf = make([]byte, 0, 300_000)
+	for range 100 {
+		b.add(Message{JSON: []byte("{}")})
+	}
 	s.release(b)
 	huge := s.newBatch(nil, 0)
 	huge.buf = make([]byte, 0, 2*MaxBatchBytes+1)
 	s.release(huge)
 	for c := range batchClasses {
 		for {
-			x, ok := s.pool[c].Get().(*batch)
+			p, ok := s.pool.bodies[c].Get().(*[]byte)
 			if !ok {
 				break
 			}
-			if n := cap(x.buf); n < minBatchBuf<<c || n > 2*MaxBatchBytes {
-				t.Errorf("class %d (%d bytes) pooled a buffer of %d bytes", c, minBatchBuf<<c, n)
+			if n := cap(*p); n < minBatchBuf<<c || n > 2*MaxBatchBytes {
+				t.Errorf("class %d (%d bytes) pooled a body of %d bytes", c, minBatchBuf<<c, n)
+			}
+		}
+		for {
+			x, ok := s.pool.batches[c].Get().(*batch)
+			if !ok {
+				break
+			}
+			if n := cap(x.msgs); n < s.listCap(c) || x.buf != nil || len(x.msgs) != 0 || s.listClass(c) != c {
+				t.Errorf("class %d (lists of %d) pooled a batch with a list of %d (len %d), body %v", c, s.listCap(c), n, len(x.msgs), x.buf != nil)
 			}
 		}
 	}
 }
 
-func TestReserveKeepsTheBody(t *testing.T) {
+func TestSealWritesTheMessagesInOrder(t *testing.T) {
 	s := &Segment{o: Options{BatchSize: 2500}}
 	b := s.newBatch(nil, 0)
 	var want []string
@@ -366,30 +391,34 @@ func TestReserveKeepsTheBody(t *testing.T) {
 		if !b.fits(Message{JSON: js}, MaxBatchBytes) {
 			break
 		}
-		before := cap(b.buf)
-		s.reserve(b, 1+len(js)+sealLen)
-		if cap(b.buf) < len(b.buf)+1+len(js)+sealLen {
-			t.Fatalf("after reserve the buffer holds %d bytes, want room for %d more than %d", cap(b.buf), 1+len(js)+sealLen, len(b.buf))
-		}
-		if cap(b.buf) != before && cap(b.buf)&(cap(b.buf)-1) != 0 {
-			t.Errorf("grown buffer of %d bytes is not a pool class", cap(b.buf))
-		}
 		b.add(Message{ID: fmt.Sprint(i), JSON: js})
 		want = append(want, fmt.Sprintf("m-%04d", i))
 	}
-	b.seal()
+	if b.buf != nil {
+		t.Fatal("a partial batch holds a body")
+	}
+	s.seal(b)
 	stamp(b.buf, time.Now())
 	ids, ok := messageIDsOf(b.buf)
 	if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
-		t.Fatalf("body after growing is not the %d messages in order (ok %v, got %d ids)", len(want), ok, len(ids))
+		t.Fatalf("sealed body is not the %d messages in order (ok %v, got %d ids)", len(want), ok, len(ids))
 	}
-	if len(b.msgs) != len(want) {
-		t.Errorf("%d messages listed, want %d", len(b.msgs), len(want))
+	if len(b.buf) != b.size {
+		t.Errorf("body is %d bytes, batch accounted %d", len(b.buf), b.size)
 	}
-	for i, m := range b.msgs {
-		if m.ID != fmt.Sprint(i) {
-			t.Fatalf("message %d is %q, want %q", i, m.ID, fmt.Sprint(i))
-		}
+	// After messages are removed, the body is written anew into the one
+	// it has, and the size recounted.
+	body := &b.buf[0]
+	b.msgs = b.msgs[1 : len(b.msgs)-1]
+	want = want[1 : len(want)-1]
+	s.rebuild(b)
+	stamp(b.buf, time.Now())
+	ids, ok = messageIDsOf(b.buf)
+	if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
+		t.Fatalf("rebuilt body is not the %d messages left in order (ok %v, got %d ids)", len(want), ok, len(ids))
+	}
+	if len(b.buf) != b.size || &b.buf[0] != body {
+		t.Errorf("rebuilt body is %d bytes (accounted %d), same buffer %v", len(b.buf), b.size, &b.buf[0] == body)
 	}
 }
 

@@ -141,7 +141,7 @@ type Segment struct {
 	o    Options // with defaults applied
 	log  zerolog.Logger
 	m    *metrics
-	pool batchPool // *batch by body buffer size, with their bodies and message lists
+	pool batchPool // batches by message list capacity, bodies by theirs
 
 	queue    queue
 	held     atomic.Int64  // messages taken off the queue and not finished

@@ -284,7 +284,7 @@ func (s *Segment) dropCanceled(b *batch, last error) bool {
 	}
 	clear(b.msgs[len(kept):]) // drop references to finished messages
 	b.msgs = kept
-	b.rebuild()
+	s.rebuild(b)
 	return true
 }
 
