@@ -189,7 +189,8 @@ func (s *Segment) seal(b *batch) {
 	b.buf = append(buf, bodyEnd...)
 }
 
-// rebuild recounts and reseals b after messages were removed from it.
+// rebuild recounts b after messages were removed from it, and reseals it
+// if it has a body (one without gets its body before its next attempt).
 func (s *Segment) rebuild(b *batch) {
 	b.size = envelope
 	for i, m := range b.msgs {
@@ -198,7 +199,9 @@ func (s *Segment) rebuild(b *batch) {
 		}
 		b.size += len(m.JSON)
 	}
-	s.seal(b)
+	if b.buf != nil {
+		s.seal(b)
+	}
 }
 
 // stamp writes t as sentAt into a sealed body. Segment corrects timestamps

@@ -91,6 +91,9 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		case <-ctx.Done():
 			continue
 		}
+		if b.buf == nil {
+			s.seal(b) // its first attempt, or a retry after a backoff
+		}
 		epoch := d.health.epoch()
 		a := s.post(ctx, b)
 		<-s.sem
@@ -197,6 +200,10 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 		if a.retryAfter > 0 || a.status == http.StatusTooManyRequests {
 			wake = nil
 		}
+		// The body goes back to the pool while the batch waits: in an
+		// outage every batch waits, and their messages' JSON is then
+		// held once, not twice. The next attempt writes it anew.
+		s.releaseBody(b)
 		if s.sleep(ctx, b, wait, last, wake) {
 			streak = 0
 		}
