@@ -459,3 +459,43 @@ func TestChunkOwnsItsBytes(t *testing.T) {
 		t.Errorf("appending to a key overwrote the value: %q", got[0].Value)
 	}
 }
+
+// TestHandedOnRecordsKeepTheirBytes: records handed on past the fetch that
+// read them (dead letters here, waiting in the writer's queue) keep their
+// values and headers while the partition reads its next batches: the fake
+// reader writes over a batch's bytes when it fetches again, as batchReader
+// reads its next answer into the same buffer.
+func TestHandedOnRecordsKeepTheirBytes(t *testing.T) {
+	// The dead letters never finish: shutdown need not wait long for them.
+	tc := newTestConsumer(t, 1, func(o *Options) { o.ShutdownTimeout = 100 * time.Millisecond })
+	const n = 4 * defaultFakeBatch
+	value := func(i int) string { return fmt.Sprintf("not json %d", i) }
+	header := func(i int) string { return fmt.Sprintf("h%d", i) }
+	for i := range n {
+		tc.topic.append(0, []byte(value(i)), kafka.Header{Key: "h", Value: []byte(header(i))})
+	}
+	tc.run(t)
+	tc.fc.start(t, 1, 0)
+	var queued []*dlqItem
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// The dead-letter writer is not running: the items wait in the
+		// lanes' intake.
+		tc.dlq.lanes.mu.Lock()
+		queued = append(queued[:0], tc.dlq.lanes.intake...)
+		tc.dlq.lanes.mu.Unlock()
+		if len(queued) == n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d records dead-lettered, want %d", len(queued), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for i, it := range queued {
+		m := it.msg
+		if m.Offset != int64(i) || string(m.Value) != value(i) || len(m.Headers) != 1 || m.Headers[0].Key != "h" || string(m.Headers[0].Value) != header(i) {
+			t.Errorf("dead letter %d: offset %d value %q headers %v, want offset %d value %q header h=%q", i, m.Offset, m.Value, m.Headers, i, value(i), header(i))
+		}
+	}
+}

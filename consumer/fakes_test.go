@@ -68,6 +68,13 @@ type fakeReader struct {
 	// defaultFakeBatch).
 	batch int
 	buf   []kafka.Message
+	// bytes and headers hold the keys, values and headers of the records
+	// last returned. The next FetchBatch writes over them before it
+	// reuses them, as batchReader reads its next answer into the same
+	// buffer: a consumer that kept them past that call reads garbage, or
+	// races under -race.
+	bytes   []byte
+	headers []kafka.Header
 }
 
 // defaultFakeBatch makes the fake reader return several records a fetch,
@@ -104,12 +111,14 @@ func (r *fakeReader) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
 			n := min(int64(max), int64(len(log))-pos)
 			r.pos += n
 			r.mu.Unlock()
-			// The buffer is reused, as the real reader may: the consumer
-			// must not keep the slice past the next call.
+			// The buffers are reused, as the real reader's are: the
+			// consumer must not keep the slice or the records' bytes
+			// past the next call.
 			r.buf = append(r.buf[:0], log[pos:pos+n]...)
 			for i := range r.buf {
 				r.buf[i].HighWaterMark = int64(len(log))
 			}
+			r.reuse()
 			return r.buf, nil
 		}
 		r.mu.Unlock()
@@ -119,6 +128,53 @@ func (r *fakeReader) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
 		case <-grew:
 		}
 	}
+}
+
+// reuse writes over the bytes and headers the last FetchBatch returned,
+// then moves those of r.buf's records there (the topic's log keeps its
+// own).
+func (r *fakeReader) reuse() {
+	for i := range r.bytes {
+		r.bytes[i] = '#'
+	}
+	for i := range r.headers {
+		r.headers[i] = kafka.Header{Key: "#", Value: []byte("#")}
+	}
+	size, nh := 0, 0
+	for _, m := range r.buf {
+		size += len(m.Key) + len(m.Value)
+		for _, h := range m.Headers {
+			size += len(h.Value)
+		}
+		nh += len(m.Headers)
+	}
+	if cap(r.bytes) < size {
+		r.bytes = make([]byte, 0, 2*size)
+	}
+	if cap(r.headers) < nh {
+		r.headers = make([]kafka.Header, 0, 2*nh)
+	}
+	b, hs := r.bytes[:0], r.headers[:0]
+	own := func(s []byte) []byte {
+		if s == nil {
+			return nil
+		}
+		from := len(b)
+		b = append(b, s...)
+		return b[from:len(b):len(b)]
+	}
+	for i := range r.buf {
+		m := &r.buf[i]
+		m.Key, m.Value = own(m.Key), own(m.Value)
+		if len(m.Headers) > 0 {
+			from := len(hs)
+			for _, h := range m.Headers {
+				hs = append(hs, kafka.Header{Key: h.Key, Value: own(h.Value)})
+			}
+			m.Headers = hs[from:len(hs):len(hs)]
+		}
+	}
+	r.bytes, r.headers = b, hs
 }
 
 func (r *fakeReader) Close() error { return nil }

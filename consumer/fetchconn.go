@@ -34,7 +34,7 @@ const maxFetchFrame = 1 << 30
 // as kafka-go's Transport sets up its connections (ApiVersions, then the
 // SASL handshake and exchange) with the Dialer's TLS and SASL settings.
 // It carries one Fetch at a time and hands back each answer's bytes
-// undecoded, in a buffer of its own that it never reuses.
+// undecoded, read into the buffer its caller passes when that holds them.
 type brokerConn struct {
 	addr        string
 	pc          *protocol.Conn
@@ -169,9 +169,11 @@ func (c *brokerConn) interruptOn(ctx context.Context) (stop func() bool) {
 }
 
 // fetch sends req and returns the answer's body (what follows the
-// correlation id), in a new buffer. After an error the connection is out
-// of step: the caller closes it.
-func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout time.Duration) (body []byte, err error) {
+// correlation id), read into buf's array when its capacity holds the
+// answer, else into a new one (answerBuffer). After an error the
+// connection is out of step: the caller closes it; buf's bytes are then
+// whatever the read left.
+func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout time.Duration, buf []byte) (body []byte, err error) {
 	// The deadline first: set after the watch, it could overwrite the
 	// past deadline of a cancel that came in between.
 	c.pc.SetDeadline(time.Now().Add(timeout))
@@ -196,7 +198,7 @@ func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout t
 	if id := int32(binary.BigEndian.Uint32(head[4:])); id != c.correlation {
 		return nil, fmt.Errorf("fetch answer to request %d, want %d", id, c.correlation)
 	}
-	body = make([]byte, size-4)
+	body = answerBuffer(buf, size-4)
 	if _, err := io.ReadFull(c.pc, body); err != nil {
 		return nil, err
 	}
@@ -205,3 +207,14 @@ func (c *brokerConn) fetch(ctx context.Context, req *fetchAPI.Request, timeout t
 }
 
 func (c *brokerConn) close() error { return c.pc.Close() }
+
+// answerBuffer returns n bytes to read an answer into: buf's array when its
+// capacity is at least n, else a new array of n bytes. Only a new array
+// is zeroed, so an answer that fits costs neither an allocation nor
+// clearing.
+func answerBuffer(buf []byte, n int) []byte {
+	if cap(buf) >= n {
+		return buf[:n]
+	}
+	return make([]byte, n)
+}

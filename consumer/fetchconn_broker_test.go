@@ -42,7 +42,7 @@ func TestBatchReaderCodecs(t *testing.T) {
 			defer r.Close()
 			r.SetOffset(0)
 			// What the broker answers: batches of the codec written.
-			body, err := r.send(ctx, r.request())
+			body, err := r.send(ctx, r.request(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -23,9 +23,12 @@ import (
 // returns every record batch the broker has up to FetchMaxBytes, so there
 // is no channel crossing or socket deadline per record as in kafka-go's
 // Reader. It reads the answer's bytes itself (fetchparse.go) rather than
-// through kafka-go's decoder, and the messages' keys and values are
-// slices of those bytes: each answer is read into a buffer of its own,
-// never reused.
+// through kafka-go's decoder, and the messages' keys, values and header
+// values are slices of those bytes. The reader reads each answer into the
+// buffer of the one before (growing it when an answer is larger), so the
+// messages FetchBatch returns are valid only until its next call, as the
+// reader interface says: the partition loop copies what it keeps
+// (ownBytes) before it fetches again.
 //
 // It follows kafka-go's Reader where that one decides (start offsets,
 // OffsetOutOfRange), and does what the Reader leaves undone for
@@ -40,14 +43,18 @@ type batchReader struct {
 	maxBytes  int
 	log       func(format string, args ...any) // warnings
 	// send sends a Fetch to the partition's leader and returns the
-	// answer's body (sendToLeader; unit tests answer themselves).
-	send func(ctx context.Context, req *fetchAPI.Request) ([]byte, error)
+	// answer's body, read into buf's array when that holds it
+	// (answerBuffer); sendToLeader, and unit tests answer themselves.
+	send func(ctx context.Context, req *fetchAPI.Request, buf []byte) ([]byte, error)
 
 	leader string      // the leader's address, "" until looked up
 	conn   *brokerConn // to leader, nil until dialled
 
 	offset int64 // next offset to fetch, or FirstOffset / LastOffset
 	buf    []kafka.Message
+	// body is the buffer the next answer is read into: the last answer's,
+	// unless that one was larger than keepAnswers allows.
+	body []byte
 	// compactedGap is set while the reader steps one offset at a time
 	// through the end of a batch whose last records were compacted away.
 	compactedGap bool
@@ -61,6 +68,14 @@ const (
 	fetchWait    = 500 * time.Millisecond
 	fetchTimeout = fetchWait + 15*time.Second
 )
+
+// keepAnswers bounds the buffer a reader keeps for its next answer, in
+// multiples of its FetchMaxBytes. A broker answers up to MaxBytes plus
+// some framing, but returns a partition's first record batch whole even
+// when it is larger: the buffer of such an answer is used once and left
+// to the garbage collector, so that one huge batch is not held for as
+// long as the partition is read.
+const keepAnswers = 2
 
 // fetchRetry is the wait between attempts after an error the broker
 // reports as retriable (a leader move, a timeout); after a leader move the
@@ -91,17 +106,22 @@ func (r *batchReader) SetOffset(offset int64) error {
 	return nil
 }
 
-// Close closes the reader's connection.
+// Close closes the reader's connection and drops its buffers; the
+// messages last returned keep their bytes, since no answer is read into
+// them any more.
 func (r *batchReader) Close() error {
 	r.forgetLeader()
+	r.body, r.buf = nil, nil
 	return nil
 }
 
-// FetchBatch returns the next records, at least one; it fetches again
-// while the answers are empty (nothing new within fetchWait, or only
-// aborted records and markers), and waits and retries on retriable broker
-// errors. It returns ctx.Err() once ctx ends, and other errors (an
-// unreachable broker, a non-retriable answer) for the caller to report.
+// FetchBatch returns the next records, at least one, valid until the next
+// call (their bytes are the answer's, and the next answer is read into
+// the same buffer); it fetches again while the answers are empty (nothing
+// new within fetchWait, or only aborted records and markers), and waits
+// and retries on retriable broker errors. It returns ctx.Err() once ctx
+// ends, and other errors (an unreachable broker, a non-retriable answer)
+// for the caller to report.
 func (r *batchReader) FetchBatch(ctx context.Context) ([]kafka.Message, error) {
 	for attempt := 0; ; {
 		if err := ctx.Err(); err != nil {
@@ -153,16 +173,22 @@ func retriable(err error) bool {
 // waits and fetches again, as the Reader does.
 var errOffsetPastEnd = errors.New("offset past the partition's end: waiting for records")
 
-// fetch sends one Fetch request and decodes its answer into r.buf.
+// fetch sends one Fetch request, reads its answer into r.body and
+// decodes it into r.buf.
 func (r *batchReader) fetch(ctx context.Context) ([]kafka.Message, error) {
 	if r.offset < 0 {
 		if err := r.resolve(ctx); err != nil {
 			return nil, err
 		}
 	}
-	body, err := r.send(ctx, r.request())
+	body, err := r.send(ctx, r.request(), r.body)
 	if err != nil {
+		// r.body is kept: whatever a broken read left in it is
+		// overwritten by the next answer.
 		return nil, fmt.Errorf("fetch %s/%d at %d: %w", r.topic, r.partition, r.offset, err)
+	}
+	if cap(body) <= keepAnswers*r.maxBytes {
+		r.body = body
 	}
 	part, topErr, found, err := parseFetch(body, r.topic, int32(r.partition))
 	switch {
@@ -224,10 +250,11 @@ func leaderMoved(code kafka.Error) bool {
 
 // sendToLeader sends req to the partition's leader, looking the leader up
 // and connecting first when the reader has no connection, and returns the
-// answer's body. A connection that served before and fails (the broker
-// closed it while idle, or went away) is replaced at once, once; other
-// errors are returned, and the next call starts from a new lookup.
-func (r *batchReader) sendToLeader(ctx context.Context, req *fetchAPI.Request) ([]byte, error) {
+// answer's body, read into buf's array when that holds it. A connection
+// that served before and fails (the broker closed it while idle, or went
+// away) is replaced at once, once; other errors are returned, and the
+// next call starts from a new lookup.
+func (r *batchReader) sendToLeader(ctx context.Context, req *fetchAPI.Request, buf []byte) ([]byte, error) {
 	for again := true; ; again = false {
 		if r.conn == nil {
 			if r.leader == "" {
@@ -244,7 +271,7 @@ func (r *batchReader) sendToLeader(ctx context.Context, req *fetchAPI.Request) (
 			}
 			r.conn = conn
 		}
-		body, err := r.conn.fetch(ctx, req, fetchTimeout)
+		body, err := r.conn.fetch(ctx, req, fetchTimeout, buf)
 		if err == nil {
 			return body, nil
 		}
@@ -352,7 +379,8 @@ func (r *batchReader) bounds(ctx context.Context) (first, last int64, err error)
 
 // decode turns the answer's record batches into messages from r.offset on
 // and moves r.offset past every offset the answer covered. Keys, values
-// and header values are slices of the answer's bytes.
+// and header values are slices of the answer's bytes (of a compressed
+// batch's decompressed records); header keys are strings of their own.
 //
 // Read-committed filtering follows the Java client: a transactional batch
 // whose producer has an aborted transaction starting at or before it is

@@ -33,7 +33,8 @@ func produce(t *testing.T, topic string, msgs ...kafka.Message) {
 }
 
 // readUntil fetches until the reader has passed offset end, and returns
-// every record read.
+// every record read, with bytes of their own (ownBytes, as the partition
+// loop copies them): a batch's bytes are valid only until the next fetch.
 func readUntil(t *testing.T, r *batchReader, end int64) []kafka.Message {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -44,7 +45,7 @@ func readUntil(t *testing.T, r *batchReader, end int64) []kafka.Message {
 		if err != nil {
 			t.Fatalf("FetchBatch at %d (want to pass %d, %d read): %v", r.offset, end, len(got), err)
 		}
-		got = append(got, batch...) // copies the structs: the slice is reused
+		got = append(got, ownBytes(batch)...)
 	}
 	return got
 }
@@ -78,7 +79,7 @@ func TestBatchReaderReadsWholeResponses(t *testing.T) {
 	if len(first) < 2 {
 		t.Errorf("the first fetch returned %d records, want the whole batch of 300", len(first))
 	}
-	got := append([]kafka.Message(nil), first...)
+	got := ownBytes(first) // the next fetch reads into first's bytes
 	got = append(got, readUntil(t, r, 300)...)
 	if len(got) != 300 {
 		t.Fatalf("read %d records, want 300", len(got))
@@ -282,5 +283,74 @@ func TestBatchReaderBeforeLogStart(t *testing.T) {
 	got := readUntil(t, r, 10)
 	if len(got) != 4 || got[0].Offset != 6 {
 		t.Errorf("from 2 with the log starting at 6: %d records from %d, want 4 from 6", len(got), got[0].Offset)
+	}
+}
+
+// TestBatchReaderReusesAnswerBuffer: over a real connection, the reader
+// reads its second answer into the first one's buffer; the first answer's
+// records, copied as the partition loop copies them (ownBytes), keep
+// their bytes, while the records as returned no longer read as they did.
+func TestBatchReaderReusesAnswerBuffer(t *testing.T) {
+	topic := brokerTopics(t, kafka.TopicConfig{NumPartitions: 1})[0]
+	const n = 100
+	value := func(o int) string {
+		return fmt.Sprintf("%c-%04d-%s", 'a'+o/n, o, strings.Repeat(string(rune('a'+o/n)), 90))
+	}
+	batch := func(from int) []kafka.Message {
+		var msgs []kafka.Message
+		for o := from; o < from+n; o++ {
+			msgs = append(msgs, kafka.Message{Key: []byte(fmt.Sprintf("k%04d", o)), Value: []byte(value(o)),
+				Headers: []kafka.Header{{Key: "h", Value: []byte(fmt.Sprintf("%04d", o))}}})
+		}
+		return msgs
+	}
+	// Two batches of one size, each produced as one record batch.
+	produce(t, topic, batch(0)...)
+	produce(t, topic, batch(n)...)
+	r := newTestBatchReader(t, topic, 0)
+	defer r.Close()
+	// Room for the first batch and part of the second: the first answer
+	// is the first batch (the second cut short, not returned), the
+	// second answer the second batch, no larger.
+	r.maxBytes = 16 << 10
+	if err := r.SetOffset(0); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	first, err := r.FetchBatch(ctx)
+	if err != nil || len(first) != n {
+		t.Fatalf("first fetch: %d records, %v; want the first batch of %d", len(first), err, n)
+	}
+	array := &r.body[0]
+	raw := append([]kafka.Message(nil), first...) // the structs only
+	owned := ownBytes(first)
+	second, err := r.FetchBatch(ctx)
+	if err != nil || len(second) != n || second[0].Offset != n {
+		t.Fatalf("second fetch: %d records, %v; want the second batch of %d", len(second), err, n)
+	}
+	if &r.body[0] != array {
+		t.Fatal("the second answer was read into a new buffer, not the first one's")
+	}
+	check := func(what string, msgs []kafka.Message, from int) {
+		t.Helper()
+		for i, m := range msgs {
+			o := from + i
+			if m.Offset != int64(o) || string(m.Key) != fmt.Sprintf("k%04d", o) || string(m.Value) != value(o) ||
+				len(m.Headers) != 1 || string(m.Headers[0].Value) != fmt.Sprintf("%04d", o) {
+				t.Fatalf("%s, record %d: offset %d key %q value %.20q headers %v", what, i, m.Offset, m.Key, m.Value, m.Headers)
+			}
+		}
+	}
+	check("the first answer, copied", owned, 0)
+	check("the second answer", second, n)
+	overwritten := 0
+	for i, m := range raw {
+		if string(m.Value) != value(i) {
+			overwritten++
+		}
+	}
+	if overwritten == 0 {
+		t.Error("the first answer's records, not copied, read as before after the second answer was read into their buffer")
 	}
 }

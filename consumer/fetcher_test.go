@@ -20,7 +20,8 @@ import (
 type fakeFetches struct {
 	mu      sync.Mutex
 	answers []fetchAnswer
-	offsets []int64 // FetchOffset of each request
+	offsets []int64  // FetchOffset of each request
+	bodies  [][]byte // each answer's body, as returned
 }
 
 type fetchAnswer struct {
@@ -30,8 +31,9 @@ type fetchAnswer struct {
 }
 
 // send answers req as a broker would: the Fetch response body, encoded by
-// kafka-go.
-func (f *fakeFetches) send(ctx context.Context, req *fetchAPI.Request) ([]byte, error) {
+// kafka-go, read into buf's array when it holds it, as the connection
+// reads it.
+func (f *fakeFetches) send(ctx context.Context, req *fetchAPI.Request, buf []byte) ([]byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.offsets = append(f.offsets, req.Topics[0].Partitions[0].FetchOffset)
@@ -52,7 +54,14 @@ func (f *fakeFetches) send(ctx context.Context, req *fetchAPI.Request) ([]byte, 
 	if len(a.records) > 0 {
 		base = a.records[0].Offset
 	}
-	return encodeFetch(&fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{p}}}}, base)
+	answer, err := encodeFetch(&fetchAPI.Response{Topics: []fetchAPI.ResponseTopic{{Topic: "t", Partitions: []fetchAPI.ResponsePartition{p}}}}, base)
+	if err != nil {
+		return nil, err
+	}
+	body := answerBuffer(buf, len(answer))
+	copy(body, answer)
+	f.bodies = append(f.bodies, body)
+	return body, nil
 }
 
 // encodeFetch encodes res as a broker's Fetch v11 answer and returns its
@@ -178,30 +187,47 @@ func fetchCanceled(t *testing.T, r *batchReader, what string) {
 	}
 }
 
-// TestBatchReaderMessagesKeepTheirBytes: keys, values and headers stay as
-// read after later fetches (the reader contract), an empty key stays empty
-// and not null, a null one null, a large value is whole, and appending to
-// a key or value never writes into another record's or field's bytes.
-func TestBatchReaderMessagesKeepTheirBytes(t *testing.T) {
-	large := bytes.Repeat([]byte("L"), 100_000)
+// TestBatchReaderCopiedMessagesKeepTheirBytes: the records of one fetch,
+// copied as the partition loop copies them (ownBytes, from newChunk),
+// keep their keys, values and headers once the reader has read the next
+// answer into the same buffer; an empty key stays empty and not null, a
+// null one null, a large value is whole, and appending to a key or value
+// never writes into another record's or field's bytes. The two answers
+// are of one size, so that the second is read into the first's bytes: the
+// test checks that it was, and that the records as returned, not copied,
+// then no longer read as they did (what a caller keeping them would see).
+func TestBatchReaderCopiedMessagesKeepTheirBytes(t *testing.T) {
+	large := func(base int64) []byte { return bytes.Repeat([]byte{byte('L' + base%7)}, 100_000) }
+	want := func(o int64) kafka.Message {
+		m := kafka.Message{Offset: o, Key: []byte(fmt.Sprintf("k%04d", o)), Value: []byte(fmt.Sprintf("v%04d", o)),
+			Headers: []kafka.Header{{Key: "h", Value: []byte(fmt.Sprintf("%04d", o))}}}
+		switch o % 300 {
+		case 1:
+			m.Key = []byte{}
+		case 2:
+			m.Key = nil
+		case 3:
+			m.Value = large(o - 3)
+		}
+		return m
+	}
 	answer := func(base int64) fetchAnswer {
 		var recs []protocol.Record
-		for i := range int64(300) {
-			o := base + i
-			recs = append(recs, protocol.Record{
-				Offset: o, Key: protocol.NewBytes([]byte(fmt.Sprint("k", o))), Value: protocol.NewBytes([]byte(fmt.Sprint("v", o))),
-				Headers: []protocol.Header{{Key: "h", Value: []byte(fmt.Sprint(o))}},
-			})
+		for o := base; o < base+300; o++ {
+			m := want(o)
+			rec := protocol.Record{Offset: o, Value: protocol.NewBytes(m.Value), Headers: []protocol.Header{{Key: "h", Value: m.Headers[0].Value}}}
+			if m.Key != nil {
+				rec.Key = protocol.NewBytes(m.Key)
+			}
+			recs = append(recs, rec)
 		}
-		recs[1].Key = protocol.NewBytes([]byte{})
-		recs[2].Key = nil
-		recs[3].Value = protocol.NewBytes(large)
 		return fetchAnswer{records: recs}
 	}
 	r := fakeBatchReader(&fakeFetches{answers: []fetchAnswer{answer(0), answer(300)}})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var got []kafka.Message
+	var got, raw []kafka.Message
+	var arrays []*byte
 	for range 2 {
 		batch, err := r.FetchBatch(ctx)
 		if err != nil {
@@ -213,33 +239,103 @@ func TestBatchReaderMessagesKeepTheirBytes(t *testing.T) {
 			_ = append(batch[i].Value, "!!"...)
 			_ = append(batch[i].Headers, kafka.Header{Key: "x"})
 		}
-		got = append(got, batch...)
+		raw = append(raw, batch...) // the structs only: their bytes are the reader's
+		got = append(got, ownBytes(batch)...)
+		arrays = append(arrays, &r.body[0])
+	}
+	if arrays[0] != arrays[1] {
+		t.Fatal("the second answer was read into a new buffer, not the first one's")
 	}
 	if len(got) != 600 {
 		t.Fatalf("read %d records, want 600", len(got))
 	}
 	for _, m := range got {
 		o := m.Offset
-		wantKey, wantValue := fmt.Sprint("k", o), fmt.Sprint("v", o)
-		switch o % 300 {
-		case 1:
-			wantKey = ""
-		case 2:
-			wantKey = ""
-			if m.Key != nil {
-				t.Errorf("offset %d: key %q, want null", o, m.Key)
+		w := want(o)
+		if (m.Key == nil) != (w.Key == nil) {
+			t.Errorf("offset %d: key %q, want %q (null and empty apart)", o, m.Key, w.Key)
+		}
+		if string(m.Key) != string(w.Key) || string(m.Value) != string(w.Value) {
+			t.Errorf("offset %d: key %.20q value %.20q, want %.20q %.20q", o, m.Key, m.Value, w.Key, w.Value)
+		}
+		if len(m.Headers) != 1 || m.Headers[0].Key != "h" || string(m.Headers[0].Value) != string(w.Headers[0].Value) {
+			t.Errorf("offset %d: headers %v, want %v", o, m.Headers, w.Headers)
+		}
+	}
+	overwritten := 0
+	for _, m := range raw[:300] {
+		if w := want(m.Offset); string(m.Key) != string(w.Key) || string(m.Value) != string(w.Value) {
+			overwritten++
+		}
+	}
+	if overwritten == 0 {
+		t.Error("the first answer's records, not copied, read as before after the second answer was read into their buffer")
+	}
+}
+
+// TestBatchReaderAnswerBuffer: an answer is read into the buffer of the
+// one before when it fits, into a new one, kept for the next answers, when
+// not; a buffer larger than keepAnswers × FetchMaxBytes (an answer whose
+// first batch is larger than that) is used once, and the reader goes back
+// to the one it had. Close drops the buffer.
+func TestBatchReaderAnswerBuffer(t *testing.T) {
+	const maxBytes = 16 << 10
+	next := int64(0)
+	records := func(n, size int) fetchAnswer {
+		var recs []protocol.Record
+		for range n {
+			recs = append(recs, protocol.Record{Offset: next, Value: protocol.NewBytes(bytes.Repeat([]byte{'x'}, size))})
+			next++
+		}
+		return fetchAnswer{records: recs}
+	}
+	steps := []struct {
+		what   string
+		answer fetchAnswer
+		reuse  int // the step whose buffer this answer must be read into, or -1: a new one
+		keep   int // the step whose buffer the reader keeps after it
+	}{
+		{"the first answer", records(10, 100), -1, 0},
+		{"a smaller answer", records(2, 100), 0, 0},
+		{"a larger answer", records(50, 200), -1, 2},
+		{"a smaller answer after it", records(10, 100), 2, 2},
+		{"an answer of more than keepAnswers × FetchMaxBytes", records(1, keepAnswers*maxBytes+1), -1, 2},
+		{"an answer after it", records(50, 200), 2, 2},
+	}
+	f := &fakeFetches{}
+	for _, s := range steps {
+		f.answers = append(f.answers, s.answer)
+	}
+	r := fakeBatchReader(f)
+	r.maxBytes = maxBytes
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i, s := range steps {
+		batch, err := r.FetchBatch(ctx)
+		if err != nil || len(batch) != len(s.answer.records) {
+			t.Fatalf("%s: %d records, %v; want %d", s.what, len(batch), err, len(s.answer.records))
+		}
+		if v := batch[0].Value; len(v) == 0 || v[0] != 'x' {
+			t.Fatalf("%s: value %.20q", s.what, v)
+		}
+		body := &f.bodies[i][0]
+		if s.reuse >= 0 && body != &f.bodies[s.reuse][0] {
+			t.Errorf("%s: read into a new buffer, want the one of step %d", s.what, s.reuse)
+		}
+		for j := range i {
+			if s.reuse < 0 && body == &f.bodies[j][0] {
+				t.Errorf("%s: read into the buffer of step %d, which cannot hold it", s.what, j)
 			}
-		case 3:
-			wantValue = string(large)
 		}
-		if o%300 == 1 && m.Key == nil {
-			t.Errorf("offset %d: empty key read as null", o)
+		if &r.body[0] != &f.bodies[s.keep][0] {
+			t.Errorf("after %s: the reader keeps another buffer than the one of step %d", s.what, s.keep)
 		}
-		if string(m.Key) != wantKey || string(m.Value) != wantValue {
-			t.Errorf("offset %d: key %.20q value %.20q, want %.20q %.20q", o, m.Key, m.Value, wantKey, wantValue)
+		if cap(r.body) > keepAnswers*maxBytes {
+			t.Errorf("after %s: the reader keeps a buffer of %d bytes, more than %d", s.what, cap(r.body), keepAnswers*maxBytes)
 		}
-		if len(m.Headers) != 1 || m.Headers[0].Key != "h" || string(m.Headers[0].Value) != fmt.Sprint(o) {
-			t.Errorf("offset %d: headers %v", o, m.Headers)
-		}
+	}
+	r.Close()
+	if r.body != nil {
+		t.Error("Close kept the answer buffer")
 	}
 }

@@ -13,8 +13,8 @@ import (
 
 // This file reads Fetch v11 answers and the v2 record batches in them
 // straight from the bytes read off the connection: keys and values are
-// slices of those bytes (of the decompressed records for a compressed
-// batch), which are never reused.
+// slices of those bytes, which the batch reader reads its next answer
+// into, or of a compressed batch's decompressed records.
 
 // errCorrupt is wrapped by every error about malformed answer bytes;
 // errOldFormat by the error about a message set older than magic v2,

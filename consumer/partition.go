@@ -22,8 +22,10 @@ type reader interface {
 	SetOffset(offset int64) error
 	// FetchBatch returns the partition's next records, at least one, in
 	// offset order: from the offset set, then from one past the last
-	// record returned. The slice is valid until the next call; the
-	// messages' keys, values and headers stay valid.
+	// record returned. The slice and the messages' keys, values and
+	// headers are valid until the next call (batchReader reads its next
+	// answer into the same bytes): a caller copies what it keeps longer
+	// (ownBytes).
 	FetchBatch(ctx context.Context) ([]kafka.Message, error)
 	Close() error
 }
@@ -134,7 +136,10 @@ func (p *partition) fetch(ctx context.Context) {
 	}
 	p.log.Info().Str("start", humanOffset(p.next)).Msg("partition fetching")
 	limit := int64(p.c.opts.MaxUncommitted)
-	var pending []kafka.Message // fetched and not taken yet, from p.next on
+	// pending: fetched and not taken yet, from p.next on. It points into
+	// the reader's buffer, so FetchBatch is called again only once it is
+	// empty, and every record leaves it through newChunk, which copies.
+	var pending []kafka.Message
 	for {
 		if len(pending) == 0 {
 			batch, err := r.FetchBatch(ctx)
@@ -328,12 +333,12 @@ func (p *partition) newChunk(msgs []kafka.Message) *chunk {
 }
 
 // ownBytes copies msgs, with their keys, values and header values moved
-// into one array of the chunk's own. The reader's messages point into the
-// whole Fetch response they came in (up to FetchMaxBytes); a chunk that
-// kept them would keep that response alive for as long as its slowest
-// record is in flight, and the span cap allows many such responses per
-// partition. Copied, a slow record keeps its chunk's bytes alive and no
-// more, which is what MaxInFlightBytes counts.
+// into one array of the chunk's own (header keys and Topic are strings
+// already). The reader's messages point into its answer buffer, which it
+// reads its next answer into (the reader contract): a record handed on,
+// to the sink, the dead-letter or the retry topic, must not. Copied, a
+// slow record also keeps its chunk's bytes alive and no more, which is
+// what MaxInFlightBytes counts, rather than a whole Fetch response.
 func ownBytes(msgs []kafka.Message) []kafka.Message {
 	out := append(make([]kafka.Message, 0, len(msgs)), msgs...)
 	size, nh := 0, 0
