@@ -434,8 +434,18 @@ func (s *fakeSink) EnqueueBatch(ctx context.Context, msgs []sink.Message) error 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	var auto []sink.Message
 	for _, m := range msgs {
-		s.enqueue(m)
+		if !s.enqueue(m) {
+			auto = append(auto, m)
+		}
+	}
+	if len(auto) > 0 {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			reportAll(auto, sink.Result{Outcome: sink.Delivered})
+		}()
 	}
 	return nil
 }
@@ -450,7 +460,27 @@ func report(m sink.Message, r sink.Result) {
 	m.Done(r)
 }
 
-func (s *fakeSink) enqueue(m sink.Message) {
+// reportAll gives msgs the outcome r as the real sink does for a batch:
+// each run of messages naming one sink.BatchAcker in one AckAll.
+func reportAll(msgs []sink.Message, r sink.Result) {
+	for i := 0; i < len(msgs); {
+		ba, ok := msgs[i].Acker.(sink.BatchAcker)
+		if !ok {
+			report(msgs[i], r)
+			i++
+			continue
+		}
+		var seqs []int
+		for a := msgs[i].Acker; i < len(msgs) && msgs[i].Acker == a; i++ {
+			seqs = append(seqs, msgs[i].Seq)
+		}
+		ba.AckAll(seqs, r)
+	}
+}
+
+// enqueue records m and reports whether it is held; one that is not is
+// the caller's to deliver.
+func (s *fakeSink) enqueue(m sink.Message) bool {
 	s.mu.Lock()
 	s.got = append(s.got, m)
 	s.byID[m.ID]++
@@ -479,13 +509,7 @@ func (s *fakeSink) enqueue(m sink.Message) {
 	}
 	s.notify()
 	s.mu.Unlock()
-	if !hold {
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			report(m, sink.Result{Outcome: sink.Delivered})
-		}()
-	}
+	return hold
 }
 
 func (s *fakeSink) notify() {

@@ -381,6 +381,33 @@ func (c *chunk) Ack(i int, r sink.Result) {
 	c.p.finish(m, held{c: c, w: c.w[i]}, s, r)
 }
 
+// AckAll is sink.BatchAcker's: records of the chunk delivered together are
+// acknowledged in the tracker under one lock, and give back their slots
+// and bytes in one release of each cap. Any other outcome goes record by
+// record (Ack).
+func (c *chunk) AckAll(seqs []int, r sink.Result) {
+	if r.Outcome != sink.Delivered || len(seqs) > maxChunk {
+		for _, i := range seqs {
+			c.Ack(i, r)
+		}
+		return
+	}
+	var offs [maxChunk]int64
+	var w int64
+	for k, i := range seqs {
+		offs[k] = c.msgs[i].Offset
+		w += c.w[i]
+		c.msgs[i], c.sent[i] = kafka.Message{}, sent{}
+	}
+	p, n := c.p, len(seqs)
+	p.c.metrics.delivered.Add(float64(n))
+	if p.retry {
+		p.c.metrics.redelivered.Add(float64(n))
+	}
+	p.tr.ackAll(offs[:n])
+	c.release(n, w)
+}
+
 // held is one record's claim on the in-flight caps: one slot of each, and
 // w payload bytes; its chunk's bookkeeping bytes go back with the chunk's
 // last record. Every record's claim is released exactly once.
@@ -391,18 +418,22 @@ type held struct {
 
 // release gives back the record's slots and bytes, and its chunk's
 // bookkeeping once the chunk's last record finishes.
-func (h held) release() {
-	p := h.c.p
-	p.c.metrics.inFlight.Dec()
-	b := h.w
-	if h.c.left.Add(-1) == 0 {
-		b += h.c.overhead
+func (h held) release() { h.c.release(1, h.w) }
+
+// release gives back the slots of n of the chunk's records and their w
+// payload bytes, and the chunk's bookkeeping once its last record
+// finishes.
+func (c *chunk) release(n int, w int64) {
+	p := c.p
+	p.c.metrics.inFlight.Sub(float64(n))
+	if c.left.Add(-int32(n)) == 0 {
+		w += c.overhead
 	}
-	if b > 0 {
-		p.c.bytes.Release(b)
+	if w > 0 {
+		p.c.bytes.Release(w)
 	}
-	p.c.slots.release(1)
-	p.slots.release(1)
+	p.c.slots.release(n)
+	p.slots.release(n)
 }
 
 // action is what handle decided for one record of a chunk.

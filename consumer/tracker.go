@@ -145,19 +145,31 @@ func (t *tracker) setCommit(o int64) {
 // ack records that the record at offset is done. It reports whether the ack
 // counted: false after revoke, or for an offset that is not in flight.
 func (t *tracker) ack(offset int64) bool {
+	one := [1]int64{offset}
+	return t.ackAll(one[:]) == 1
+}
+
+// ackAll records that the records at offsets are done, under one lock, and
+// returns how many of the acks counted (see ack).
+func (t *tracker) ackAll(offsets []int64) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.revoked {
-		return false
+		return 0
 	}
-	i, ok := t.find(offset)
-	if !ok {
-		return false
+	n, atHead := 0, false
+	for _, o := range offsets {
+		i, ok := t.find(o)
+		if !ok {
+			continue
+		}
+		t.state[i] = acked
+		t.settle()
+		n++
+		atHead = atHead || i == t.head
 	}
-	t.state[i] = acked
-	t.settle()
-	if i != t.head {
-		return true
+	if !atHead {
+		return n
 	}
 	// The oldest record is done: pop every acknowledged record at the head.
 	commit := t.commit
@@ -173,7 +185,7 @@ func (t *tracker) ack(offset int64) bool {
 	}
 	t.setCommit(commit)
 	t.compact()
-	return true
+	return n
 }
 
 // compact reclaims the popped entries at the front.

@@ -191,6 +191,30 @@ func TestTrackerModel(t *testing.T) {
 				next = offs[k-1] + 1
 			case len(pending) == 0:
 				continue
+			case r < 40:
+				// Records delivered together (a sink batch): some pending
+				// offsets at once, in any order, one of them perhaps twice
+				// (the second ack must not count) and a settled one among
+				// them.
+				var offs []int64
+				for range 1 + rng.IntN(8) {
+					offs = append(offs, pending[rng.IntN(len(pending))])
+				}
+				if len(fetched) > 0 {
+					offs = append(offs, fetched[rng.IntN(len(fetched))])
+				}
+				want := map[int64]bool{}
+				for _, o := range offs {
+					if _, settled := done[o]; !settled && revokedAt < 0 {
+						want[o] = true
+					}
+				}
+				if n := tr.ackAll(offs); n != len(want) {
+					t.Fatalf("seed %d step %d: ackAll(%v) counted %d, want %d (revoked %v)", seed, step, offs, n, len(want), revokedAt >= 0)
+				}
+				for o := range want {
+					done[o] = acked
+				}
 			case r < 49:
 				o := pending[rng.IntN(len(pending))]
 				counted := tr.ack(o)

@@ -193,3 +193,82 @@ func startIdle(t *testing.T, srv interface{ URL() string }, tune func(*sink.Opti
 	t.Cleanup(h.stop)
 	return h
 }
+
+// batchAcker is a seqAcker that also takes outcomes in runs (AckAll), and
+// keeps each run.
+type batchAcker struct {
+	*seqAcker
+	runs [][]int
+}
+
+func (a *batchAcker) AckAll(seqs []int, r sink.Result) {
+	a.mu.Lock()
+	a.runs = append(a.runs, append([]int(nil), seqs...))
+	a.mu.Unlock()
+	for _, s := range seqs {
+		a.Ack(s, r)
+	}
+}
+
+// A delivered batch reports each run of messages that name one BatchAcker
+// in one AckAll; other Ackers and Done get one call per message; every
+// message is finished once.
+func TestDeliveredBatchAcksRuns(t *testing.T) {
+	srv := newServer(t)
+	const batch = 20 // one full batch: it goes at once, in one request
+	h := start(t, srv, srv.URL(), func(o *sink.Options) { o.BatchSize, o.FlushInterval = batch, time.Hour })
+	ba := &batchAcker{seqAcker: newSeqAcker(t)}
+	plain := newSeqAcker(t)
+	done := make(chan sink.Result, 2)
+	var msgs []sink.Message
+	add := func(a sink.Acker, seq int) {
+		id := fmt.Sprintf("m-%d", len(msgs))
+		m := sink.Message{ID: id, JSON: track(id, 10), Acker: a, Seq: seq}
+		if a == nil {
+			m.Done = func(r sink.Result) { done <- r }
+		}
+		msgs = append(msgs, m)
+	}
+	for i := range 3 {
+		add(ba, i)
+	}
+	add(plain, 0)
+	add(plain, 1)
+	for i := 3; i < 6; i++ {
+		add(ba, i)
+	}
+	add(nil, 0)
+	for len(msgs) < batch {
+		add(ba, len(msgs))
+	}
+	if err := h.sink.EnqueueBatch(context.Background(), msgs); err != nil {
+		t.Fatal(err)
+	}
+	n := len(msgs) - 3
+	got := ba.wait(n, 10*time.Second)
+	plain.wait(2, 10*time.Second)
+	select {
+	case r := <-done:
+		if r.Outcome != sink.Delivered {
+			t.Errorf("Done got %v, want delivered", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Done never called")
+	}
+	for seq, r := range got {
+		if r.Outcome != sink.Delivered {
+			t.Errorf("seq %d: %v, want delivered", seq, r)
+		}
+	}
+	ba.mu.Lock()
+	defer ba.mu.Unlock()
+	want := [][]int{{0, 1, 2}, {3, 4, 5}}
+	var tail []int
+	for i := 9; i < len(msgs); i++ { // after the second run (5-7) and the Done (8)
+		tail = append(tail, msgs[i].Seq)
+	}
+	want = append(want, tail)
+	if fmt.Sprint(ba.runs) != fmt.Sprint(want) {
+		t.Errorf("AckAll runs = %v, want %v", ba.runs, want)
+	}
+}

@@ -92,6 +92,16 @@ type Acker interface {
 	Ack(seq int, r Result)
 }
 
+// BatchAcker is an Acker that also takes one outcome for many of its
+// messages at once: a delivered batch reports each run of its messages
+// that name the same BatchAcker in one AckAll, so the caller settles them
+// under one lock instead of one each. AckAll counts as the Ack of every
+// message in seqs, under Ack's rules; it must not keep seqs.
+type BatchAcker interface {
+	Acker
+	AckAll(seqs []int, r Result)
+}
+
 // Result is the outcome of one message.
 type Result struct {
 	Outcome Outcome
@@ -353,11 +363,42 @@ func (s *Segment) finish(d *dest, m Message, r Result) {
 	m.Done(r)
 }
 
+// finishAll finishes every message of msgs, held for d, with r: what
+// finish does for each, with the runs of messages that name one
+// BatchAcker reported in one AckAll.
+func (s *Segment) finishAll(d *dest, msgs []Message, r Result) {
+	if d != nil {
+		d.waiting.Add(-int64(len(msgs)))
+		s.held.Add(-int64(len(msgs)))
+	}
+	s.m.outcomes(r.Outcome, len(msgs))
+	var seqs []int
+	for i := 0; i < len(msgs); {
+		m := msgs[i]
+		ba, ok := m.Acker.(BatchAcker)
+		if !ok {
+			if m.Acker != nil {
+				m.Acker.Ack(m.Seq, r)
+			} else {
+				m.Done(r)
+			}
+			i++
+			continue
+		}
+		if seqs == nil {
+			seqs = make([]int, 0, len(msgs)-i)
+		}
+		seqs = seqs[:0]
+		for ; i < len(msgs) && msgs[i].Acker == m.Acker; i++ {
+			seqs = append(seqs, msgs[i].Seq)
+		}
+		ba.AckAll(seqs, r)
+	}
+}
+
 // abandon finishes every message of msgs, held for d, as Abandoned with err.
 func (s *Segment) abandon(d *dest, msgs []Message, err error) {
-	for _, m := range msgs {
-		s.finish(d, m, Result{Outcome: Abandoned, Err: err})
-	}
+	s.finishAll(d, msgs, Result{Outcome: Abandoned, Err: err})
 }
 
 // parkedErr is the Err of d's Parked messages.

@@ -102,9 +102,7 @@ func (s *Segment) deliver(ctx context.Context, b *batch) {
 			d.health.record(time.Now(), true)
 			s.sys.delivered()
 			s.succeeded(d)
-			for _, m := range b.msgs {
-				s.outcome(b, m, Result{Outcome: Delivered})
-			}
+			s.outcomeAll(b, Result{Outcome: Delivered})
 			return
 
 		case a.status == http.StatusBadRequest && s.sys.active():
@@ -218,6 +216,17 @@ func (s *Segment) outcome(b *batch, m Message, r Result) {
 		return
 	}
 	s.finish(b.d, m, r)
+}
+
+// outcomeAll reports r for every message of b, as outcome does for one.
+func (s *Segment) outcomeAll(b *batch, r Result) {
+	if b.report != nil {
+		for _, m := range b.msgs {
+			b.report(m, r)
+		}
+		return
+	}
+	s.finishAll(b.d, b.msgs, r)
 }
 
 // split delivers the halves of the rejected batch b. They go out together:
