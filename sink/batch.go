@@ -230,14 +230,14 @@ func (s *Segment) encode(d *dest, msgs []Message) *batch {
 	return b
 }
 
-// check returns why m can never be delivered, or nil. Full JSON validation is
+// check returns why a message of this JSON can never be delivered, or nil. Full JSON validation is
 // left to Segment: mapping produces valid JSON, and a bad message is isolated
 // by splitting anyway.
-func check(m Message) *RejectedError {
-	j := bytes.TrimSpace(m.JSON)
+func check(json []byte) *RejectedError {
+	j := bytes.TrimSpace(json)
 	switch {
-	case len(m.JSON) > MaxMessageBytes:
-		return &RejectedError{Body: fmt.Sprintf("message is %d bytes, over Segment's limit of %d", len(m.JSON), MaxMessageBytes)}
+	case len(json) > MaxMessageBytes:
+		return &RejectedError{Body: fmt.Sprintf("message is %d bytes, over Segment's limit of %d", len(json), MaxMessageBytes)}
 	case len(j) < 2 || j[0] != '{' || j[len(j)-1] != '}':
 		return &RejectedError{Body: "message is not a JSON object"}
 	}
@@ -323,7 +323,7 @@ func (s *Segment) batchLoop(ctx context.Context) {
 
 // accept takes one message from the queue.
 func (s *Segment) accept(ctx context.Context, m Message, now time.Time) {
-	if rej := check(m); rej != nil {
+	if rej := m.rejected; rej != nil {
 		s.log.Error().Str("message_id", m.ID).Int("bytes", len(m.JSON)).Str("reason", rej.Body).Msg("message rejected without sending")
 		s.finish(nil, m, Result{Outcome: Rejected, Err: rej})
 		return

@@ -194,7 +194,7 @@ func TestCheck(t *testing.T) {
 		{`"x"`, false},
 		{`{` + strings.Repeat(" ", MaxMessageBytes) + `}`, false},
 	} {
-		if got := check(Message{JSON: []byte(tc.js)}) == nil; got != tc.want {
+		if got := check([]byte(tc.js)) == nil; got != tc.want {
 			t.Errorf("check(%.20q) ok = %v, want %v", tc.js, got, tc.want)
 		}
 	}

@@ -83,6 +83,11 @@ type Message struct {
 	Acker Acker
 	// Seq is passed to Acker.Ack; the sink does not read it otherwise.
 	Seq int
+
+	// rejected is why the message can never be delivered (check), or nil:
+	// EnqueueBatch finds it while the caller's JSON is fresh in its
+	// cache, for the dispatcher to act on.
+	rejected *RejectedError
 }
 
 // Acker receives the outcomes of the messages that name it in
@@ -282,7 +287,9 @@ func (s *Segment) Enqueue(ctx context.Context, m Message) error {
 // returned, ErrNoDestination for a message that names no write key when
 // Options has none, and an error for a message with neither or both of
 // Done and Acker. It may be called before Run starts; the messages wait.
-// msgs is copied: the caller may reuse the slice once it returns.
+// msgs is copied: the caller may reuse the slice once it returns. (It
+// checks each message's JSON on the caller's goroutine, and notes what it
+// found in an unexported field of the message in msgs.)
 func (s *Segment) EnqueueBatch(ctx context.Context, msgs []Message) error {
 	for i := range msgs {
 		m := &msgs[i]
@@ -292,6 +299,7 @@ func (s *Segment) EnqueueBatch(ctx context.Context, msgs []Message) error {
 		if m.Destination.WriteKey == "" && s.o.WriteKey == "" {
 			return ErrNoDestination
 		}
+		m.rejected = check(m.JSON)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
