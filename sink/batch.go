@@ -126,12 +126,21 @@ func (s *Segment) release(b *batch) {
 	b.msgs = b.msgs[:0]
 	b.d = nil
 	b.report = nil
+	if c := s.listClassOf(cap(b.msgs)); c >= 0 {
+		s.pool.batches[c].Put(b)
+	}
+}
+
+// listClassOf is the pool class of a batch whose message list holds n
+// messages: the largest whose lists it can stand for, or -1 under the
+// smallest.
+func (s *Segment) listClassOf(n int) int {
 	for c := batchClasses - 1; c >= 0; c-- {
-		if cap(b.msgs) >= s.listCap(c) {
-			s.pool.batches[s.listClass(c)].Put(b)
-			return
+		if n >= s.listCap(c) {
+			return s.listClass(c)
 		}
 	}
+	return -1
 }
 
 // releaseBody returns b's body to the pool.

@@ -339,14 +339,17 @@ func TestBatchListsSizedByHint(t *testing.T) {
 		}
 		s.release(b)
 	}
-	// A batch of the largest bodies comes back for the same hint: the
-	// classes whose lists BatchSize caps share one pool.
-	big := s.newBatch(nil, MaxBatchBytes)
-	s.release(big)
-	if again := s.newBatch(nil, 300_000); again != big {
-		t.Error("a batch released with a full list was not reused for a hint of the same list length")
-	} else {
-		s.release(again)
+	// A batch with a full list goes back to the class that newBatch takes
+	// from for every hint whose lists BatchSize caps: those classes share
+	// one pool.
+	full := s.listClassOf(500)
+	for _, hint := range []int{128 << 10, 300_000, MaxBatchBytes} {
+		if got := s.listClass(classFor(hint)); got != full {
+			t.Errorf("newBatch(hint %d) takes from class %d, a released full batch goes to %d", hint, got, full)
+		}
+	}
+	if got := s.listClassOf(minBatchBuf/256 - 1); got != -1 {
+		t.Errorf("a list under the smallest class is pooled in class %d", got)
 	}
 	// A body that grew is pooled by what it holds now, one that grew past
 	// what a body can need is dropped, and a message list that grew goes
