@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,7 +102,8 @@ type Acker interface {
 // messages at once: a delivered batch reports each run of its messages
 // that name the same BatchAcker in one AckAll, so the caller settles them
 // under one lock instead of one each. AckAll counts as the Ack of every
-// message in seqs, under Ack's rules; it must not keep seqs.
+// message in seqs, under Ack's rules; it must not keep seqs. A BatchAcker
+// whose value is not comparable (a map, a func) gets one Ack per message.
 type BatchAcker interface {
 	Acker
 	AckAll(seqs []int, r Result)
@@ -384,6 +386,11 @@ func (s *Segment) finishAll(d *dest, msgs []Message, r Result) {
 	for i := 0; i < len(msgs); {
 		m := msgs[i]
 		ba, ok := m.Acker.(BatchAcker)
+		// Runs are found with ==, which panics on an Acker whose value
+		// is not comparable (a map, a func): such a one gets an Ack each.
+		if ok && !reflect.ValueOf(ba).Comparable() {
+			ok = false
+		}
 		if !ok {
 			if m.Acker != nil {
 				m.Acker.Ack(m.Seq, r)
