@@ -386,9 +386,11 @@ func (s *Segment) finishAll(d *dest, msgs []Message, r Result) {
 	for i := 0; i < len(msgs); {
 		m := msgs[i]
 		ba, ok := m.Acker.(BatchAcker)
-		// Runs are found with ==, which panics on an Acker whose value
+		// Runs are found with ==, which panics on an Acker of a type that
 		// is not comparable (a map, a func): such a one gets an Ack each.
-		if ok && !reflect.ValueOf(ba).Comparable() {
+		// (The type, not the value: reflect.Value's check allocates. A
+		// struct holding a map in an interface field still panics.)
+		if ok && !reflect.TypeOf(ba).Comparable() {
 			ok = false
 		}
 		if !ok {
