@@ -267,3 +267,17 @@ func TestDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestLingerBytesTinyCap: a MAX_IN_FLIGHT_BYTES under sink.LingerShare
+// still gives the sink a share of it, not a zero that the sink reads as
+// "unset" and replaces with its 8 MiB default, far over the cap.
+func TestLingerBytesTinyCap(t *testing.T) {
+	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:1", "INTEGRATIONS_TOPIC": "produktly.integrations", "MAX_IN_FLIGHT_BYTES": "3"}
+	c, err := parseConfig("run", nil, getenv(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := lingerBytes(c); got < 1 || got > 3 {
+		t.Errorf("lingerBytes = %d at MAX_IN_FLIGHT_BYTES=3, want 1..3 (0 is the sink's 8 MiB default)", got)
+	}
+}
