@@ -105,7 +105,8 @@ func parkAbove(c *config) int {
 // the consumer's byte cap that partial batches may hold (sink.LingerShare),
 // so that raising MAX_IN_FLIGHT_BYTES also lets the accounts' batches grow.
 func lingerBytes(c *config) int {
-	return consumerOptions(c).WithDefaults().MaxInFlightBytes / sink.LingerShare
+	// At least 1: the sink reads 0 as unset, its 8 MiB default.
+	return max(1, consumerOptions(c).WithDefaults().MaxInFlightBytes/sink.LingerShare)
 }
 
 // run serves until ctx is cancelled. The consumer drains first (in-flight
