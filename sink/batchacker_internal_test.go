@@ -17,16 +17,35 @@ func (a mapAcker) AckAll(seqs []int, r Result) {
 	}
 }
 
-// A run of messages naming one BatchAcker of a type that is not
-// comparable is finished like any other: finishAll must not compare such
-// Ackers with ==, which panics at run time.
+// heldAcker is a comparable struct type holding a map in an interface
+// field: == on two of its values panics all the same.
+type heldAcker struct{ inner any }
+
+func (a heldAcker) Ack(seq int, r Result) { a.inner.(mapAcker).Ack(seq, r) }
+
+func (a heldAcker) AckAll(seqs []int, r Result) { a.inner.(mapAcker).AckAll(seqs, r) }
+
+// A run of messages naming one BatchAcker whose values are not comparable
+// is finished like any other: finishAll must not let == panic on them.
 func TestFinishAllUncomparableBatchAcker(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		wrap func(mapAcker) BatchAcker
+	}{
+		{"map", func(a mapAcker) BatchAcker { return a }},
+		{"struct holding a map", func(a mapAcker) BatchAcker { return heldAcker{inner: a} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testFinishAllUncomparable(t, tc.wrap) })
+	}
+}
+
+func testFinishAllUncomparable(t *testing.T, wrap func(mapAcker) BatchAcker) {
 	s, err := NewSegment(Options{WriteKey: "k"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := mapAcker{}
-	msgs := []Message{{ID: "a", Acker: a, Seq: 0}, {ID: "b", Acker: a, Seq: 1}}
+	msgs := []Message{{ID: "a", Acker: wrap(a), Seq: 0}, {ID: "b", Acker: wrap(a), Seq: 1}}
 	func() {
 		defer func() {
 			if p := recover(); p != nil {

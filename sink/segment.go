@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -102,8 +101,9 @@ type Acker interface {
 // messages at once: a delivered batch reports each run of its messages
 // that name the same BatchAcker in one AckAll, so the caller settles them
 // under one lock instead of one each. AckAll counts as the Ack of every
-// message in seqs, under Ack's rules; it must not keep seqs. A BatchAcker
-// whose value is not comparable (a map, a func) gets one Ack per message.
+// message in seqs, under Ack's rules; it must not keep seqs. Runs are
+// found with ==: a BatchAcker whose values are not comparable (a map, a
+// func, a struct holding one) gets one AckAll per message.
 type BatchAcker interface {
 	Acker
 	AckAll(seqs []int, r Result)
@@ -386,13 +386,6 @@ func (s *Segment) finishAll(d *dest, msgs []Message, r Result) {
 	for i := 0; i < len(msgs); {
 		m := msgs[i]
 		ba, ok := m.Acker.(BatchAcker)
-		// Runs are found with ==, which panics on an Acker of a type that
-		// is not comparable (a map, a func): such a one gets an Ack each.
-		// (The type, not the value: reflect.Value's check allocates. A
-		// struct holding a map in an interface field still panics.)
-		if ok && !reflect.TypeOf(ba).Comparable() {
-			ok = false
-		}
 		if !ok {
 			if m.Acker != nil {
 				m.Acker.Ack(m.Seq, r)
@@ -406,11 +399,24 @@ func (s *Segment) finishAll(d *dest, msgs []Message, r Result) {
 			seqs = make([]int, 0, len(msgs)-i)
 		}
 		seqs = seqs[:0]
-		for ; i < len(msgs) && msgs[i].Acker == m.Acker; i++ {
+		seqs = append(seqs, m.Seq)
+		for i++; i < len(msgs) && sameAcker(msgs[i].Acker, m.Acker); i++ {
 			seqs = append(seqs, msgs[i].Seq)
 		}
 		ba.AckAll(seqs, r)
 	}
+}
+
+// sameAcker reports whether a and b are one Acker. == panics on values of
+// a type that is not comparable (a map, a func, a struct holding one):
+// those are never the same, so each of their messages is a run of one.
+func sameAcker(a, b Acker) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 // abandon finishes every message of msgs, held for d, as Abandoned with err.
