@@ -140,41 +140,14 @@ func (r *fakeReader) reuse() {
 	for i := range r.headers {
 		r.headers[i] = kafka.Header{Key: "#", Value: []byte("#")}
 	}
-	size, nh := 0, 0
-	for _, m := range r.buf {
-		size += len(m.Key) + len(m.Value)
-		for _, h := range m.Headers {
-			size += len(h.Value)
-		}
-		nh += len(m.Headers)
-	}
+	size, nh := payloadSize(r.buf)
 	if cap(r.bytes) < size {
 		r.bytes = make([]byte, 0, 2*size)
 	}
 	if cap(r.headers) < nh {
 		r.headers = make([]kafka.Header, 0, 2*nh)
 	}
-	b, hs := r.bytes[:0], r.headers[:0]
-	own := func(s []byte) []byte {
-		if s == nil {
-			return nil
-		}
-		from := len(b)
-		b = append(b, s...)
-		return b[from:len(b):len(b)]
-	}
-	for i := range r.buf {
-		m := &r.buf[i]
-		m.Key, m.Value = own(m.Key), own(m.Value)
-		if len(m.Headers) > 0 {
-			from := len(hs)
-			for _, h := range m.Headers {
-				hs = append(hs, kafka.Header{Key: h.Key, Value: own(h.Value)})
-			}
-			m.Headers = hs[from:len(hs):len(hs)]
-		}
-	}
-	r.bytes, r.headers = b, hs
+	r.bytes, r.headers = moveInto(r.buf, r.bytes[:0], r.headers[:0])
 }
 
 func (r *fakeReader) Close() error { return nil }

@@ -341,16 +341,28 @@ func (p *partition) newChunk(msgs []kafka.Message) *chunk {
 // what MaxInFlightBytes counts, rather than a whole Fetch response.
 func ownBytes(msgs []kafka.Message) []kafka.Message {
 	out := append(make([]kafka.Message, 0, len(msgs)), msgs...)
-	size, nh := 0, 0
-	for i := range out {
-		m := &out[i]
+	size, nh := payloadSize(out)
+	moveInto(out, make([]byte, 0, size), make([]kafka.Header, 0, nh))
+	return out
+}
+
+// payloadSize returns the bytes of msgs' keys, values and header values,
+// and the number of their headers: what moveInto needs room for.
+func payloadSize(msgs []kafka.Message) (size, headers int) {
+	for _, m := range msgs {
 		size += len(m.Key) + len(m.Value)
 		for _, h := range m.Headers {
 			size += len(h.Value)
 		}
-		nh += len(m.Headers)
+		headers += len(m.Headers)
 	}
-	arena := make([]byte, 0, size)
+	return size, headers
+}
+
+// moveInto appends the keys, values and header values of msgs to arena and
+// their headers to headers, and points msgs at those copies. With room for
+// payloadSize(msgs), nothing is allocated. It returns arena and headers.
+func moveInto(msgs []kafka.Message, arena []byte, headers []kafka.Header) ([]byte, []kafka.Header) {
 	own := func(b []byte) []byte {
 		if b == nil {
 			return nil
@@ -359,9 +371,8 @@ func ownBytes(msgs []kafka.Message) []kafka.Message {
 		arena = append(arena, b...)
 		return arena[from:len(arena):len(arena)]
 	}
-	headers := make([]kafka.Header, 0, nh)
-	for i := range out {
-		m := &out[i]
+	for i := range msgs {
+		m := &msgs[i]
 		m.Key, m.Value = own(m.Key), own(m.Value)
 		if len(m.Headers) > 0 {
 			from := len(headers)
@@ -371,7 +382,7 @@ func ownBytes(msgs []kafka.Message) []kafka.Message {
 			m.Headers = headers[from:len(headers):len(headers)]
 		}
 	}
-	return out
+	return arena, headers
 }
 
 // Ack takes the sink's outcome for record i.
@@ -400,10 +411,7 @@ func (c *chunk) AckAll(seqs []int, r sink.Result) {
 		c.msgs[i], c.sent[i] = kafka.Message{}, sent{}
 	}
 	p, n := c.p, len(seqs)
-	p.c.metrics.delivered.Add(float64(n))
-	if p.retry {
-		p.c.metrics.redelivered.Add(float64(n))
-	}
+	p.countDelivered(n)
 	p.tr.ackAll(offs[:n])
 	c.release(n, w)
 }
@@ -634,10 +642,7 @@ func (c *Consumer) endpoint(r integrations.Region) string {
 func (p *partition) finish(m kafka.Message, h held, s sent, r sink.Result) {
 	switch r.Outcome {
 	case sink.Delivered:
-		p.c.metrics.delivered.Inc()
-		if p.retry {
-			p.c.metrics.redelivered.Inc()
-		}
+		p.countDelivered(1)
 		p.done(m, h)
 	case sink.Rejected:
 		code := mapping.CodeRejected
@@ -689,6 +694,14 @@ func (p *partition) park(m kafka.Message, h held, s sent) {
 			h.release()
 		}
 	})
+}
+
+// countDelivered counts n of the partition's records delivered.
+func (p *partition) countDelivered(n int) {
+	p.c.metrics.delivered.Add(float64(n))
+	if p.retry {
+		p.c.metrics.redelivered.Add(float64(n))
+	}
 }
 
 // done acknowledges one record and frees its claim.

@@ -86,7 +86,5 @@ func newMetrics(reg prometheus.Registerer, g gauges) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) outcome(o Outcome) { m.byOutcome[o].Inc() }
-
 // outcomes counts n messages finished with o.
 func (m *metrics) outcomes(o Outcome, n int) { m.byOutcome[o].Add(float64(n)) }

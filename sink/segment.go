@@ -361,16 +361,8 @@ func (s *Segment) Systemic() bool { return s.sys.active() }
 // destination that held m, or nil for a message finished as it was taken
 // off the queue.
 func (s *Segment) finish(d *dest, m Message, r Result) {
-	if d != nil {
-		d.waiting.Add(-1)
-		s.held.Add(-1)
-	}
-	s.m.outcome(r.Outcome)
-	if m.Acker != nil {
-		m.Acker.Ack(m.Seq, r)
-		return
-	}
-	m.Done(r)
+	one := [1]Message{m}
+	s.finishAll(d, one[:], r)
 }
 
 // finishAll finishes every message of msgs, held for d, with r: what
