@@ -600,7 +600,11 @@ func (p *partition) route(m *kafka.Message, s *sent) action {
 			p.c.metrics.skippedInactive.Inc()
 			return action{kind: toSkip}
 		}
-		dst = sink.Destination{Account: call.AccountID, WriteKey: it.WriteKey.Reveal(), Endpoint: p.c.endpoint(it.Region)}
+		account := it.Account // one string per account, shared
+		if account == "" {
+			account = call.AccountID
+		}
+		dst = sink.Destination{Account: account, WriteKey: it.WriteKey.Reveal(), Endpoint: p.c.endpoint(it.Region)}
 	}
 	*s = sent{id: call.MessageID, json: call.JSON, dst: dst}
 	return action{kind: toSink}

@@ -90,6 +90,11 @@ type Integration struct {
 	// Active is false for a deactivated integration: its records are
 	// skipped.
 	Active bool
+	// Account is the account's id as a Snapshot holds it, set on what its
+	// Lookup returns (empty elsewhere, and ignored by Equal). Every lookup
+	// of one account returns this same string, so the sink's destination
+	// cache compares it by pointer rather than byte by byte.
+	Account string
 }
 
 // Equal reports whether two integrations are the same: same key, region

@@ -16,14 +16,14 @@ func TestParse(t *testing.T) {
 		name, value string
 		want        Integration
 	}{
-		{"all members", `{"writeKey":"wk1","region":"eu","active":true}`, Integration{NewWriteKey("wk1"), RegionEU, true}},
-		{"region absent is us", `{"writeKey":"wk1"}`, Integration{NewWriteKey("wk1"), RegionUS, true}},
-		{"region null is us", `{"writeKey":"wk1","region":null}`, Integration{NewWriteKey("wk1"), RegionUS, true}},
-		{"active absent is true", `{"writeKey":"wk1","region":"us"}`, Integration{NewWriteKey("wk1"), RegionUS, true}},
-		{"deactivated", `{"writeKey":"wk1","active":false}`, Integration{NewWriteKey("wk1"), RegionUS, false}},
-		{"other members ignored", `{"writeKey":"wk1","plan":{"tier":3},"v":2}`, Integration{NewWriteKey("wk1"), RegionUS, true}},
-		{"key trimmed", `{"writeKey":" wk1\n"}`, Integration{NewWriteKey("wk1"), RegionUS, true}},
-		{"whitespace", " \n{ \"writeKey\" : \"wk1\" } ", Integration{NewWriteKey("wk1"), RegionUS, true}},
+		{"all members", `{"writeKey":"wk1","region":"eu","active":true}`, Integration{WriteKey: NewWriteKey("wk1"), Region: RegionEU, Active: true}},
+		{"region absent is us", `{"writeKey":"wk1"}`, Integration{WriteKey: NewWriteKey("wk1"), Region: RegionUS, Active: true}},
+		{"region null is us", `{"writeKey":"wk1","region":null}`, Integration{WriteKey: NewWriteKey("wk1"), Region: RegionUS, Active: true}},
+		{"active absent is true", `{"writeKey":"wk1","region":"us"}`, Integration{WriteKey: NewWriteKey("wk1"), Region: RegionUS, Active: true}},
+		{"deactivated", `{"writeKey":"wk1","active":false}`, Integration{WriteKey: NewWriteKey("wk1"), Region: RegionUS, Active: false}},
+		{"other members ignored", `{"writeKey":"wk1","plan":{"tier":3},"v":2}`, Integration{WriteKey: NewWriteKey("wk1"), Region: RegionUS, Active: true}},
+		{"key trimmed", `{"writeKey":" wk1\n"}`, Integration{WriteKey: NewWriteKey("wk1"), Region: RegionUS, Active: true}},
+		{"whitespace", " \n{ \"writeKey\" : \"wk1\" } ", Integration{WriteKey: NewWriteKey("wk1"), Region: RegionUS, Active: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := Parse("42", []byte(tc.value))

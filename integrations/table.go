@@ -24,8 +24,10 @@ var emptySnapshot = &Snapshot{m: map[string]Integration{}}
 
 func newSnapshot(m map[string]Integration) *Snapshot {
 	s := &Snapshot{m: m}
-	for _, it := range m {
+	for k, it := range m {
 		s.counts[stateIndex(it.state())]++
+		it.Account = k
+		m[k] = it
 	}
 	return s
 }

@@ -2,8 +2,10 @@ package integrations
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
+	"unsafe"
 
 	"github.com/rs/zerolog"
 )
@@ -55,6 +57,33 @@ func TestLookup(t *testing.T) {
 			s.Len(), s.Count(StateActive), s.Count(StateInactive), s.Count(StateInvalid))
 	}
 	noSecrets(t, []string{"k-us", "k-eu", "k-off"}, strconvQuote(s), strconvQuote(tb))
+}
+
+// TestLookupSharesAccount: every lookup of an account returns the table's
+// one copy of its id, whatever string or bytes it was looked up by, so
+// that comparing two of them is a pointer check (the sink's destination
+// cache). An unknown account gets none.
+func TestLookupSharesAccount(t *testing.T) {
+	tb := testTable(t, map[string]Integration{
+		"acct-1": {WriteKey: NewWriteKey("k1"), Region: RegionUS, Active: true},
+		"acct-2": {WriteKey: NewWriteKey("k2"), Region: RegionEU, Active: false},
+	})
+	for _, account := range []string{"acct-1", "acct-2"} {
+		a, _ := tb.Lookup(strings.Clone(account))
+		b, _ := tb.LookupBytes([]byte(account))
+		if a.Account != account || b.Account != account {
+			t.Fatalf("Lookup(%q).Account = %q, LookupBytes: %q", account, a.Account, b.Account)
+		}
+		if unsafe.StringData(a.Account) != unsafe.StringData(b.Account) {
+			t.Errorf("two lookups of %q return two copies of its id", account)
+		}
+		if !a.Equal(Integration{WriteKey: a.WriteKey, Region: a.Region, Active: a.Active}) {
+			t.Errorf("Equal tells %q apart by its Account", account)
+		}
+	}
+	if it, _ := tb.Lookup("nobody"); it.Account != "" {
+		t.Errorf("Lookup(nobody).Account = %q, want empty", it.Account)
+	}
 }
 
 func strconvQuote(v any) string { return strconv.Quote(sprint(v)) }
