@@ -126,3 +126,41 @@ func TestKnownNamesAtEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestNameBit holds the bits by which collect decides that a record has
+// nothing for dedupe to do: every snake_case name of commonNames has its
+// own bit, the same for all its spellings; any other name, however it is
+// spelled, gets one of the remaining bits, and a name that snake_cases to
+// a common name gets that name's bit.
+func TestNameBit(t *testing.T) {
+	owner := map[uint8]string{}
+	for _, sp := range commonNames {
+		snake := string(appendSnake(nil, []byte(sp)))
+		kn := known.lookup([]byte(sp))
+		if kn == nil || kn.snake != snake {
+			t.Fatalf("lookup(%q) = %v, want the entry of %q", sp, kn, snake)
+		}
+		if got := known.nameBit([]byte(snake)); got != kn.bit || got >= known.bits {
+			t.Fatalf("nameBit(%q) = %d, want its own bit %d (< %d)", snake, got, kn.bit, known.bits)
+		}
+		if o, ok := owner[kn.bit]; ok && o != snake {
+			t.Fatalf("%q and %q share bit %d", o, snake, kn.bit)
+		}
+		owner[kn.bit] = snake
+	}
+	if len(owner) != int(known.bits) {
+		t.Fatalf("%d distinct common names, known.bits = %d", len(owner), known.bits)
+	}
+	for _, sp := range []string{"trigger", "page_path", "ctx", "x", "announcement_idx", "element_selectors", "a_very_long_custom_field_name"} {
+		if got := known.nameBit([]byte(sp)); got < known.bits || got > 63 {
+			t.Errorf("nameBit(%q) = %d, want one of %d..63", sp, got, known.bits)
+		}
+	}
+	// A spelling the table does not hold whose snake_case name it does.
+	for _, sp := range []string{"TourId", "anonymousID", "UserId"} {
+		snake := appendSnake(nil, []byte(sp))
+		if kn := known.lookup(snake); kn == nil || known.nameBit(snake) != kn.bit {
+			t.Errorf("%q → %q: nameBit %d, want the common name's bit", sp, snake, known.nameBit(snake))
+		}
+	}
+}

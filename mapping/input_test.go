@@ -166,6 +166,8 @@ var conflictCases = []bad{
 	{"nested values differ", `{"type":"tour_start","userId":"u","tourId":1,"ctx":{"a":1},"Ctx":{"a":2}}`, CodeInvalidProperty, "ctx"},
 	{"userId", `{"type":"tour_start","userId":"u","user_id":"v","tourId":1}`, CodeInvalidProperty, "user_id"},
 	{"anonymousId", `{"type":"tour_start","anonymousId":"a","anonymousID":"b","tourId":1}`, CodeInvalidProperty, "anonymous_id"},
+	{"uncommon spelling after a common one", `{"type":"tour_start","userId":"u","tour_id":1,"TourId":2}`, CodeInvalidProperty, "tour_id"},
+	{"two uncommon spellings", `{"type":"tour_start","userId":"u","tourId":1,"pagePath":"/a","PagePath":"/b"}`, CodeInvalidProperty, "page_path"},
 	{"type spelled two ways", `{"type":"tour_start","type":"TourStart","userId":"u","tourId":1}`, CodeInvalidProperty, "type"},
 	{"timestamp", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":1,"timestamp":2}`, CodeInvalidProperty, "timestamp"},
 	{"id", `{"type":"tour_start","userId":"u","tourId":1,"id":"a","id":"b"}`, CodeInvalidProperty, "id"},

@@ -101,7 +101,7 @@ type field struct {
 	keyFlags, flags uint8
 	kind            kind
 	role            role
-	hash            uint8 // nameHash of the snake_case name
+	bit             uint8 // known.nameBit of the snake_case name
 	// verbatim: the member as written, "key":value, is the property as
 	// encoded (the key is its snake_case name, nothing to compact).
 	verbatim bool
@@ -286,7 +286,7 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 		return nil, nil, false, false
 	}
 	pos = skipSpace(d, pos+1)
-	var seen uint64 // nameHash bits of the names so far
+	var seen uint64 // nameBit bits of the names so far
 	if pos < len(d) && d[pos] == '}' {
 		pos++
 	} else {
@@ -353,7 +353,7 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 				}
 				if kn != nil {
 					names = append(names, kn.snake...)
-					r, h = kn.role, kn.hash
+					r, h = kn.role, kn.bit
 					verbatim = verbatim && kn.verbatim
 				} else {
 					if keyFlags&flagEscaped == 0 {
@@ -362,7 +362,7 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 						var keyBuf [64]byte
 						names = appendSnake(names, appendUnescaped(keyBuf[:0], raw))
 					}
-					r, h = roleOf(names[start:]), nameHash(names[start:])
+					r, h = roleOf(names[start:]), known.nameBit(names[start:])
 					verbatim = verbatim && bytes.Equal(names[start:], raw)
 				}
 				if len(fields) == cap(fields) {
@@ -371,9 +371,9 @@ func collectValid(data []byte, fields []field, names []byte) (_ []field, _ []byt
 				fields = fields[:len(fields)+1]
 				f := &fields[len(fields)-1]
 				f.key, f.val, f.name, f.out = key, spanOf(valStart, pos), spanOf(start, len(names)), span{}
-				f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
+				f.keyFlags, f.flags, f.kind, f.role, f.bit = keyFlags, flags, k, r, h
 				f.verbatim = verbatim
-				bit := uint64(1) << (h & 63)
+				bit := uint64(1) << h
 				dup = dup || seen&bit != 0
 				seen |= bit
 			}
@@ -424,7 +424,7 @@ func plainEnd(d []byte, i int) int {
 }
 
 // appendField appends the field of a present member and its snake_case
-// name, and returns the name's nameHash.
+// name, and returns the name's nameBit.
 func appendField(fields []field, names, data []byte, key span, keyFlags uint8, val span, flags uint8, k kind) ([]field, []byte, uint8) {
 	raw := data[key.start:key.end]
 	start := len(names)
@@ -432,11 +432,11 @@ func appendField(fields []field, names, data []byte, key span, keyFlags uint8, v
 	var h uint8
 	if kn := knownUnescaped(raw, keyFlags); kn != nil {
 		names = append(names, kn.snake...)
-		r, h = kn.role, kn.hash
+		r, h = kn.role, kn.bit
 	} else {
 		var keyBuf [64]byte
 		names = appendSnake(names, unquote(keyBuf[:0], raw, keyFlags))
-		r, h = roleOf(names[start:]), nameHash(names[start:])
+		r, h = roleOf(names[start:]), known.nameBit(names[start:])
 	}
 	// Written in place: a field built aside and copied in is stored a
 	// byte at a time and loaded back whole, which stalls the copy.
@@ -446,7 +446,7 @@ func appendField(fields []field, names, data []byte, key span, keyFlags uint8, v
 	fields = fields[:len(fields)+1]
 	f := &fields[len(fields)-1]
 	f.key, f.val, f.name, f.out = key, val, spanOf(start, len(names)), span{}
-	f.keyFlags, f.flags, f.kind, f.role, f.hash = keyFlags, flags, k, r, h
+	f.keyFlags, f.flags, f.kind, f.role, f.bit = keyFlags, flags, k, r, h
 	f.verbatim = false // collectChecked's records are rare: encode them piece by piece
 	return fields, names, h
 }
@@ -521,7 +521,7 @@ next:
 	for i := range fields {
 		f := &fields[i] // kept only ever writes below i
 		name := names[f.name.start:f.name.end]
-		bit := uint64(1) << (f.hash & 63)
+		bit := uint64(1) << f.bit
 		if seen&bit != 0 || index != nil {
 			if index != nil {
 				if j, ok := index[string(name)]; ok {

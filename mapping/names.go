@@ -295,7 +295,7 @@ var commonNames = [...]string{
 	"companyId", "company_id", "locale", "url", "pageUrl", "page_url", "userAgent", "user_agent",
 	"appVersion", "app_version", "plan", "seats", "referrer", "title", "path",
 	// members of metadata objects
-	"stepIndex", "stepId", "stepTitle", "elementSelector",
+	"stepIndex", "step_index", "stepId", "step_id", "stepTitle", "step_title", "elementSelector", "element_selector",
 }
 
 // knownName is a commonNames entry with its snake_case name and role.
@@ -303,7 +303,7 @@ type knownName struct {
 	spelling string
 	snake    string
 	role     role
-	hash     uint8 // nameHash(snake), for dedupe
+	bit      uint8 // nameBit(snake), for dedupe
 	verbatim bool  // spelling == snake
 	// The spelling as keyWords reads it, compared whole instead of byte
 	// by byte.
@@ -351,6 +351,20 @@ var keyMasks = func() (t [maxKnownLen + 1][2]uint64) {
 type knownNames struct {
 	slot    [256]uint8
 	entries [len(commonNames)]knownName
+	bits    uint8 // distinct snake_case names in entries (nameBit)
+}
+
+// nameBit returns the bit of a snake_case name in the 64-bit set by
+// which collect tells whether a record may spell a field twice: each
+// snake_case name of commonNames has a bit of its own (0 to t.bits-1),
+// and any other name one of the others, by nameHash. Two names with the
+// same bit may be the same name; two with different bits never are, so a
+// record whose names have distinct bits leaves dedupe nothing to do.
+func (t *knownNames) nameBit(snake []byte) uint8 {
+	if kn := t.lookup(snake); kn != nil && kn.snake == string(snake) {
+		return kn.bit
+	}
+	return t.bits + nameHash(snake)%(64-t.bits)
 }
 
 func nameHash(name []byte) uint8 {
@@ -368,13 +382,19 @@ func wordsHash(lo, hi uint64) uint8 {
 
 var known = func() *knownNames {
 	t := new(knownNames)
+	bits := map[string]uint8{}
 	for i, sp := range commonNames {
 		if len(sp) > maxKnownLen {
 			panic("mapping: common name " + sp + " is longer than keyWords reads")
 		}
 		snake := string(appendSnake(nil, []byte(sp)))
+		bit, ok := bits[snake]
+		if !ok {
+			bit = uint8(len(bits))
+			bits[snake] = bit
+		}
 		lo, hi := keyWords([]byte(sp))
-		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake)), hash: nameHash([]byte(snake)),
+		t.entries[i] = knownName{spelling: sp, snake: snake, role: roleOf([]byte(snake)), bit: bit,
 			lo: lo, hi: hi, n: uint8(len(sp)), verbatim: sp == snake}
 		h := wordsHash(lo, hi)
 		for t.slot[h] != 0 {
@@ -382,6 +402,17 @@ var known = func() *knownNames {
 		}
 		t.slot[h] = uint8(i + 1)
 	}
+	// nameBit finds a name's own bit by looking the snake_case name up
+	// as a spelling, and leaves the others at least 16 bits to share.
+	for snake := range bits {
+		if kn := t.lookup([]byte(snake)); kn == nil || kn.snake != snake {
+			panic("mapping: common name " + snake + " (a snake_case form) is not itself in commonNames")
+		}
+	}
+	if len(bits) > 48 {
+		panic("mapping: more than 48 distinct common names leave too few bits for the others")
+	}
+	t.bits = uint8(len(bits))
 	return t
 }()
 
