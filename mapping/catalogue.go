@@ -106,6 +106,13 @@ func appendTypeKey(dst, typ []byte) []byte {
 
 // lookup returns the event a decoded type spelling names, or nil.
 func lookup(typ []byte) *event {
+	// Producers mostly write the catalogue's own spelling: matched whole,
+	// it skips the folding below, whose key it would fold to anyway.
+	for h := int(nameHash(typ)) & (len(byType) - 1); byType[h] != nil; h = (h + 1) & (len(byType) - 1) {
+		if byType[h].Type == string(typ) {
+			return byType[h]
+		}
+	}
 	if len(typ) > 256 {
 		return nil // longer than any spelling worth accepting
 	}
@@ -150,6 +157,20 @@ var byHash = func() (t [64]*event) {
 	for i := range catalogue {
 		e := byKey[catalogue[i].key]
 		h := int(nameHash([]byte(e.key))) & (len(t) - 1)
+		for t[h] != nil {
+			h = (h + 1) & (len(t) - 1)
+		}
+		t[h] = e
+	}
+	return t
+}()
+
+// byType is byHash for the catalogue's spellings (event.Type) as they
+// are, probed from the nameHash of the spelling.
+var byType = func() (t [64]*event) {
+	for i := range catalogue {
+		e := byKey[catalogue[i].key]
+		h := int(nameHash([]byte(e.Type))) & (len(t) - 1)
 		for t[h] != nil {
 			h = (h + 1) & (len(t) - 1)
 		}

@@ -166,8 +166,11 @@ func MapAccountInto(dst []byte, r Record) ([]byte, Call, error) {
 // with Call.Properties or without.
 func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error) {
 	// Fixed buffers keep a typical record off the heap; larger ones grow.
-	var fieldBuf [32]field
-	var nameBuf [512]byte
+	// They are sized to typical records (the service's carry up to 14
+	// fields, whose names take some 110 bytes), no larger: Go zeroes
+	// them on every call, whatever part of them a record uses.
+	var fieldBuf [16]field
+	var nameBuf [256]byte
 	fields, names, dup, err := collect(r.Value, fieldBuf[:0], nameBuf[:0])
 	if err != nil {
 		return Call{}, dst, err
