@@ -1,7 +1,6 @@
 package consumer
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -499,53 +497,5 @@ func TestHandedOnRecordsKeepTheirBytes(t *testing.T) {
 		if m.Offset != int64(i) || string(m.Value) != value(i) || len(m.Headers) != 1 || m.Headers[0].Key != "h" || string(m.Headers[0].Value) != header(i) {
 			t.Errorf("dead letter %d: offset %d value %q headers %v, want offset %d value %q header h=%q", i, m.Offset, m.Value, m.Headers, i, value(i), header(i))
 		}
-	}
-}
-
-// TestChunkJSONInOneArena: the records of a chunk append their JSON to one
-// array (jsonArena), each call's JSON exactly mapping.Map's, capped so
-// that appending to one never runs into the next.
-func TestChunkJSONInOneArena(t *testing.T) {
-	const batch, n = 64, 640
-	tc := newTestConsumer(t, 1, nil)
-	tc.seams.newReader = func(_ string, id int) reader { return &fakeReader{topic: tc.topic, part: id, batch: batch} }
-	tc.topic.produce(0, n)
-	want := map[string][]byte{}
-	tc.topic.mu.Lock()
-	for _, m := range tc.topic.logs[0] {
-		if call, err := mapping.Map(mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value}); err == nil {
-			want[call.MessageID] = call.JSON
-		}
-	}
-	tc.topic.mu.Unlock()
-	stop := tc.run(t)
-	tc.fc.start(t, 1, 0)
-	tc.fc.waitCommitted(t, 0, n, 10*time.Second)
-	stop()
-	tc.sink.mu.Lock()
-	defer tc.sink.mu.Unlock()
-	if len(tc.sink.got) != len(want) {
-		t.Fatalf("sink got %d messages, want %d", len(tc.sink.got), len(want))
-	}
-	breaks := 0 // messages whose JSON does not follow the one before in memory
-	for i, m := range tc.sink.got {
-		if !bytes.Equal(m.JSON, want[m.ID]) {
-			t.Fatalf("message %s: JSON\n %s\nwant\n %s", m.ID, m.JSON, want[m.ID])
-		}
-		if cap(m.JSON) != len(m.JSON) {
-			t.Fatalf("message %s: JSON has %d bytes of room after it: an append would overwrite the next call", m.ID, cap(m.JSON)-len(m.JSON))
-		}
-		if i == 0 {
-			continue
-		}
-		prev := tc.sink.got[i-1].JSON
-		if uintptr(unsafe.Pointer(unsafe.SliceData(m.JSON))) != uintptr(unsafe.Pointer(unsafe.SliceData(prev)))+uintptr(len(prev)) {
-			breaks++
-		}
-	}
-	// One array per chunk: a break at every chunk's first record, and
-	// none between the records of one chunk.
-	if chunks := (n + batch - 1) / batch; breaks > chunks {
-		t.Errorf("the JSON of %d messages lies in %d separate pieces, want at most one per chunk (%d)", len(tc.sink.got), breaks+1, chunks)
 	}
 }

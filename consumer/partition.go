@@ -471,16 +471,13 @@ func (p *partition) handle(ctx context.Context, c *chunk) {
 	p.c.metrics.consumed.Add(float64(n))
 	acts := p.acts[:0]
 	var total int64
-	var arena []byte // the chunk's mapped JSON (jsonArena)
 	for i := range c.msgs {
 		if p.skip.acked(c.msgs[i].Offset) {
 			p.c.metrics.skippedAcked.Inc()
 			acts = append(acts, action{kind: toSkip})
 			continue
 		}
-		arena = jsonArena(arena, c.msgs[i:])
-		var a action
-		a, arena = p.route(&c.msgs[i], &c.sent[i], arena)
+		a := p.route(&c.msgs[i], &c.sent[i])
 		acts = append(acts, a)
 		switch a.kind {
 		case toSink:
@@ -567,7 +564,7 @@ func (p *partition) dropChunk(c *chunk, took int64) {
 // Accounts mode, by the account's integration in force now (at map time):
 // active, deliver to its region's endpoint with its write key; unknown or
 // inactive, skip (acknowledged like a delivered record, counted).
-func (p *partition) route(m *kafka.Message, s *sent, arena []byte) (action, []byte) {
+func (p *partition) route(m *kafka.Message, s *sent) action {
 	rec := mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value}
 	if len(m.Headers) > 0 {
 		switch {
@@ -581,26 +578,27 @@ func (p *partition) route(m *kafka.Message, s *sent, arena []byte) (action, []by
 			}
 		}
 	}
-	// MapInto skips the Properties the consumer never reads, and appends
-	// the call's JSON to the chunk's arena.
+	// MapInto skips the Properties the consumer never reads; nil: each
+	// call's JSON is its own allocation, alive as long as the record is
+	// in flight.
 	mapFn := mapping.MapInto
 	if p.c.accounts() {
 		mapFn = mapping.MapAccountInto
 	}
-	arena, call, err := mapFn(arena, rec)
+	_, call, err := mapFn(nil, rec)
 	if err != nil {
 		var merr *mapping.Error
 		if !errors.As(err, &merr) {
 			merr = &mapping.Error{Code: mapping.CodeInvalidJSON, Msg: err.Error()}
 		}
-		return action{kind: toDeadLetter, code: merr.Code, reason: merr.Error()}, arena
+		return action{kind: toDeadLetter, code: merr.Code, reason: merr.Error()}
 	}
 	var dst sink.Destination
 	if in := p.c.opts.Integrations; in != nil {
 		it, ok := in.Lookup(call.AccountID)
 		if !ok {
 			p.c.metrics.skippedInactive.Inc()
-			return action{kind: toSkip}, arena
+			return action{kind: toSkip}
 		}
 		account := it.Account // one string per account, shared
 		if account == "" {
@@ -609,30 +607,7 @@ func (p *partition) route(m *kafka.Message, s *sent, arena []byte) (action, []by
 		dst = sink.Destination{Account: account, WriteKey: it.WriteKey.Reveal(), Endpoint: p.c.endpoint(it.Region)}
 	}
 	*s = sent{id: call.MessageID, json: call.JSON, dst: dst}
-	return action{kind: toSink}, arena
-}
-
-// jsonSlack is how many bytes a record's Segment JSON is allowed beyond
-// its value's when jsonArena sizes an arena: the messageId, event name,
-// timestamps and envelope the call adds (about 200 bytes for the
-// benchmark's records).
-const jsonSlack = 320
-
-// jsonArena returns arena, or a fresh one when it may not hold the JSON
-// of msgs[0], sized for the JSON of all of msgs. A chunk's records append
-// their JSON to one array instead of one allocation each: the array lives
-// until the last record referring to it is finished, as the chunk's copy
-// of their values does (ownBytes). A skipped or dead-lettered record's
-// bytes stay in it unused until then.
-func jsonArena(arena []byte, msgs []kafka.Message) []byte {
-	if cap(arena)-len(arena) >= len(msgs[0].Value)+jsonSlack {
-		return arena
-	}
-	n := 0
-	for i := range msgs {
-		n += len(msgs[i].Value) + jsonSlack
-	}
-	return make([]byte, 0, n)
+	return action{kind: toSink}
 }
 
 // sent is what a record was handed to the sink as, kept for a redelivery.
