@@ -165,6 +165,8 @@ var requiredSignals = []struct{ what, expr string }{
 	{"Segment 429s", `produktly_segment_sink_requests_total{status="429"}`},
 	{"no ready replicas", "kube_deployment_status_replicas_available"},
 	{"commit errors", "produktly_segment_commit_errors_total"},
+	{"Segment answering 400 to every call", "produktly_segment_sink_systemic_rejection"},
+	{"a record stuck unacknowledged", "produktly_segment_oldest_unacked_seconds"},
 }
 
 // checkRulesFile: the rule file decodes strictly, uses only the binary's
