@@ -1,0 +1,99 @@
+package deploy_test
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestGoModMarksDirectImports checks go.mod's "// indirect" marks against
+// the code, as go mod tidy sets them: a module that a package of this
+// repository (or one of its tests) imports is a direct requirement, and
+// every other module is marked indirect.
+func TestGoModMarksDirectImports(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("no go command")
+	}
+	indirect, err := readRequires(filepath.Join(repoRoot, "go.mod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("go", "list", "-f",
+		`{{join .Imports "\n"}}{{"\n"}}{{join .TestImports "\n"}}{{"\n"}}{{join .XTestImports "\n"}}`, "./...")
+	cmd.Dir = repoRoot
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	modules := make([]string, 0, len(indirect))
+	for m := range indirect {
+		modules = append(modules, m)
+	}
+	used := map[string]bool{}
+	for _, imp := range strings.Fields(string(out)) {
+		if m := moduleOf(imp, modules); m != "" {
+			used[m] = true
+		}
+	}
+	for _, m := range modules {
+		switch {
+		case used[m] && indirect[m]:
+			t.Errorf("go.mod marks %s indirect, but the code imports it", m)
+		case !used[m] && !indirect[m]:
+			t.Errorf("go.mod requires %s directly, but no package imports it", m)
+		}
+	}
+}
+
+// moduleOf returns the module of modules that holds the package imp: the
+// longest module path that is imp or a prefix of it ending at a slash, or
+// "" for the standard library and this module's own packages.
+func moduleOf(imp string, modules []string) string {
+	best := ""
+	for _, m := range modules {
+		if (imp == m || strings.HasPrefix(imp, m+"/")) && len(m) > len(best) {
+			best = m
+		}
+	}
+	return best
+}
+
+// readRequires returns go.mod's required modules, each with whether it is
+// marked "// indirect".
+func readRequires(path string) (map[string]bool, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	req := map[string]bool{}
+	inBlock := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "require (":
+			inBlock = true
+			continue
+		case inBlock && line == ")":
+			inBlock = false
+			continue
+		case strings.HasPrefix(line, "require "):
+			line = strings.TrimPrefix(line, "require ")
+		case !inBlock:
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) < 2 {
+			continue
+		}
+		req[fields[0]] = strings.HasSuffix(line, "// indirect")
+	}
+	return req, sc.Err()
+}
