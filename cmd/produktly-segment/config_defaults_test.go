@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/produktly/produktly-segment/consumer"
+	"github.com/produktly/produktly-segment/sink"
 )
 
 // TestConsumerDefaults: with no setting given, the service hands the
@@ -39,6 +40,33 @@ func TestConsumerDefaults(t *testing.T) {
 	} {
 		if f.got != f.want {
 			t.Errorf("%s: the service's default is %v, the consumer's %v", f.name, f.got, f.want)
+		}
+	}
+}
+
+// TestSinkDefaults: with no setting given, the service's Segment settings
+// are the sink's own defaults (sink.Default*).
+func TestSinkDefaults(t *testing.T) {
+	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "SEGMENT_WRITE_KEY": "k"}
+	c, err := parseConfig("test", nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []struct {
+		name      string
+		got, want any
+	}{
+		{"Endpoint", c.Endpoint, sink.DefaultEndpoint},
+		{"EUEndpoint", c.EUEndpoint, sink.DefaultEUEndpoint},
+		{"AccountMaxRPS", c.AccountMaxRPS, float64(sink.DefaultAccountMaxRPS)},
+		{"AccountLinger", c.AccountLinger, sink.DefaultAccountLinger},
+		{"BatchSize", c.BatchSize, sink.DefaultBatchSize},
+		{"FlushInterval", c.FlushInterval, sink.DefaultFlushInterval},
+		{"Concurrency", c.Concurrency, sink.DefaultConcurrency},
+		{"SegmentTimeout", c.SegmentTimeout, sink.DefaultTimeout},
+	} {
+		if f.got != f.want {
+			t.Errorf("%s: the service's default is %v, the sink's %v", f.name, f.got, f.want)
 		}
 	}
 }
