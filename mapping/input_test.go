@@ -172,6 +172,8 @@ var conflictCases = []bad{
 	{"timestamp", `{"type":"tour_start","userId":"u","tourId":1,"timestamp":1,"timestamp":2}`, CodeInvalidProperty, "timestamp"},
 	{"id", `{"type":"tour_start","userId":"u","tourId":1,"id":"a","id":"b"}`, CodeInvalidProperty, "id"},
 	{"conflict beats unknown type", `{"type":"nope","userId":"u","tourId":1,"tourId":2}`, CodeInvalidProperty, "tour_id"},
+	{"a common name added for its bit", `{"type":"tour_step","userId":"u","tourId":1,"stepIndex":1,"step_index":2}`, CodeInvalidProperty, "step_index"},
+	{"an escaped spelling of a common name", `{"type":"tour_start","userId":"u","user\u005fid":"v","tourId":1}`, CodeInvalidProperty, "user_id"},
 	{"metadata members", `{"type":"tour_step","userId":"u","tourId":1,"metadata":{"stepIndex":1,"step_index":2,"type":"next"}}`, CodeInvalidProperty, "metadata.stepIndex"},
 	{"metadata member twice", `{"type":"tour_step","userId":"u","tourId":1,"metadata":{"stepIndex":1,"type":"next","type":"previous"}}`, CodeInvalidProperty, "metadata.type"},
 }
