@@ -8,21 +8,42 @@ import (
 	"github.com/produktly/produktly-segment/sink"
 )
 
-// TestConsumerDefaults: with no setting given, the service hands the
-// consumer exactly the consumer's own defaults; the --help text and the
-// library cannot drift apart.
-func TestConsumerDefaults(t *testing.T) {
+// defaultConfig is the service's configuration with no setting given but
+// the two it requires.
+func defaultConfig(t *testing.T) *config {
+	t.Helper()
 	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "SEGMENT_WRITE_KEY": "k"}
 	c, err := parseConfig("test", nil, func(k string) string { return env[k] }, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// sameDefault is one setting's default in the service and in the library
+// that owns it.
+type sameDefault struct {
+	name      string
+	got, want any
+}
+
+func checkDefaults(t *testing.T, library string, defaults []sameDefault) {
+	t.Helper()
+	for _, f := range defaults {
+		if f.got != f.want {
+			t.Errorf("%s: the service's default is %v, the %s's %v", f.name, f.got, library, f.want)
+		}
+	}
+}
+
+// TestConsumerDefaults: with no setting given, the service hands the
+// consumer exactly the consumer's own defaults; the --help text and the
+// library cannot drift apart.
+func TestConsumerDefaults(t *testing.T) {
+	c := defaultConfig(t)
 	got := consumerOptions(c).WithDefaults()
 	want := consumer.Options{Brokers: c.Brokers}.WithDefaults()
-	for _, f := range []struct {
-		name      string
-		got, want any
-	}{
+	checkDefaults(t, "consumer", []sameDefault{
 		{"Topic", got.Topic, want.Topic},
 		{"GroupID", got.GroupID, want.GroupID},
 		{"DeadLetterTopic", got.DeadLetterTopic, want.DeadLetterTopic},
@@ -37,25 +58,14 @@ func TestConsumerDefaults(t *testing.T) {
 		{"RebalanceTimeout", got.RebalanceTimeout, want.RebalanceTimeout},
 		{"RevokeTimeout", got.RevokeTimeout, want.RevokeTimeout},
 		{"ShutdownTimeout", got.ShutdownTimeout, want.ShutdownTimeout},
-	} {
-		if f.got != f.want {
-			t.Errorf("%s: the service's default is %v, the consumer's %v", f.name, f.got, f.want)
-		}
-	}
+	})
 }
 
 // TestSinkDefaults: with no setting given, the service's Segment settings
 // are the sink's own defaults (sink.Default*).
 func TestSinkDefaults(t *testing.T) {
-	env := map[string]string{"KAFKA_BROKERS": "127.0.0.1:9092", "SEGMENT_WRITE_KEY": "k"}
-	c, err := parseConfig("test", nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, f := range []struct {
-		name      string
-		got, want any
-	}{
+	c := defaultConfig(t)
+	checkDefaults(t, "sink", []sameDefault{
 		{"Endpoint", c.Endpoint, sink.DefaultEndpoint},
 		{"EUEndpoint", c.EUEndpoint, sink.DefaultEUEndpoint},
 		{"AccountMaxRPS", c.AccountMaxRPS, float64(sink.DefaultAccountMaxRPS)},
@@ -64,11 +74,7 @@ func TestSinkDefaults(t *testing.T) {
 		{"FlushInterval", c.FlushInterval, sink.DefaultFlushInterval},
 		{"Concurrency", c.Concurrency, sink.DefaultConcurrency},
 		{"SegmentTimeout", c.SegmentTimeout, sink.DefaultTimeout},
-	} {
-		if f.got != f.want {
-			t.Errorf("%s: the service's default is %v, the sink's %v", f.name, f.got, f.want)
-		}
-	}
+	})
 }
 
 func TestFormatBytes(t *testing.T) {
