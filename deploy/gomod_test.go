@@ -1,11 +1,10 @@
 package deploy_test
 
 import (
-	"bufio"
 	"bytes"
-	"os"
+	"encoding/json"
+	"fmt"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -18,7 +17,7 @@ func TestGoModMarksDirectImports(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go command")
 	}
-	indirect, err := readRequires(filepath.Join(repoRoot, "go.mod"))
+	indirect, err := readRequires(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,35 +64,26 @@ func moduleOf(imp string, modules []string) string {
 }
 
 // readRequires returns go.mod's required modules, each with whether it is
-// marked "// indirect".
-func readRequires(path string) (map[string]bool, error) {
-	f, err := os.Open(path)
+// marked "// indirect", as go mod edit -json reads them.
+func readRequires(dir string) (map[string]bool, error) {
+	cmd := exec.Command("go", "mod", "edit", "-json")
+	cmd.Dir = dir
+	out, err := cmd.Output()
 	if err != nil {
+		return nil, fmt.Errorf("go mod edit -json: %w", err)
+	}
+	var mod struct {
+		Require []struct {
+			Path     string
+			Indirect bool
+		}
+	}
+	if err := json.Unmarshal(out, &mod); err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	req := map[string]bool{}
-	inBlock := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "require (":
-			inBlock = true
-			continue
-		case inBlock && line == ")":
-			inBlock = false
-			continue
-		case strings.HasPrefix(line, "require "):
-			line = strings.TrimPrefix(line, "require ")
-		case !inBlock:
-			continue
-		}
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			continue
-		}
-		req[fields[0]] = strings.HasSuffix(line, "// indirect")
+	req := make(map[string]bool, len(mod.Require))
+	for _, r := range mod.Require {
+		req[r.Path] = r.Indirect
 	}
-	return req, sc.Err()
+	return req, nil
 }
