@@ -170,16 +170,18 @@ func newFleet(t *testing.T, l *ledger, env map[string]string) *fleet {
 	return f
 }
 
-// environ is a replica's environment: short group timings so rebalances
-// take seconds, and a short Segment timeout so hung requests are retried.
-func (f *fleet) environ() map[string]string {
+// environ is replica name's environment: short group timings so
+// rebalances take seconds, and a short Segment timeout so hung requests
+// are retried. Its Segment endpoints name it (URLFor), so that the ledger
+// can tell which replica sent each copy.
+func (f *fleet) environ(name string) map[string]string {
 	env := map[string]string{
 		"KAFKA_BROKERS":            strings.Join(f.l.kc.brokers, ","),
 		"KAFKA_TOPIC":              f.l.topic,
 		"KAFKA_GROUP_ID":           f.l.group,
 		"KAFKA_DLQ_TOPIC":          f.l.dlq,
 		"SEGMENT_WRITE_KEY":        faultWriteKey,
-		"SEGMENT_ENDPOINT":         f.l.seg.URL(),
+		"SEGMENT_ENDPOINT":         f.l.seg.URLFor(name),
 		"SEGMENT_TIMEOUT":          "2s",
 		"ADMIN_ADDR":               freeAddr(f.t),
 		"LOG_LEVEL":                "info",
@@ -196,7 +198,7 @@ func (f *fleet) environ() map[string]string {
 		delete(env, "SEGMENT_WRITE_KEY")
 		env["INTEGRATIONS_TOPIC"] = f.l.integ
 		env["KAFKA_RETRY_TOPIC"] = f.l.retry
-		env["SEGMENT_EU_ENDPOINT"] = f.l.seg.URL()
+		env["SEGMENT_EU_ENDPOINT"] = f.l.seg.URLFor(name)
 	}
 	for k, v := range f.env {
 		env[k] = v
@@ -211,7 +213,7 @@ func (f *fleet) start() *replica {
 	f.seq++
 	name := fmt.Sprintf("%s-r%d", f.l.name, f.seq)
 	f.mu.Unlock()
-	r := &replica{name: name, p: startProc(f.t, name, f.environ(), "run")}
+	r := &replica{name: name, p: startProc(f.t, name, f.environ(name), "run")}
 	f.mu.Lock()
 	f.all = append(f.all, r)
 	f.live = append(f.live, r)
@@ -253,6 +255,7 @@ func (f *fleet) crash(r *replica) {
 	}
 	r.sample()
 	r.p.kill()
+	f.l.kill(r.name)
 	f.remove(r)
 	f.l.note("SIGKILL %s", r.name)
 }

@@ -96,6 +96,9 @@ type ledger struct {
 	started  time.Time
 	faultEnd time.Time
 	notes    []string
+	// killed: when each SIGKILLed replica was killed, by the name its
+	// Segment endpoint carries (fleet.environ: segmenttest's URLFor).
+	killed map[string]time.Time
 }
 
 // newLedger creates the scenario's topics, group and Segment stand-in on
@@ -179,6 +182,23 @@ func newAccountsLedger(t testing.TB, name string, partitions, n int) *ledger {
 }
 
 // note adds a line to the scenario's report (what faults were injected).
+// kill records that replica name was SIGKILLed now.
+func (l *ledger) kill(name string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.killed == nil {
+		l.killed = map[string]time.Time{}
+	}
+	l.killed[name] = time.Now()
+}
+
+// killedAfter reports whether replica via was SIGKILLed after at; l.mu is
+// held.
+func (l *ledger) killedAfter(via string, at time.Time) bool {
+	k, ok := l.killed[via]
+	return ok && via != "" && k.After(at)
+}
+
 func (l *ledger) note(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -354,19 +374,27 @@ type ledgerReport struct {
 	// records read again from Kafka after a restart or rebalance.
 	CutDuplicates int
 	ReplayPercent float64
-	DeadLettered  int
-	DLQCopies     int
-	Lost          int
-	CommittedEnd  bool
-	PeakMB        float64
-	Replicas      string
-	RecoverySec   float64
-	Requests      int
-	ProducerErrs  int
-	Codes         string
-	CommitChecks  int
-	Violations    int
-	Unverified    int
+	// KillReplays are the replays whose copy before came from a replica
+	// SIGKILLed after sending it: what it delivered since its last commit,
+	// which no consumer can keep from being read again. The other replays
+	// followed a rebalance, a graceful exit or a refused commit, and are
+	// what sticky assignment and the drain's commits keep down
+	// (MoveReplayPercent).
+	KillReplays       int
+	MoveReplayPercent float64
+	DeadLettered      int
+	DLQCopies         int
+	Lost              int
+	CommittedEnd      bool
+	PeakMB            float64
+	Replicas          string
+	RecoverySec       float64
+	Requests          int
+	ProducerErrs      int
+	Codes             string
+	CommitChecks      int
+	Violations        int
+	Unverified        int
 }
 
 // account reads back everything and checks the ledger's rules, then prints
@@ -415,8 +443,9 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 
 	// Segment: exactly the good records, every copy as the mapping made it.
 	first := map[string]bool{}
-	cut := map[string]int{} // copies whose answer was cut off and not yet followed by another copy
-	dupAt := map[int]int{}  // replays by arrival, 5 s buckets from the start
+	cut := map[string]int{}                   // copies whose answer was cut off and not yet followed by another copy
+	dupAt := map[int]int{}                    // replays by arrival, 5 s buckets from the start
+	prev := map[string]segmenttest.Received{} // the copy before, by messageId
 	for _, m := range l.seg.Messages() {
 		rep.Copies++
 		id, ok := l.byMsgID[m.MessageID]
@@ -437,12 +466,16 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 				rep.CutDuplicates++
 			} else {
 				dupAt[int(m.At.Sub(l.started)/(5*time.Second))]++
+				if p := prev[m.MessageID]; l.killedAfter(p.Via, p.At) {
+					rep.KillReplays++
+				}
 			}
 		}
 		if m.Cut {
 			cut[m.MessageID]++
 		}
 		first[m.MessageID] = true
+		prev[m.MessageID] = segmenttest.Received{Via: m.Via, At: m.At}
 	}
 	rep.Delivered = len(first)
 
@@ -520,6 +553,7 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 	if rep.Delivered > 0 {
 		rep.DupPercent = 100 * float64(rep.Duplicates) / float64(rep.Delivered)
 		rep.ReplayPercent = 100 * float64(rep.Duplicates-rep.CutDuplicates) / float64(rep.Delivered)
+		rep.MoveReplayPercent = 100 * float64(rep.Duplicates-rep.CutDuplicates-rep.KillReplays) / float64(rep.Delivered)
 	}
 	var codes []string
 	for _, c := range mapping.Codes() {
@@ -557,6 +591,8 @@ func (l *ledger) publish(r ledgerReport) {
 		r.Delivered, r.Good, r.Copies, r.Duplicates, r.DupPercent)
 	fmt.Fprintf(&b, "  duplicates         %d resent after an answer cut off, %d replayed from Kafka = %.2f%%\n",
 		r.CutDuplicates, r.Duplicates-r.CutDuplicates, r.ReplayPercent)
+	fmt.Fprintf(&b, "  replays            %d behind a SIGKILLed replica, %d after moves without a kill = %.2f%%\n",
+		r.KillReplays, r.Duplicates-r.CutDuplicates-r.KillReplays, r.MoveReplayPercent)
 	fmt.Fprintf(&b, "  dead-lettered      %d of %d bad (%d copies)\n", r.DeadLettered, r.Bad, r.DLQCopies)
 	fmt.Fprintf(&b, "  lost               %d\n", r.Lost)
 	fmt.Fprintf(&b, "  committed == end   %v\n", r.CommittedEnd)
@@ -586,11 +622,12 @@ func ledgerTable() string {
 	reports.Lock()
 	defer reports.Unlock()
 	var b strings.Builder
-	b.WriteString("| scenario | produced (good + bad) | delivered distinct | duplicates | of which replays | dead-lettered (copies) | lost | committed = end | commits checked (early) | peak RSS per replica (MB) | recovery |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | produced (good + bad) | delivered distinct | duplicates | of which replays | of those, without a SIGKILL | dead-lettered (copies) | lost | committed = end | commits checked (early) | peak RSS per replica (MB) | recovery |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range reports.list {
-		fmt.Fprintf(&b, "| %s | %d (%d + %d) | %d | %d (%.2f%%) | %d (%.2f%%) | %d (%d) | %d | %v | %d (%d) | %.0f max (%s) | %.1f s |\n",
-			r.Scenario, r.Produced, r.Good, r.Bad, r.Delivered, r.Duplicates, r.DupPercent, r.Duplicates-r.CutDuplicates, r.ReplayPercent, r.DeadLettered, r.DLQCopies,
+		fmt.Fprintf(&b, "| %s | %d (%d + %d) | %d | %d (%.2f%%) | %d (%.2f%%) | %d (%.2f%%) | %d (%d) | %d | %v | %d (%d) | %.0f max (%s) | %.1f s |\n",
+			r.Scenario, r.Produced, r.Good, r.Bad, r.Delivered, r.Duplicates, r.DupPercent, r.Duplicates-r.CutDuplicates, r.ReplayPercent,
+			r.Duplicates-r.CutDuplicates-r.KillReplays, r.MoveReplayPercent, r.DeadLettered, r.DLQCopies,
 			r.Lost, r.CommittedEnd, r.CommitChecks, r.Violations, r.PeakMB, r.Replicas, r.RecoverySec)
 	}
 	return b.String()

@@ -19,7 +19,8 @@ const (
 	maxBatchLen     = 2500
 )
 
-// ServeHTTP serves POST /v1/batch.
+// ServeHTTP serves POST /v1/batch, and POST /via/{sender}/v1/batch for
+// the clients given URLFor(sender).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	if s.closed {
@@ -31,7 +32,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.inflight.Done()
 
-	if r.URL.Path != "/v1/batch" {
+	via, ok := senderOf(r.URL.Path)
+	if !ok {
 		s.count()
 		answer(w, http.StatusNotFound, "not found")
 		return
@@ -99,10 +101,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if p.fault == Cut {
-		for i := range msgs {
-			msgs[i].Cut = true
-		}
+	for i := range msgs {
+		msgs[i].Cut, msgs[i].Via = p.fault == Cut, via
 	}
 	s.record(msgs)
 	if p.fault == Cut {
@@ -111,6 +111,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"success":true}`)
+}
+
+// senderOf returns the sender named by a path of URLFor's, "" for the
+// plain /v1/batch, and false for any other path.
+func senderOf(path string) (string, bool) {
+	if path == batchPath {
+		return "", true
+	}
+	rest, ok := strings.CutPrefix(path, viaPrefix)
+	if !ok {
+		return "", false
+	}
+	name, ok := strings.CutSuffix(rest, batchPath)
+	if !ok || name == "" || strings.Contains(name, "/") {
+		return "", false
+	}
+	return name, true
 }
 
 func (s *Server) accepts(key string) bool {

@@ -13,6 +13,9 @@
 // records the write key of every message it accepts, so that a test can
 // check that each account's calls reached the right source. Several
 // Servers (say a US and an EU one) run side by side on their own ports.
+// Clients given URLFor(sender) have their messages recorded with that
+// sender (Received.Via), so a test running several replicas against one
+// Server can tell which one sent each copy.
 //
 // Faults can be injected while it serves: scripted statuses (FailNext), an
 // outage (SetOutage), Retry-After headers, latency, dropped connections,
@@ -28,6 +31,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"sync"
@@ -52,6 +56,9 @@ type Received struct {
 	// off (the Cut fault), so the client cannot know it arrived and sends
 	// it again: the next copy is a duplicate by design.
 	Cut bool
+	// Via is the sender of the request that carried it, when the client
+	// posted to URLFor(sender); "" otherwise, and WithoutBodies.
+	Via string
 }
 
 // Option configures a Server.
@@ -164,6 +171,21 @@ func (s *Server) URL() string {
 		return ""
 	}
 	return "http://" + s.ln.Addr().String()
+}
+
+// The paths the Server answers: Segment's batch endpoint, under
+// viaPrefix+sender for URLFor's clients.
+const (
+	batchPath = "/v1/batch"
+	viaPrefix = "/via/"
+)
+
+// URLFor is an endpoint of the Server (as URL) whose messages are received
+// with Via set to sender, so that a test running several clients against
+// one Server can tell which one sent each copy. sender must be a non-empty
+// path segment: no slash.
+func (s *Server) URLFor(sender string) string {
+	return s.URL() + viaPrefix + url.PathEscape(sender)
 }
 
 // Handler is the batch endpoint, to mount on any listener or mux. The Hang,

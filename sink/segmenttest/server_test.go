@@ -138,6 +138,43 @@ func TestRefuses(t *testing.T) {
 	}
 }
 
+// TestURLForNamesTheSender: a client posting to URLFor(name) has its
+// messages recorded with Via name, one posting to URL with none, and a
+// path under /via/ that is not one of URLFor's is refused like any other.
+func TestURLForNamesTheSender(t *testing.T) {
+	s := newServer(t)
+	for _, tc := range []struct{ url, id string }{{s.URLFor("all-r2"), "a"}, {s.URL(), "b"}, {s.URLFor("all-r3"), "c"}} {
+		if status, answer, _, err := post(t, nil, tc.url, key, body(msg(tc.id))); err != nil || status != 200 {
+			t.Fatalf("%s: %d %q %v, want 200", tc.url, status, answer, err)
+		}
+	}
+	got := s.Messages()
+	want := map[string]string{"a": "all-r2", "b": "", "c": "all-r3"}
+	if len(got) != len(want) {
+		t.Fatalf("the server holds %d messages, want %d", len(got), len(want))
+	}
+	for _, m := range got {
+		if m.Via != want[m.MessageID] {
+			t.Errorf("message %s: Via %q, want %q", m.MessageID, m.Via, want[m.MessageID])
+		}
+	}
+	for _, path := range []string{"/via//v1/batch", "/via/a/b/v1/batch", "/via/a/v1/track", "/via/a", "/v1/batch/via/a"} {
+		req, _ := http.NewRequest(http.MethodPost, s.URL()+path, strings.NewReader(body(msg("x"))))
+		req.SetBasicAuth(key, "")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s: status %d, want 404", path, resp.StatusCode)
+		}
+	}
+	if s.Count() != len(want) {
+		t.Errorf("Count %d after the refused paths, want %d", s.Count(), len(want))
+	}
+}
+
 func TestGzip(t *testing.T) {
 	s := newServer(t)
 	var zb bytes.Buffer
