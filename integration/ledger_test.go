@@ -192,13 +192,6 @@ func (l *ledger) kill(name string) {
 	l.killed[name] = time.Now()
 }
 
-// killedAfter reports whether replica via was SIGKILLed after at; l.mu is
-// held.
-func (l *ledger) killedAfter(via string, at time.Time) bool {
-	k, ok := l.killed[via]
-	return ok && via != "" && k.After(at)
-}
-
 func (l *ledger) note(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -442,10 +435,7 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 	}
 
 	// Segment: exactly the good records, every copy as the mapping made it.
-	first := map[string]bool{}
-	cut := map[string]int{}                   // copies whose answer was cut off and not yet followed by another copy
-	dupAt := map[int]int{}                    // replays by arrival, 5 s buckets from the start
-	prev := map[string]segmenttest.Received{} // the copy before, by messageId
+	cc := newCopyCounter(l.started, l.killed)
 	for _, m := range l.seg.Messages() {
 		rep.Copies++
 		id, ok := l.byMsgID[m.MessageID]
@@ -459,25 +449,10 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 		if a := l.want[id].account; l.keys != nil && m.WriteKey != l.keys[a] {
 			t.Errorf("%s: %s of account %s arrived with the write key of another source", l.name, id, a)
 		}
-		if first[m.MessageID] {
-			rep.Duplicates++
-			if cut[m.MessageID] > 0 {
-				cut[m.MessageID]--
-				rep.CutDuplicates++
-			} else {
-				dupAt[int(m.At.Sub(l.started)/(5*time.Second))]++
-				if p := prev[m.MessageID]; l.killedAfter(p.Via, p.At) {
-					rep.KillReplays++
-				}
-			}
-		}
-		if m.Cut {
-			cut[m.MessageID]++
-		}
-		first[m.MessageID] = true
-		prev[m.MessageID] = segmenttest.Received{Via: m.Via, At: m.At}
+		cc.add(m)
 	}
-	rep.Delivered = len(first)
+	rep.Delivered, rep.Duplicates, rep.CutDuplicates, rep.KillReplays = len(cc.prev), cc.dups, cc.cutDups, cc.killReplays
+	dupAt := cc.replaysAt
 
 	// The dead-letter topic: every bad record with its code; no good one.
 	dead, err := l.kc.readAll(l.dlq, l.dlqParts)
@@ -520,7 +495,7 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 	var missing []string
 	for id, e := range l.want {
 		switch {
-		case e.good && !first[e.msgID], !e.good && !dlqSeen[id]:
+		case e.good && !cc.delivered(e.msgID), !e.good && !dlqSeen[id]:
 			rep.Lost++
 			missing = append(missing, fmt.Sprintf("%s (%s)", id, e.kind))
 		}
@@ -579,6 +554,50 @@ func (l *ledger) account(f *fleet, recovery time.Duration) ledgerReport {
 	}
 	l.publish(rep)
 	return rep
+}
+
+// copyCounter tells the copies Segment received apart, in arrival order:
+// a further copy of a messageId is a duplicate; one that follows a copy
+// whose answer was cut off is a resend (cutDups), any other a replay from
+// Kafka, and a replay whose copy before came from a replica SIGKILLed
+// after sending it is one of killReplays.
+type copyCounter struct {
+	started time.Time
+	killed  map[string]time.Time // SIGKILLed replicas by their URLFor name
+	prev    map[string]segmenttest.Received
+	cut     map[string]int // cut-off copies not yet followed by another copy
+
+	dups, cutDups, killReplays int
+	replaysAt                  map[int]int // replays by arrival, 5 s buckets from started
+}
+
+func newCopyCounter(started time.Time, killed map[string]time.Time) *copyCounter {
+	return &copyCounter{started: started, killed: killed, prev: map[string]segmenttest.Received{}, cut: map[string]int{}, replaysAt: map[int]int{}}
+}
+
+// delivered reports whether a copy of messageId id arrived.
+func (c *copyCounter) delivered(id string) bool {
+	_, ok := c.prev[id]
+	return ok
+}
+
+func (c *copyCounter) add(m segmenttest.Received) {
+	if p, seen := c.prev[m.MessageID]; seen {
+		c.dups++
+		if c.cut[m.MessageID] > 0 {
+			c.cut[m.MessageID]--
+			c.cutDups++
+		} else {
+			c.replaysAt[int(m.At.Sub(c.started)/(5*time.Second))]++
+			if k, ok := c.killed[p.Via]; ok && p.Via != "" && k.After(p.At) {
+				c.killReplays++
+			}
+		}
+	}
+	if m.Cut {
+		c.cut[m.MessageID]++
+	}
+	c.prev[m.MessageID] = segmenttest.Received{Via: m.Via, At: m.At}
 }
 
 // publish logs the report and appends it to $FAULT_LEDGER_OUT.
