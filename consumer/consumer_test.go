@@ -399,6 +399,60 @@ func TestChunkClaimsReleased(t *testing.T) {
 	}
 }
 
+// TestAckAllScatteredRuns: a chunk's records acknowledged in runs, as the
+// sink reports a delivered batch, move the commit point to just past the
+// last record done in order (the offset of the first one not done), and
+// give back every slot and byte, whether a
+// run's records sit side by side in the chunk or are scattered among other
+// destinations' (more of them than AckAll takes at a time). The offsets
+// have gaps, so that an acknowledgement of the wrong record shows.
+func TestAckAllScatteredRuns(t *testing.T) {
+	tc := newTestConsumer(t, 1, nil)
+	p := tc.newPartition("src", 0, 0)
+	msgs := make([]kafka.Message, 150)
+	for i := range msgs {
+		msgs[i] = kafka.Message{Topic: "src", Offset: int64(3 * i), Value: []byte(`{"type":"tour_start"}`)}
+	}
+	c := takeChunk(t, p, msgs)
+	indices := func(from, to, step int) []int {
+		var s []int
+		for i := from; i < to; i += step {
+			s = append(s, i)
+		}
+		return s
+	}
+	delivered := sink.Result{Outcome: sink.Delivered}
+	for _, step := range []struct {
+		seqs []int
+		want int64
+	}{
+		{indices(51, 150, 2), 0},         // every other record from the 52nd: the first is not done
+		{[]int{0}, 3 * 1},                // the first: up to the second
+		{indices(1, 51, 1), 3 * 52},      // a run side by side, and the 52nd was done
+		{indices(52, 150, 2), 3*149 + 1}, // the rest, scattered: past the last
+	} {
+		c.AckAll(step.seqs, delivered)
+		if got := p.tr.committable(); got != step.want {
+			t.Fatalf("after acknowledging %v: commit point %d, want %d", step.seqs, got, step.want)
+		}
+	}
+	if !tc.bytes.TryAcquire(int64(tc.opts.MaxInFlightBytes)) {
+		t.Error("bytes of the byte cap still taken after every record finished")
+	}
+	tc.slots.mu.Lock()
+	free := tc.slots.free
+	tc.slots.mu.Unlock()
+	if free != int64(tc.opts.MaxInFlight) {
+		t.Errorf("%d of %d slots free after every record finished", free, tc.opts.MaxInFlight)
+	}
+	if got := gaugeValue(tc.metrics.inFlight); got != 0 {
+		t.Errorf("records in flight = %v, want 0", got)
+	}
+	if got := counterValue(tc.metrics.delivered); got != 150 {
+		t.Errorf("delivered = %v, want 150", got)
+	}
+}
+
 // TestChunkRefusedBySinkIsReadAgain: a chunk the sink refuses (fetching
 // stopped while its queue was full) is dropped whole, and the partition,
 // kept by the member, reads it again in the next generation: nothing is

@@ -315,10 +315,14 @@ func (p *partition) acquire(ctx context.Context, n int) (int, error) {
 // (messageOverhead per record) is given back when its last record
 // finishes, since it lives until then.
 type chunk struct {
-	p    *partition
-	msgs []kafka.Message // cleared as each record finishes
-	sent []sent          // what each was sent as; cleared likewise
-	w    []int64         // payload bytes each record gives back
+	p *partition
+	// msgs are the records. A record's entry is not cleared when it
+	// finishes: its key, value and headers live in the chunk's one array
+	// (ownBytes) until the chunk goes, so clearing it frees nothing.
+	msgs []kafka.Message
+	sent []sent  // what each was sent as; cleared as each record finishes (its JSON is its own)
+	w    []int64 // payload bytes each record gives back
+	offs []int64 // each record's offset, dense: what an acknowledgement reads
 	// overhead is the bytes of the byte cap the chunk gives back once
 	// left, the records not finished yet, reaches zero.
 	overhead int64
@@ -327,7 +331,11 @@ type chunk struct {
 
 func (p *partition) newChunk(msgs []kafka.Message) *chunk {
 	n := len(msgs)
-	c := &chunk{p: p, msgs: ownBytes(msgs), sent: make([]sent, n), w: make([]int64, n)}
+	nums := make([]int64, 2*n)
+	c := &chunk{p: p, msgs: ownBytes(msgs), sent: make([]sent, n), w: nums[:n:n], offs: nums[n:]}
+	for i := range msgs {
+		c.offs[i] = msgs[i].Offset
+	}
 	c.left.Store(int32(n))
 	return c
 }
@@ -387,9 +395,9 @@ func moveInto(msgs []kafka.Message, arena []byte, headers []kafka.Header) ([]byt
 
 // Ack takes the sink's outcome for record i.
 func (c *chunk) Ack(i int, r sink.Result) {
-	m, s := c.msgs[i], c.sent[i]
-	c.msgs[i], c.sent[i] = kafka.Message{}, sent{}
-	c.p.finish(m, held{c: c, w: c.w[i]}, s, r)
+	s := c.sent[i]
+	c.sent[i] = sent{}
+	c.p.finish(c.msgs[i], held{c: c, w: c.w[i]}, s, r)
 }
 
 // AckAll is sink.BatchAcker's: records of the chunk delivered together are
@@ -397,22 +405,37 @@ func (c *chunk) Ack(i int, r sink.Result) {
 // and bytes in one release of each cap. Any other outcome goes record by
 // record (Ack).
 func (c *chunk) AckAll(seqs []int, r sink.Result) {
-	if r.Outcome != sink.Delivered || len(seqs) > maxChunk {
+	if r.Outcome != sink.Delivered {
 		for _, i := range seqs {
 			c.Ack(i, r)
 		}
 		return
 	}
-	var offs [maxChunk]int64
 	var w int64
+	run := true // seqs are consecutive: their offsets are a slice of c.offs
 	for k, i := range seqs {
-		offs[k] = c.msgs[i].Offset
+		run = run && i == seqs[0]+k
 		w += c.w[i]
-		c.msgs[i], c.sent[i] = kafka.Message{}, sent{}
+		c.sent[i] = sent{}
 	}
 	p, n := c.p, len(seqs)
 	p.countDelivered(n)
-	p.tr.ackAll(offs[:n])
+	if run {
+		p.tr.ackAll(c.offs[seqs[0] : seqs[0]+n])
+	} else {
+		// A destination's records of one chunk, scattered among other
+		// destinations' (accounts mode): a few at a time, so that no
+		// large buffer is zeroed for a run of two.
+		var buf [32]int64
+		for len(seqs) > 0 {
+			k := min(len(seqs), len(buf))
+			for j, i := range seqs[:k] {
+				buf[j] = c.offs[i]
+			}
+			p.tr.ackAll(buf[:k])
+			seqs = seqs[k:]
+		}
+	}
 	c.release(n, w)
 }
 
@@ -531,7 +554,7 @@ func (p *partition) handle(ctx context.Context, c *chunk) {
 			continue
 		}
 		m := c.msgs[i]
-		c.msgs[i], c.sent[i] = kafka.Message{}, sent{}
+		c.sent[i] = sent{}
 		h := held{c: c, w: c.w[i]}
 		if a.kind == toSkip {
 			p.done(m, h)
@@ -547,8 +570,8 @@ func (p *partition) handle(ctx context.Context, c *chunk) {
 // next) and its slots and the bytes it took go back.
 func (p *partition) dropChunk(c *chunk, took int64) {
 	n := len(c.msgs)
-	for i := range c.msgs {
-		p.tr.drop(c.msgs[i].Offset)
+	for _, o := range c.offs {
+		p.tr.drop(o)
 	}
 	p.c.metrics.inFlight.Sub(float64(n))
 	if took > 0 {
