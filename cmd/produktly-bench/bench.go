@@ -65,6 +65,7 @@ var contenders = []struct{ key, name string }{
 	{"baseline", "service at the baseline commit, single source"},
 	{"service", "service at HEAD, single source"},
 	{"accounts", "service at HEAD, accounts mode"},
+	{"small", "service at HEAD, single source, accounts mode's request size"},
 }
 
 func bench(ctx context.Context, o options, log io.Writer) (report, error) {
@@ -207,13 +208,19 @@ func contenderCmd(ctx context.Context, o options, bl backlog, key, group string,
 		}
 		child := map[string]string{"kafka-go": "ceiling", "franz-go": "franz"}[key]
 		return exec.CommandContext(ctx, self, child, "-brokers", strings.Join(o.brokers, ","), "-topic", bl.topic, "-group", group), nil, nil
-	case "baseline", "service":
+	case "baseline", "service", "small":
 		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
 		bin := o.binary
 		if key == "baseline" {
 			bin = o.baseline
 		}
-		cmd, err := serviceCmd(ctx, o, bin, bl.topic, group, append(singleEnv(srv.URL()), extra...))
+		env := singleEnv(srv.URL())
+		if key == "small" {
+			// Single source in requests of accounts mode's size: what the
+			// requests alone cost, without the accounts (docs/performance.md).
+			env = append(env, fmt.Sprintf("SEGMENT_BATCH_SIZE=%d", o.smallBatch))
+		}
+		cmd, err := serviceCmd(ctx, o, bin, bl.topic, group, append(env, extra...))
 		if err != nil {
 			srv.Close()
 			return nil, nil, err
@@ -388,13 +395,14 @@ func serviceCmd(ctx context.Context, o options, binary, topic, group string, mod
 		"ADMIN_ADDR="+admin,
 		"LOG_LEVEL=info",
 	)
-	cmd.Env = append(cmd.Env, mode...)
 	if o.concurrency > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("SEGMENT_CONCURRENCY=%d", o.concurrency))
 	}
 	if o.batchSize > 0 {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("SEGMENT_BATCH_SIZE=%d", o.batchSize))
 	}
+	// The mode's own settings last: of repeated names, exec keeps the last.
+	cmd.Env = append(cmd.Env, mode...)
 	return cmd, nil
 }
 

@@ -53,6 +53,7 @@ type options struct {
 	scenarios   map[string]bool
 	concurrency int
 	batchSize   int
+	smallBatch  int // SEGMENT_BATCH_SIZE of the small contender
 	logDir      string
 	runs        int
 	accounts    int
@@ -90,6 +91,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.liveFor, "live-for", 30*time.Second, "how long the live scenario produces")
 	fs.IntVar(&o.concurrency, "segment-concurrency", 0, "SEGMENT_CONCURRENCY for the service (0: its default)")
 	fs.IntVar(&o.batchSize, "segment-batch-size", 0, "SEGMENT_BATCH_SIZE for the service (0: its default)")
+	fs.IntVar(&o.smallBatch, "small-batch", 20, "SEGMENT_BATCH_SIZE of the small contender: about the records per request of accounts mode at the defaults")
 	fs.StringVar(&o.logDir, "log-dir", os.TempDir(), "where the service's logs go")
 	fs.IntVar(&o.runs, "runs", 3, "timed runs of every contender (median and spread are reported)")
 	fs.IntVar(&o.accounts, "accounts", 1000, "active accounts of the accounts-mode workload; the backlog's records carry their accountId")
@@ -100,7 +102,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&o.profileFor, "profile-for", 15*time.Second, "how long the CPU profile runs")
 	fs.DurationVar(&o.outageFor, "outage-for", time.Minute, "how long Segment is down in the outage scenario")
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Minute, "longest one drain may take")
-	only := fs.String("only", "kafka-go,franz-go,baseline,service,accounts,latency,outage,live", "contenders and scenarios to run")
+	only := fs.String("only", "kafka-go,franz-go,baseline,service,accounts,small,latency,outage,live", "contenders and scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -121,6 +123,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	if o.runs < 1 {
 		fmt.Fprintln(stderr, "produktly-bench: -runs must be at least 1")
+		return 2
+	}
+	if o.scenarios["small"] && o.smallBatch < 1 {
+		fmt.Fprintln(stderr, "produktly-bench: the small contender needs -small-batch of at least 1")
 		return 2
 	}
 	if o.scenarios["accounts"] && o.accounts < 1 {

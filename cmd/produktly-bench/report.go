@@ -61,8 +61,11 @@ func printReport(w io.Writer, o options, rep report) {
 			peak = max(peak, r.peakRSS)
 		}
 		name := c.name
-		if c.key == "baseline" {
+		switch c.key {
+		case "baseline":
 			name = strings.Replace(name, "the baseline commit", o.baselineRev, 1)
+		case "small":
+			name = fmt.Sprintf("%s (SEGMENT_BATCH_SIZE=%d)", name, o.smallBatch)
 		}
 		ratioCPU, ratioRate := "", ""
 		if baseCPU > 0 {
@@ -81,6 +84,15 @@ func printReport(w io.Writer, o options, rep report) {
 	if a, s := rep.runs["accounts"], rep.runs["service"]; len(a) > 0 && len(s) > 0 {
 		fmt.Fprintf(w, "\naccounts ÷ single source (HEAD, medians): CPU per record %.2f, events/s %.2f\n",
 			summarise(a, cpu).median/summarise(s, cpu).median, summarise(a, rate).median/summarise(s, rate).median)
+	}
+	if m, s := rep.runs["small"], rep.runs["service"]; len(m) > 0 && len(s) > 0 {
+		// How much of accounts mode's extra CPU its request size explains.
+		fmt.Fprintf(w, "single source in batches of %d ÷ single source (HEAD, medians): CPU per record %.2f\n",
+			o.smallBatch, summarise(m, cpu).median/summarise(s, cpu).median)
+		if a := rep.runs["accounts"]; len(a) > 0 {
+			fmt.Fprintf(w, "accounts ÷ single source in batches of %d (HEAD, medians): CPU per record %.2f\n",
+				o.smallBatch, summarise(a, cpu).median/summarise(m, cpu).median)
+		}
 	}
 	if len(rep.extra) > 0 {
 		fmt.Fprintln(w, "\n| scenario (one run) | events/s | MB/s | CPU-µs per record | peak RSS | p50 / p99 latency | notes |")
