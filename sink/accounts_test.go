@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strings"
@@ -383,5 +387,81 @@ func TestSuccessWakesOnlyItsDestination(t *testing.T) {
 	}
 	if st := h.sink.Status(); len(st) != 1 || st[0].Account != "a" {
 		t.Errorf("Status() = %+v, want only a failing", st)
+	}
+}
+
+// TestRequestHeaders: every request carries its own destination's write
+// key as basic auth, the JSON content type and the sender's User-Agent,
+// whatever the other destinations' requests carry at the same time. The
+// requests share their destination's headers (a template); with a cookie
+// Jar, which adds a Cookie header to each, they must not: the cookies
+// would pile up in the template, request after request.
+func TestRequestHeaders(t *testing.T) {
+	for _, jar := range []bool{false, true} {
+		t.Run(fmt.Sprintf("jar=%v", jar), func(t *testing.T) {
+			type seen struct{ user, contentType, agent, cookie string }
+			var mu sync.Mutex
+			var got []seen
+			api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				user, _, _ := r.BasicAuth()
+				mu.Lock()
+				got = append(got, seen{user, r.Header.Get("Content-Type"), r.Header.Get("User-Agent"), r.Header.Get("Cookie")})
+				mu.Unlock()
+				http.SetCookie(w, &http.Cookie{Name: "lb", Value: "node-1"})
+				_, _ = io.WriteString(w, "{}")
+			}))
+			t.Cleanup(api.Close)
+			srv := newServer(t) // the harness's; this test's requests go to api
+			h := accounts(t, srv, func(o *sink.Options) {
+				o.FlushInterval = time.Millisecond
+				o.BatchSize = 2
+				if jar {
+					j, err := cookiejar.New(nil)
+					if err != nil {
+						t.Fatal(err)
+					}
+					o.Client = &http.Client{Jar: j}
+				}
+			})
+			keys := []string{"wk_a", "wk_b", "wk_c"}
+			for i := range 20 {
+				for _, k := range keys {
+					h.send(sink.Destination{Account: k, WriteKey: k, Endpoint: api.URL}, fmt.Sprintf("%s%d", k, i), 1, false)
+				}
+			}
+			if c := outcomes(h.res.wait(60, 10*time.Second)); c[sink.Delivered] != 60 {
+				t.Fatalf("outcomes %v, want 60 delivered", c)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			users := map[string]int{}
+			cookies := 0
+			for _, s := range got {
+				users[s.user]++
+				if s.contentType != "application/json" || s.agent != "produktly-segment/1.0.0" {
+					t.Errorf("request of %s: Content-Type %q, User-Agent %q", s.user, s.contentType, s.agent)
+				}
+				if s.cookie != "" {
+					cookies++
+					if s.cookie != "lb=node-1" {
+						t.Errorf("request of %s carried Cookie %q, want the jar's one cookie: a request's header written into the next", s.user, s.cookie)
+					}
+				}
+			}
+			for _, k := range keys {
+				if users[k] == 0 {
+					t.Errorf("no request authenticated as %s: %v", k, users)
+				}
+			}
+			if len(users) != len(keys) {
+				t.Errorf("requests authenticated as %v, want only %v", users, keys)
+			}
+			if jar && cookies == 0 {
+				t.Error("with a Jar, no request carried the cookie the server set")
+			}
+			if !jar && cookies != 0 {
+				t.Errorf("without a Jar, %d requests carried a cookie", cookies)
+			}
+		})
 	}
 }

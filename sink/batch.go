@@ -218,11 +218,47 @@ func (s *Segment) rebuild(b *batch) {
 // attempt, not of the first one.
 func stamp(body []byte, t time.Time) {
 	at := len(body) - len(bodyEnd) - sentAtWidth
-	// Format into scratch space and copy: AppendFormat may write past the
-	// bytes it returns (it appends nine fraction digits, then trims), which
-	// in place would overwrite the closing `"}`.
-	var scratch [40]byte
-	copy(body[at:at+sentAtWidth], t.UTC().AppendFormat(scratch[:0], sentAtFmt))
+	putSentAt(body[at:at+sentAtWidth], t)
+}
+
+// putSentAt writes t in UTC as sentAtFmt into b, digit by digit:
+// time.AppendFormat reads its layout anew on every call, and in accounts
+// mode there is a request per 20 records. A year outside 0–9999 (no
+// clock shows one) goes through AppendFormat, cut to the width.
+func putSentAt(b []byte, t time.Time) {
+	t = t.UTC()
+	year, month, day := t.Date()
+	if year < 0 || year > 9999 {
+		// AppendFormat may write past the bytes it returns (it appends
+		// nine fraction digits, then trims): format into scratch space.
+		var scratch [40]byte
+		copy(b, t.AppendFormat(scratch[:0], sentAtFmt))
+		return
+	}
+	hour, minute, sec := t.Clock()
+	ms := t.Nanosecond() / int(time.Millisecond)
+	putDigits(b[0:4], year)
+	b[4] = '-'
+	putDigits(b[5:7], int(month))
+	b[7] = '-'
+	putDigits(b[8:10], day)
+	b[10] = 'T'
+	putDigits(b[11:13], hour)
+	b[13] = ':'
+	putDigits(b[14:16], minute)
+	b[16] = ':'
+	putDigits(b[17:19], sec)
+	b[19] = '.'
+	putDigits(b[20:23], ms)
+	b[23] = 'Z'
+}
+
+// putDigits writes v's last len(b) decimal digits into b, zero-padded.
+func putDigits(b []byte, v int) {
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + v%10)
+		v /= 10
+	}
 }
 
 // encode builds a sealed batch for msgs: for the halves of a split.

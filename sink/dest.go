@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/base64"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -88,8 +89,12 @@ type dest struct {
 	account  string
 	endpoint string
 	url      string
-	auth     string // the Authorization header value; it holds the write key
-	single   bool   // the zero Destination: never forgotten
+	// req is every request's template: its URL parsed and its headers
+	// set once, shared read-only by the requests (attempt). Nil, with
+	// reqErr, when the endpoint does not make a request.
+	req    *http.Request
+	reqErr error
+	single bool // the zero Destination: never forgotten
 
 	// Owned by the dispatcher.
 	cur      *batch
@@ -135,12 +140,31 @@ func (s *Segment) newDest(k Destination) *dest {
 		account:  k.Account,
 		endpoint: shown,
 		url:      strings.TrimRight(ep, "/") + "/v1/batch",
-		// Segment's basic auth: the write key is the user, the password is empty.
-		auth:   "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":")),
-		single: k == Destination{},
-		parkCh: make(chan struct{}),
+		single:   k == Destination{},
+		parkCh:   make(chan struct{}),
 	}
+	// Segment's basic auth: the write key is the user, the password is empty.
+	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":"))
+	d.req, d.reqErr = requestTemplate(d.url, auth)
 	return d
+}
+
+// requestTemplate is the request that attempt copies for every request to
+// url: net/http's transport reads a request's URL and headers and never
+// writes them, so the copies share them, and no request parses the URL or
+// builds its headers again (in accounts mode, with a request per 20
+// records, that was a fifth of the sink's own cost per request, outside
+// net/http). A Client with a cookie Jar adds to the headers: attempt then
+// gives each request its own.
+func requestTemplate(url, auth string) (*http.Request, error) {
+	req, err := http.NewRequest(http.MethodPost, url, http.NoBody)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", auth)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "produktly-segment/"+libraryVersion)
+	return req, nil
 }
 
 // lookup returns the state of destination k, creating it. Only the

@@ -376,10 +376,14 @@ func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
 	})
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, b.d.url, io.NopCloser(bytes.NewReader(body)))
-	if err != nil {
-		return answer{label: "error", err: err}
+	if b.d.req == nil {
+		return answer{label: "error", err: b.d.reqErr}
 	}
+	req := b.d.req.WithContext(rctx) // a copy sharing the URL and headers
+	if s.o.Client.Jar != nil {
+		req.Header = req.Header.Clone() // Client.send adds the jar's cookies
+	}
+	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.ContentLength = int64(len(body))
 	req.GetBody = func() (io.ReadCloser, error) {
 		// The transport wants to send the body again (a retry on a
@@ -401,9 +405,6 @@ func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 			b.buf = append(make([]byte, 0, cap(body)), body...)
 		}
 	}()
-	req.Header.Set("Authorization", b.d.auth)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "produktly-segment/"+libraryVersion)
 
 	s.m.batchSize.Observe(float64(len(b.msgs)))
 	s.m.batchBytes.Observe(float64(len(body)))
