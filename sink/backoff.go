@@ -59,7 +59,7 @@ func (s *Segment) sleep(ctx context.Context, b *batch, d time.Duration, last err
 	defer timer.Stop()
 	parked := b.d.parkedCh() // parking ends the wait: the messages complete Parked
 	for {
-		chans, _ := cancelChans(b.msgs)
+		chans, _ := cancelChans(nil, b.msgs)
 		// One case per distinct Cancel channel. There are few of them
 		// (messages of a partition share one), and this runs only
 		// between failed attempts.

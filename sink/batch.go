@@ -43,6 +43,9 @@ type batch struct {
 	buf  []byte      // the sealed body; nil until seal
 	size int         // the body's length, sealed or not
 	out  chan answer // capacity 1: the answer of the attempt posted (post)
+	// chans is the scratch list of its messages' Cancel channels
+	// (watchCanceled), kept from attempt to attempt.
+	chans []<-chan struct{}
 	// report takes the outcomes that write something (Delivered,
 	// Rejected, Parked) of a half of a split batch, to keep them in the
 	// batch's order (see split); nil: Segment.finish at once.
@@ -124,6 +127,8 @@ func (s *Segment) release(b *batch) {
 	s.releaseBody(b)
 	clear(b.msgs)
 	b.msgs = b.msgs[:0]
+	clear(b.chans)
+	b.chans = b.chans[:0]
 	b.d = nil
 	b.report = nil
 	if c := s.listClassOf(cap(b.msgs)); c >= 0 {

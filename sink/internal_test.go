@@ -371,3 +371,13 @@ func TestPutSentAtMatchesAppendFormat(t *testing.T) {
 		}
 	}
 }
+
+// The metrics label of a status is its number, whether it has a constant
+// of its own or not.
+func TestStatusLabel(t *testing.T) {
+	for code := 100; code < 600; code++ {
+		if got, want := statusLabel(code), fmt.Sprint(code); got != want {
+			t.Errorf("statusLabel(%d) = %q, want %q", code, got, want)
+		}
+	}
+}

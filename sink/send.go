@@ -360,7 +360,7 @@ func (s *Segment) posters(n int, stop <-chan struct{}) {
 func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 	rctx, cancel := context.WithTimeout(ctx, s.o.Timeout)
 	defer cancel()
-	watched := s.watchCanceled(rctx, cancel, b.msgs)
+	watched := s.watchCanceled(rctx, cancel, b)
 	defer watched()
 
 	body := b.buf
@@ -435,20 +435,51 @@ func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 // body is kept in part for logs.
 func (s *Segment) read(resp *http.Response) answer {
 	defer resp.Body.Close()
-	a := answer{status: resp.StatusCode, label: strconv.Itoa(resp.StatusCode)}
+	a := answer{status: resp.StatusCode, label: statusLabel(resp.StatusCode)}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		// The status is Segment's acknowledgement; an error while reading
 		// the rest of the body does not undo it.
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		discard(resp.Body, 64<<10)
 		return a
 	}
 	buf := make([]byte, maxErrorBody)
 	n, _ := io.ReadFull(resp.Body, buf)
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	discard(resp.Body, 64<<10)
 	a.body = string(bytes.ToValidUTF8(bytes.TrimSpace(buf[:n]), nil))
 	a.err = fmt.Errorf("segment answered %s", resp.Status)
 	a.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	return a
+}
+
+// statusLabel is the metrics label of status: Segment's usual answers
+// without an allocation each.
+func statusLabel(status int) string {
+	switch status {
+	case http.StatusOK:
+		return "200"
+	case http.StatusBadRequest:
+		return "400"
+	case http.StatusTooManyRequests:
+		return "429"
+	case http.StatusServiceUnavailable:
+		return "503"
+	}
+	return strconv.Itoa(status)
+}
+
+// discard reads and drops up to limit bytes of r, so that a connection
+// whose answer was read to its end can be reused. Segment's answer to a
+// batch is a few bytes: a buffer on the stack holds it, where io.Copy
+// would take a LimitReader and a pooled buffer for each.
+func discard(r io.Reader, limit int) {
+	var buf [512]byte
+	for limit > 0 {
+		n, err := r.Read(buf[:min(limit, len(buf))])
+		limit -= n
+		if err != nil {
+			return
+		}
+	}
 }
 
 // watchCanceled cancels the request when every message has been cancelled:
@@ -459,8 +490,11 @@ func (s *Segment) read(resp *http.Response) answer {
 // request is answered before, and a goroutine per request only to be
 // stopped again was a measurable part of the per-request cost in
 // accounts mode (many small requests).
-func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, msgs []Message) func() {
-	chans, all := cancelChans(msgs)
+func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, b *batch) func() {
+	// The channels go into b's own list: b's attempts come one after the
+	// other, and the watch ends before attempt returns.
+	chans, all := cancelChans(b.chans[:0], b.msgs)
+	b.chans = chans
 	if !all {
 		return func() {}
 	}
@@ -493,12 +527,12 @@ func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, 
 // messages' Cancel channels.
 const watchAfter = 50 * time.Millisecond
 
-// cancelChans returns the distinct Cancel channels of msgs, and whether
-// every message has one. Messages of one partition share one, so there are
+// cancelChans appends the distinct Cancel channels of msgs to dst, and
+// reports whether every message has one. Messages of one partition share one, so there are
 // few of them, and runs of one are common: a scan of the ones found so far,
 // the last one first, costs less than a map for each request.
-func cancelChans(msgs []Message) (chans []<-chan struct{}, all bool) {
-	all = true
+func cancelChans(dst []<-chan struct{}, msgs []Message) (chans []<-chan struct{}, all bool) {
+	chans, all = dst, true
 	for _, m := range msgs {
 		if m.Cancel == nil {
 			all = false
@@ -509,7 +543,7 @@ func cancelChans(msgs []Message) (chans []<-chan struct{}, all bool) {
 		}
 		chans = append(chans, m.Cancel)
 	}
-	return chans, all && len(chans) > 0
+	return chans, all && len(chans) > len(dst)
 }
 
 func isTimeout(err error) bool {
