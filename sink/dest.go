@@ -88,7 +88,6 @@ type dest struct {
 	key      Destination // as the messages name it (the map key)
 	account  string
 	endpoint string
-	url      string
 	// req is every request's template: its URL parsed and its headers
 	// set once, shared read-only by the requests (attempt). Nil, with
 	// reqErr, when the endpoint does not make a request.
@@ -139,13 +138,12 @@ func (s *Segment) newDest(k Destination) *dest {
 		key:      k,
 		account:  k.Account,
 		endpoint: shown,
-		url:      strings.TrimRight(ep, "/") + "/v1/batch",
 		single:   k == Destination{},
 		parkCh:   make(chan struct{}),
 	}
 	// Segment's basic auth: the write key is the user, the password is empty.
 	auth := "Basic " + base64.StdEncoding.EncodeToString([]byte(key+":"))
-	d.req, d.reqErr = requestTemplate(d.url, auth)
+	d.req, d.reqErr = requestTemplate(strings.TrimRight(ep, "/")+"/v1/batch", auth)
 	return d
 }
 

@@ -528,9 +528,10 @@ func (s *Segment) watchCanceled(rctx context.Context, abort context.CancelFunc, 
 const watchAfter = 50 * time.Millisecond
 
 // cancelChans appends the distinct Cancel channels of msgs to dst, and
-// reports whether every message has one. Messages of one partition share one, so there are
-// few of them, and runs of one are common: a scan of the ones found so far,
-// the last one first, costs less than a map for each request.
+// reports whether every message has one. Messages of one partition share
+// one, so there are few of them, and runs of one are common: a scan of the
+// ones found so far, the last one first, costs less than a map for each
+// request.
 func cancelChans(dst []<-chan struct{}, msgs []Message) (chans []<-chan struct{}, all bool) {
 	chans, all = dst, true
 	for _, m := range msgs {
