@@ -9,6 +9,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/segmentio/analytics-go/v3"
+
+	"github.com/produktly/produktly-segment/timestamp"
 )
 
 // maxMessageBytes is Segment's per-message limit, as analytics-go enforces
@@ -20,10 +22,6 @@ const (
 	integrationName    = "Produktly"
 	integrationVersion = "1.0.0"
 )
-
-// timeLayout is RFC 3339 in UTC with exactly three fractional digits:
-// Segment keeps milliseconds, and a fixed width keeps messages comparable.
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
 
 // namespace is the project's UUID namespace for message ids, fixed forever:
 // uuid.NewSHA1(uuid.NameSpaceURL, []byte("https://github.com/produktly/produktly-segment")).
@@ -129,7 +127,7 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	// The exact size, unless names need escapes (rare: the slack covers a
 	// few) or values lose whitespace. (Sized just so, a message often
 	// fits a smaller size class.)
-	size := len(msgHead) + uuidLen + len(`"`) + len(d.ev.eventPart) + timestampLen +
+	size := len(msgHead) + uuidLen + len(`"`) + len(d.ev.eventPart) + timestamp.Width +
 		len(`","properties":{`) + len(msgTail)
 	if d.user != nil {
 		size += len(`,"userId":`) + len(d.user)
@@ -178,7 +176,7 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	if d.tsText != nil {
 		out = append(out, d.tsText...)
 	} else {
-		out = appendTimestamp(out, d.ts)
+		out = timestamp.Append(out, d.ts)
 	}
 	out = append(out, `","properties":{`...)
 
@@ -295,8 +293,6 @@ const (
 	msgHead = `{"type":"track","messageId":"`
 	msgTail = `},"context":{"integration":{"name":"` + integrationName + `","version":"` + integrationVersion + `"}}}`
 	uuidLen = 36
-	// timestampLen is the length of appendTimestamp's output.
-	timestampLen = len("2006-01-02T15:04:05.000Z")
 )
 
 // Track converts the call to analytics-go's form, losslessly: marshalled
@@ -373,56 +369,4 @@ func appendCompact(dst, v []byte) []byte {
 		}
 	}
 	return append(dst, v[start:]...)
-}
-
-// appendTimestamp appends t as timeLayout does, in UTC, without the general
-// layout interpreter of time.Time.AppendFormat, which was a tenth of the
-// service's CPU time spent in mapping, and with one conversion from days
-// to a civil date instead of time's separate Date and Clock. Years are
-// 0001–9999 (timestamps outside are refused before encoding).
-func appendTimestamp(b []byte, t time.Time) []byte {
-	const secondsPerDay = 86400
-	sec := t.Unix()
-	days := sec / secondsPerDay
-	if sec%secondsPerDay < 0 {
-		days--
-	}
-	rem := int(sec - days*secondsPerDay)
-	year, month, day := civil(days)
-	ms := t.Nanosecond() / 1e6
-	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
-	b = appendTwo(b, month, '-')
-	b = appendTwo(b, day, 'T')
-	b = appendTwo(b, rem/3600, ':')
-	b = appendTwo(b, rem/60%60, ':')
-	b = appendTwo(b, rem%60, '.')
-	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
-}
-
-// civil returns the proleptic Gregorian date of a day counted from
-// 1970-01-01 (H. Hinnant's days-to-civil algorithm, eras of 400 years).
-func civil(days int64) (year, month, day int) {
-	z := days + 719468
-	era := z / 146097
-	if z < 0 && z%146097 != 0 {
-		era--
-	}
-	doe := z - era*146097                                  // [0, 146096]
-	yoe := (doe - doe/1460 + doe/36524 - doe/146096) / 365 // [0, 399]
-	doy := doe - (365*yoe + yoe/4 - yoe/100)               // [0, 365]
-	mp := (5*doy + 2) / 153                                // [0, 11], from March
-	day = int(doy - (153*mp+2)/5 + 1)
-	month = int(mp + 3)
-	if month > 12 {
-		month -= 12
-	}
-	year = int(yoe + era*400)
-	if month <= 2 {
-		year++
-	}
-	return year, month, day
-}
-
-func appendTwo(b []byte, v int, sep byte) []byte {
-	return append(b, byte('0'+v/10), byte('0'+v%10), sep)
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/produktly/produktly-segment/timestamp"
 )
 
 func TestIdentity(t *testing.T) {
@@ -91,7 +93,7 @@ func TestTimestamp(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Map(%s): %v", v, err)
 			}
-			if got := c.Timestamp.Format(timeLayout); got != tc.want {
+			if got := c.Timestamp.Format(timestamp.Layout); got != tc.want {
 				t.Errorf("Call.Timestamp: got %s, want %s", got, tc.want)
 			}
 			if c.Timestamp.Location() != time.UTC {

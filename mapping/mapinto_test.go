@@ -204,25 +204,6 @@ func TestParseRFC3339(t *testing.T) {
 	}
 }
 
-// TestAppendTimestamp holds appendTimestamp to time's own formatting over
-// the whole range of years a call can carry.
-func TestAppendTimestamp(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 8))
-	lo := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).UnixMilli()
-	hi := time.Date(9999, 12, 31, 23, 59, 59, 999e6, time.UTC).UnixMilli()
-	edges := []int64{lo, hi, 0, -1, 1, 951782400000, 951868800000, 4107542400000, -62135596800000 + 86400000*59}
-	for i := range 300000 {
-		ms := lo + rng.Int64N(hi-lo+1)
-		if i < len(edges) {
-			ms = edges[i]
-		}
-		tm := time.UnixMilli(ms).UTC()
-		if got, want := string(appendTimestamp(nil, tm)), tm.Format(timeLayout); got != want {
-			t.Fatalf("appendTimestamp(%d ms) = %s, want %s", ms, got, want)
-		}
-	}
-}
-
 // TestSpecialsFirst: the lowest flagged byte of specials is exactly the
 // first byte that is not plain.
 func TestSpecialsFirst(t *testing.T) {

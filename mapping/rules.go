@@ -3,6 +3,8 @@ package mapping
 import (
 	"strconv"
 	"time"
+
+	"github.com/produktly/produktly-segment/timestamp"
 )
 
 // eventOf finds the catalogue row the type field names.
@@ -73,11 +75,11 @@ func timestampOf(f *pair, kafka time.Time) (time.Time, error) {
 }
 
 // canonicalTimestamp returns the text of a valid timestamp that is
-// written exactly as the message writes it (appendTimestamp: UTC, three
+// written exactly as the message writes it (timestamp.Append: UTC, three
 // fractional digits, upper-case T and Z), else nil. Such a text is copied
 // into the message instead of formatting the time again.
 func canonicalTimestamp(p *pair) []byte {
-	if p == nil || p.kind != kindString || p.flags&flagEscaped != 0 || len(p.val) != timestampLen+2 {
+	if p == nil || p.kind != kindString || p.flags&flagEscaped != 0 || len(p.val) != timestamp.Width+2 {
 		return nil
 	}
 	// timestampOf accepted the shape: digits where digits go.

@@ -1,36 +1,16 @@
 package mapping
 
 import (
-	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
-)
 
-func TestAppendTimestampMatchesLayout(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
-	lo := time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
-	hi := time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC).Unix()
-	cases := []time.Time{
-		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(9999, 12, 31, 23, 59, 59, 999_999_999, time.UTC),
-		time.Date(2026, 11, 29, 10, 0, 0, 5_000_000, time.FixedZone("x", 5*3600+1800)),
-	}
-	for i := 0; i < 10000; i++ {
-		cases = append(cases, time.Unix(lo+rng.Int64N(hi-lo), rng.Int64N(1e9)))
-	}
-	for _, ts := range cases {
-		got := string(appendTimestamp(nil, ts))
-		want := ts.UTC().Format(timeLayout)
-		if got != want {
-			t.Fatalf("appendTimestamp(%v) = %s, want %s", ts, got, want)
-		}
-	}
-}
+	"github.com/produktly/produktly-segment/timestamp"
+)
 
 // TestCanonicalTimestampCopy: a timestamp text that is already written as
 // the message writes it is copied, every other form is formatted; both
-// give appendTimestamp's text of the call's time.
+// give timestamp.Append's text of the call's time.
 func TestCanonicalTimestampCopy(t *testing.T) {
 	for _, ts := range []string{
 		"2026-11-29T10:00:07.890Z", // copied
@@ -44,7 +24,7 @@ func TestCanonicalTimestampCopy(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", ts, err)
 		}
-		want := `"timestamp":"` + string(appendTimestamp(nil, c.Timestamp)) + `"`
+		want := `"timestamp":"` + string(timestamp.Append(nil, c.Timestamp)) + `"`
 		if !strings.Contains(string(c.JSON), want) {
 			t.Errorf("%s: %s lacks %s", ts, c.JSON, want)
 		}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/produktly/produktly-segment/timestamp"
 )
 
 // The request body is built by appending pre-encoded messages between a
@@ -16,13 +18,13 @@ import (
 // sentAt comes last and has a fixed width, so that every attempt can stamp
 // the current time in place without rebuilding the body.
 const (
-	bodyHead    = `{"batch":[`
-	bodyTail    = `],"context":{"library":{"name":"produktly-segment","version":"` + libraryVersion + `"}},"sentAt":"`
-	bodyEnd     = `"}`
-	sentAtWidth = len("2006-01-02T15:04:05.000Z")
-	sentAtFmt   = "2006-01-02T15:04:05.000Z"
+	bodyHead = `{"batch":[`
+	bodyTail = `],"context":{"library":{"name":"produktly-segment","version":"` + libraryVersion + `"}},"sentAt":"`
+	bodyEnd  = `"}`
+	// sentAtPlaceholder is what seal writes for stamp to overwrite.
+	sentAtPlaceholder = "2006-01-02T15:04:05.000Z"
 	// envelope is what a body holds besides its messages and their commas.
-	envelope = len(bodyHead) + len(bodyTail) + sentAtWidth + len(bodyEnd)
+	envelope = len(bodyHead) + len(bodyTail) + len(sentAtPlaceholder) + len(bodyEnd)
 
 	// libraryVersion names this sender in context.library, as analytics-go
 	// names itself there; Segment shows it in the debugger.
@@ -199,7 +201,7 @@ func (s *Segment) seal(b *batch) {
 		buf = append(buf, m.JSON...)
 	}
 	buf = append(buf, bodyTail...)
-	buf = append(buf, sentAtFmt...)
+	buf = append(buf, sentAtPlaceholder...)
 	b.buf = append(buf, bodyEnd...)
 }
 
@@ -218,52 +220,12 @@ func (s *Segment) rebuild(b *batch) {
 	}
 }
 
-// stamp writes t as sentAt into a sealed body. Segment corrects timestamps
-// by (sentAt - originalTimestamp), so sentAt must be the time of this
-// attempt, not of the first one.
+// stamp writes t as sentAt into a sealed body, in place. Segment corrects
+// timestamps by (sentAt - originalTimestamp), so sentAt must be the time of
+// this attempt, not of the first one.
 func stamp(body []byte, t time.Time) {
-	at := len(body) - len(bodyEnd) - sentAtWidth
-	putSentAt(body[at:at+sentAtWidth], t)
-}
-
-// putSentAt writes t in UTC as sentAtFmt into b, digit by digit:
-// time.AppendFormat reads its layout anew on every call, and in accounts
-// mode there is a request per 20 records. A year outside 0–9999 (no
-// clock shows one) goes through AppendFormat, cut to the width.
-func putSentAt(b []byte, t time.Time) {
-	t = t.UTC()
-	year, month, day := t.Date()
-	if year < 0 || year > 9999 {
-		// AppendFormat may write past the bytes it returns (it appends
-		// nine fraction digits, then trims): format into scratch space.
-		var scratch [40]byte
-		copy(b, t.AppendFormat(scratch[:0], sentAtFmt))
-		return
-	}
-	hour, minute, sec := t.Clock()
-	ms := t.Nanosecond() / int(time.Millisecond)
-	putDigits(b[0:4], year)
-	b[4] = '-'
-	putDigits(b[5:7], int(month))
-	b[7] = '-'
-	putDigits(b[8:10], day)
-	b[10] = 'T'
-	putDigits(b[11:13], hour)
-	b[13] = ':'
-	putDigits(b[14:16], minute)
-	b[16] = ':'
-	putDigits(b[17:19], sec)
-	b[19] = '.'
-	putDigits(b[20:23], ms)
-	b[23] = 'Z'
-}
-
-// putDigits writes v's last len(b) decimal digits into b, zero-padded.
-func putDigits(b []byte, v int) {
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = byte('0' + v%10)
-		v /= 10
-	}
+	at := len(body) - len(bodyEnd) - timestamp.Width
+	timestamp.Append(body[at:at], t) // timestamp.Width bytes, over the placeholder
 }
 
 // encode builds a sealed batch for msgs: for the halves of a split.

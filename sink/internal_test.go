@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"sync"
@@ -338,36 +337,6 @@ func TestDestinationHidesWriteKey(t *testing.T) {
 	for _, s := range []string{fmt.Sprint(d), fmt.Sprintf("%+v", d), fmt.Sprintf("%#v", d), fmt.Sprintf("%v %+v", m, m)} {
 		if strings.Contains(s, "wk_secret") {
 			t.Errorf("%q shows the write key", s)
-		}
-	}
-}
-
-// putSentAt writes what time.AppendFormat writes for sentAtFmt, digit
-// for digit, in every field's range and at the edges of the years it
-// formats itself.
-func TestPutSentAtMatchesAppendFormat(t *testing.T) {
-	rng := rand.New(rand.NewPCG(7, 11))
-	times := []time.Time{
-		time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC),
-		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), // through AppendFormat, cut
-		time.Date(-1, 6, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(2024, 2, 29, 9, 5, 7, 1_000_000, time.FixedZone("x", -7*3600)),
-		time.Date(2026, 12, 6, 23, 59, 59, 999_999_999, time.FixedZone("CEST", 2*3600)),
-	}
-	for range 10_000 {
-		times = append(times, time.Unix(rng.Int64N(300*365*86400), rng.Int64N(1e9)))
-	}
-	for _, at := range times {
-		var scratch [40]byte
-		want := at.UTC().AppendFormat(scratch[:0], sentAtFmt)
-		if len(want) > sentAtWidth {
-			want = want[:sentAtWidth]
-		}
-		got := make([]byte, sentAtWidth)
-		putSentAt(got, at)
-		if string(got) != string(want) {
-			t.Fatalf("putSentAt(%v) = %q, want %q", at, got, want)
 		}
 	}
 }
