@@ -1,6 +1,9 @@
 package mapping
 
 import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -163,4 +166,66 @@ func BenchmarkMapIntoBatch(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkMapFloor is a lower bound for BenchmarkMapIntoServiceMix: per
+// record, only what any mapping of these records must do whatever its
+// design. One pass over every byte of the value with the scanner's
+// eight-byte classifier (specials: the least a validating scan can look
+// at), the message id (a SHA-1 of the id's name, as a UUID), and one
+// fresh buffer of the call's size with the value copied into it. It
+// skips what the contract adds on top: the JSON structure, the members'
+// names and roles, the rules, the timestamp and the encoding of each
+// property. Before timing it checks that its message ids are the
+// mapping's, and its buffers as large as the mapping's calls.
+func BenchmarkMapFloor(b *testing.B) {
+	recs, size := serviceMix(1000)
+	ids := make([][]byte, len(recs))
+	sizes := make([]int, len(recs))
+	for i, r := range recs {
+		_, call, err := MapInto(nil, r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		at := bytes.Index(r.Value, []byte(`"id":"`)) + len(`"id":"`)
+		ids[i] = r.Value[at : at+bytes.IndexByte(r.Value[at:], '"')]
+		sizes[i] = len(call.JSON)
+		if got, _ := floorMap(r.Value, ids[i], sizes[i]); string(got[len(msgHead):len(msgHead)+uuidLen]) != call.MessageID || len(got) > sizes[i] {
+			b.Fatalf("record %d: floor wrote %q (%d bytes), the mapping's message id is %s (%d bytes)", i, got, len(got), call.MessageID, sizes[i])
+		}
+	}
+	b.SetBytes(size)
+	b.ReportAllocs()
+	defer reportCPU(b)()
+	written := 0 // the results are used, so no work is optimised away
+	for i := 0; i < b.N; i++ {
+		k := i % len(recs)
+		out, special := floorMap(recs[k].Value, ids[k], sizes[k])
+		written += len(out) + int(special&1)
+	}
+	if written < b.N {
+		b.Fatalf("wrote %d bytes for %d records", written, b.N)
+	}
+}
+
+// floorMap is BenchmarkMapFloor's work on one record: its message and the
+// classifier's marks over the value (non-zero where a byte is not plain).
+func floorMap(v, id []byte, size int) ([]byte, uint64) {
+	var special uint64
+	i := 0
+	for ; i+8 <= len(v); i += 8 {
+		special |= specials(binary.LittleEndian.Uint64(v[i:]))
+	}
+	for ; i < len(v); i++ {
+		if !plain[v[i]] {
+			special |= 1
+		}
+	}
+	var buf [128]byte
+	name := append(append(append(buf[:0], namespace[:]...), "id:"...), id...)
+	out := make([]byte, 0, size)
+	out = append(out, msgHead...)
+	out = appendUUID(out, version5(sha1.Sum(name)))
+	out = append(out, v...)
+	return append(out, msgTail...), special
 }
