@@ -38,7 +38,7 @@ faults-long:
 
 ## unit: tests that need no broker
 unit:
-	$(GO) test -race ./mapping/... ./timestamp/... ./sink/... ./consumer/... ./deploy/... ./cmd/...
+	$(GO) test -race ./mapping/... ./timestamp/... ./backoff/... ./sink/... ./integrations/... ./consumer/... ./deploy/... ./cmd/...
 
 ## bench: one replica against the kafka-go ceiling (docs/performance.md); ARGS="-records 200000"
 bench:
