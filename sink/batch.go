@@ -246,11 +246,16 @@ func (s *Segment) encode(d *dest, msgs []Message) *batch {
 // left to Segment: mapping produces valid JSON, and a bad message is isolated
 // by splitting anyway.
 func check(json []byte) *RejectedError {
-	j := bytes.TrimSpace(json)
-	switch {
-	case len(json) > MaxMessageBytes:
+	if len(json) > MaxMessageBytes {
 		return &RejectedError{Body: fmt.Sprintf("message is %d bytes, over Segment's limit of %d", len(json), MaxMessageBytes)}
-	case len(j) < 2 || j[0] != '{' || j[len(j)-1] != '}':
+	}
+	j := json
+	if len(j) < 2 || j[0] != '{' || j[len(j)-1] != '}' {
+		// Only a message with surrounding whitespace needs trimming
+		// (the mapping's never has any).
+		j = bytes.TrimSpace(j)
+	}
+	if len(j) < 2 || j[0] != '{' || j[len(j)-1] != '}' {
 		return &RejectedError{Body: "message is not a JSON object"}
 	}
 	return nil

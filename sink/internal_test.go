@@ -189,7 +189,11 @@ func TestCheck(t *testing.T) {
 	}{
 		{`{}`, true},
 		{` {"a":1} `, true},
+		{"\n{}\r\n", true},
 		{``, false},
+		{`{`, false},
+		{` { `, false},
+		{`{"a":1}]`, false},
 		{`[]`, false},
 		{`"x"`, false},
 		{`{` + strings.Repeat(" ", MaxMessageBytes) + `}`, false},
