@@ -26,11 +26,15 @@ import (
 
 // result is one scenario's figures.
 type result struct {
-	name     string
-	records  int
-	bytes    int64
-	elapsed  time.Duration
-	cpu      time.Duration
+	name    string
+	records int
+	bytes   int64
+	elapsed time.Duration
+	cpu     time.Duration
+	// used is the CPU of the whole machine and of this driver (its
+	// Segment-compatible receiver) from the contender's start until the
+	// backlog was drained; not for every scenario (used.ok).
+	used     cpuClock
 	peakRSS  int64 // bytes
 	p50, p99 time.Duration
 	note     string
@@ -423,15 +427,18 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
+	clock0 := readCPUClock()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return result{}, err
 	}
 	var peak int64
 	var elapsed time.Duration
+	var used cpuClock
 	for {
 		if up, err := consumer.CaughtUp(ctx, client, group, topic, o.partitions); err == nil && up {
 			elapsed = time.Since(start)
+			used = readCPUClock().since(clock0)
 			break
 		}
 		if hwm := peakRSS(cmd.Process.Pid); hwm > peak {
@@ -459,6 +466,7 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 		records: total,
 		elapsed: elapsed,
 		cpu:     time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		used:    used,
 		peakRSS: peak,
 	}, nil
 }

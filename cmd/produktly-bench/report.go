@@ -94,6 +94,7 @@ func printReport(w io.Writer, o options, rep report) {
 				o.smallBatch, summarise(a, cpu).median/summarise(m, cpu).median)
 		}
 	}
+	printMachine(w, rep)
 	if len(rep.extra) > 0 {
 		fmt.Fprintln(w, "\n| scenario (one run) | events/s | MB/s | CPU-µs per record | peak RSS | p50 / p99 latency | notes |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|")
@@ -112,6 +113,36 @@ func printReport(w io.Writer, o options, rep report) {
 			fmt.Fprintf(w, "- %s run %d: %d records in %s, CPU %s, %.2f CPU-µs/record, %.0f events/s, peak RSS %d MB\n",
 				c.key, i+1, r.records, r.elapsed.Round(time.Millisecond), r.cpu.Round(time.Millisecond), r.cpuPerRecord(), r.rate(), r.peakRSS>>20)
 		}
+	}
+}
+
+// printMachine tells where the machine's CPU went while each contender
+// drained: the contender's own, this driver's (for the services, most of
+// it the Segment-compatible receiver), and the rest (the broker, the
+// kernel's work no process is charged for, anything else running), per
+// record, and how busy the machine's cores were. A throughput ratio
+// between contenders that share a machine of few cores with the broker
+// and the receiver is also a ratio of what each leaves the others.
+func printMachine(w io.Writer, rep report) {
+	header := false
+	for _, c := range contenders {
+		rs := slices.DeleteFunc(slices.Clone(rep.runs[c.key]), func(r result) bool { return !r.used.ok || r.records == 0 })
+		if len(rs) == 0 {
+			continue
+		}
+		if !header {
+			header = true
+			fmt.Fprintf(w, "\nwhere the machine's CPU went during the drains (CPU-µs per record, medians of the runs; %d cores):\n\n", numCPU())
+			fmt.Fprintln(w, "| contender | the contender | the bench driver (its Segment receiver) | the rest (broker, kernel, other) | whole machine | cores busy |")
+			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
+		}
+		perRecord := func(d time.Duration, r result) float64 { return d.Seconds() / (float64(r.records) / 1e6) }
+		own := summarise(rs, func(r result) float64 { return r.cpuPerRecord() }).median
+		driver := summarise(rs, func(r result) float64 { return perRecord(r.used.driver, r) }).median
+		rest := summarise(rs, func(r result) float64 { return perRecord(r.used.machine-r.used.driver-r.cpu, r) }).median
+		machine := summarise(rs, func(r result) float64 { return perRecord(r.used.machine, r) }).median
+		busy := summarise(rs, func(r result) float64 { return r.used.machine.Seconds() / r.elapsed.Seconds() / float64(numCPU()) }).median
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", c.key, own, driver, rest, machine, 100*busy)
 	}
 }
 
