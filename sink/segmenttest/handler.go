@@ -201,9 +201,16 @@ func (s *Server) parse(r *http.Request, at time.Time, key string) ([]Received, s
 	default:
 		return nil, fmt.Sprintf("unsupported Content-Encoding %q", enc)
 	}
-	data, err := io.ReadAll(io.LimitReader(body, maxBodyBytes+1))
+	buf, _ := s.bodies.Get().(*[]byte)
+	if buf == nil {
+		b := make([]byte, maxBodyBytes+1)
+		buf = &b
+	}
+	defer s.bodies.Put(buf)
+	n, err := io.ReadFull(body, *buf)
+	data := (*buf)[:n]
 	switch {
-	case err != nil:
+	case err != nil && err != io.EOF && err != io.ErrUnexpectedEOF:
 		return nil, "reading body: " + err.Error()
 	case len(data) > maxBodyBytes:
 		return nil, fmt.Sprintf("body is over %d bytes", maxBodyBytes)

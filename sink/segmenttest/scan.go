@@ -144,8 +144,12 @@ func skipValue(data []byte, i int) (int, error) {
 		return 0, errors.New("unterminated object or array")
 	default: // number, true, false, null
 		start := i
-		for i < len(data) && !bytes.ContainsRune([]byte(",}] \t\r\n"), rune(data[i])) {
-			i++
+	scalar:
+		for ; i < len(data); i++ {
+			switch data[i] {
+			case ',', '}', ']', ' ', '\t', '\r', '\n':
+				break scalar
+			}
 		}
 		if i == start {
 			return 0, errors.New("invalid JSON value")
@@ -159,15 +163,23 @@ func skipString(data []byte, i int) (int, error) {
 	if i >= len(data) || data[i] != '"' {
 		return 0, errors.New("expected a string")
 	}
-	for i++; i < len(data); i++ {
-		switch data[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1, nil
+	for j := i + 1; ; {
+		k := bytes.IndexByte(data[j:], '"')
+		if k < 0 {
+			return 0, errors.New("unterminated string")
 		}
+		q := j + k
+		// The quote ends the string unless an odd run of backslashes
+		// escapes it.
+		n := 0
+		for p := q - 1; p > i && data[p] == '\\'; p-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1, nil
+		}
+		j = q + 1
 	}
-	return 0, errors.New("unterminated string")
 }
 
 func skipSpace(data []byte, i int) int {

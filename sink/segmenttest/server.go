@@ -110,6 +110,12 @@ type Server struct {
 	keyNames   []string
 	keyIndex   map[string]uint32
 	f          faults
+
+	// bodies are buffers of maxBodyBytes+1 that parse reads bodies into:
+	// nothing keeps a body's bytes once parse returns (the messages hold
+	// copies), so a buffer serves request after request without being
+	// allocated and cleared again.
+	bodies sync.Pool
 }
 
 type compactMsg struct {
