@@ -122,15 +122,15 @@ func bench(ctx context.Context, o options, log io.Writer) (report, error) {
 		}
 	}
 	if o.profile != "" {
-		// The single-source profile at o.profile, the accounts-mode one
-		// beside it.
-		for _, key := range []string{"service", "accounts"} {
+		// The single-source profile at o.profile, the accounts-mode and
+		// small-request ones beside it (.accounts.pprof, .small.pprof).
+		for _, key := range []string{"service", "accounts", "small"} {
 			if !o.scenarios[key] {
 				continue
 			}
 			path := o.profile
-			if key == "accounts" {
-				path = strings.TrimSuffix(o.profile, ".pprof") + ".accounts.pprof"
+			if key != "service" {
+				path = strings.TrimSuffix(o.profile, ".pprof") + "." + key + ".pprof"
 			}
 			fmt.Fprintf(log, "profiling %s on the same backlog...\n", key)
 			if err := profileService(ctx, o, client, bl, key, path, log); err != nil {
