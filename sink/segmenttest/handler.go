@@ -207,10 +207,9 @@ func (s *Server) parse(r *http.Request, at time.Time, key string) ([]Received, s
 		buf = &b
 	}
 	defer s.bodies.Put(buf)
-	n, err := io.ReadFull(body, *buf)
-	data := (*buf)[:n]
+	data, err := readUpTo(body, *buf)
 	switch {
-	case err != nil && err != io.EOF && err != io.ErrUnexpectedEOF:
+	case err != nil:
 		return nil, "reading body: " + err.Error()
 	case len(data) > maxBodyBytes:
 		return nil, fmt.Sprintf("body is over %d bytes", maxBodyBytes)
@@ -242,6 +241,25 @@ func (s *Server) parse(r *http.Request, at time.Time, key string) ([]Received, s
 		msgs = append(msgs, m)
 	}
 	return msgs, ""
+}
+
+// readUpTo reads r into buf until r ends (io.EOF) or buf is full, and
+// returns what it read. Any other error is the body's: a body cut off
+// before its Content-Length, or a gzip stream cut short, comes back as
+// io.ErrUnexpectedEOF and must not pass for a whole one.
+func readUpTo(r io.Reader, buf []byte) ([]byte, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return buf[:n], nil
 }
 
 // fields are the parts of a message the server checks.

@@ -192,6 +192,44 @@ func TestGzip(t *testing.T) {
 	}
 }
 
+// A body that ends early is refused, in both modes, even when what did
+// arrive reads as a whole batch: a gzip stream without its trailer, and a
+// body whose reader reports io.ErrUnexpectedEOF (what net/http says of a
+// body cut off before its Content-Length).
+func TestCutOffBodiesAreRefused(t *testing.T) {
+	var zb bytes.Buffer
+	zw := gzip.NewWriter(&zb)
+	_, _ = io.WriteString(zw, body(msg("z")))
+	_ = zw.Close()
+	noTrailer := zb.Bytes()[:zb.Len()-8]
+	for _, mode := range []struct {
+		name string
+		opts []segmenttest.Option
+	}{{"full", nil}, {"without bodies", []segmenttest.Option{segmenttest.WithoutBodies()}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			s := newServer(t, mode.opts...)
+			if status, answer, _, err := post(t, nil, s.URL(), key, string(noTrailer), "Content-Encoding", "gzip"); err != nil || status != 400 {
+				t.Errorf("gzip without its trailer: %d %q %v, want 400", status, answer, err)
+			}
+			req := httptest.NewRequest(http.MethodPost, "/v1/batch", io.MultiReader(strings.NewReader(body(msg("c"))), cutReader{}))
+			req.SetBasicAuth(key, "")
+			rec := httptest.NewRecorder()
+			s.Handler().ServeHTTP(rec, req)
+			if rec.Code != 400 || !strings.Contains(rec.Body.String(), "reading body") {
+				t.Errorf("cut-off body: %d %s, want 400 reading body", rec.Code, rec.Body)
+			}
+			if n := s.Distinct(); n != 0 {
+				t.Errorf("Distinct %d after two cut-off bodies, want 0", n)
+			}
+		})
+	}
+}
+
+// cutReader is the end of a body that was cut off.
+type cutReader struct{}
+
+func (cutReader) Read([]byte) (int, error) { return 0, io.ErrUnexpectedEOF }
+
 func TestFailNextAndOutage(t *testing.T) {
 	s := newServer(t)
 	s.SetRetryAfter(1500 * time.Millisecond)
