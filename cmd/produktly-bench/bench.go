@@ -31,9 +31,10 @@ type result struct {
 	bytes   int64
 	elapsed time.Duration
 	cpu     time.Duration
-	// used is the CPU of the whole machine and of this driver (its
-	// Segment-compatible receiver) from the contender's start until the
-	// backlog was drained; not for every scenario (used.ok).
+	// used is the CPU of the whole machine, of this driver (its
+	// Segment-compatible receiver) and of the contender from the
+	// contender's start until the backlog was drained; not for every
+	// scenario (used.ok).
 	used     cpuClock
 	peakRSS  int64 // bytes
 	p50, p99 time.Duration
@@ -427,7 +428,7 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	clock0 := readCPUClock()
+	clock0 := readCPUClock(0)
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return result{}, err
@@ -438,7 +439,7 @@ func drain(ctx context.Context, o options, client *kafka.Client, cmd *exec.Cmd, 
 	for {
 		if up, err := consumer.CaughtUp(ctx, client, group, topic, o.partitions); err == nil && up {
 			elapsed = time.Since(start)
-			used = readCPUClock().since(clock0)
+			used = readCPUClock(cmd.Process.Pid).since(clock0)
 			break
 		}
 		if hwm := peakRSS(cmd.Process.Pid); hwm > peak {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -120,29 +121,32 @@ func printReport(w io.Writer, o options, rep report) {
 // drained: the contender's own, this driver's (for the services, most of
 // it the Segment-compatible receiver), and the rest (the broker, the
 // kernel's work no process is charged for, anything else running), per
-// record, and how busy the machine's cores were. A throughput ratio
-// between contenders that share a machine of few cores with the broker
-// and the receiver is also a ratio of what each leaves the others.
+// record, and how busy the machine's cores were. All from one run per
+// contender, the one whose whole-machine CPU per record is the median,
+// so that the parts add up; all measured from the contender's start to
+// the drain's end. A throughput ratio between contenders that share a
+// machine of few cores with the broker and the receiver is also a ratio
+// of what each leaves the others.
 func printMachine(w io.Writer, rep report) {
 	header := false
 	for _, c := range contenders {
-		rs := slices.DeleteFunc(slices.Clone(rep.runs[c.key]), func(r result) bool { return !r.used.ok || r.records == 0 })
+		rs := slices.DeleteFunc(slices.Clone(rep.runs[c.key]), func(r result) bool { return !r.used.ok || r.records == 0 || r.used.cores == 0 })
 		if len(rs) == 0 {
 			continue
 		}
 		if !header {
 			header = true
-			fmt.Fprintf(w, "\nwhere the machine's CPU went during the drains (CPU-µs per record, medians of the runs; %d cores):\n\n", numCPU())
+			fmt.Fprintf(w, "\nwhere the machine's CPU went during the drains (CPU-µs per record, from the contender's start to the drain's end; of each contender the run whose whole-machine figure is the median; %d cores):\n\n", rs[0].used.cores)
 			fmt.Fprintln(w, "| contender | the contender | the bench driver (its Segment receiver) | the rest (broker, kernel, other) | whole machine | cores busy |")
 			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 		}
 		perRecord := func(d time.Duration, r result) float64 { return d.Seconds() / (float64(r.records) / 1e6) }
-		own := summarise(rs, func(r result) float64 { return r.cpuPerRecord() }).median
-		driver := summarise(rs, func(r result) float64 { return perRecord(r.used.driver, r) }).median
-		rest := summarise(rs, func(r result) float64 { return perRecord(r.used.machine-r.used.driver-r.cpu, r) }).median
-		machine := summarise(rs, func(r result) float64 { return perRecord(r.used.machine, r) }).median
-		busy := summarise(rs, func(r result) float64 { return r.used.machine.Seconds() / r.elapsed.Seconds() / float64(numCPU()) }).median
-		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", c.key, own, driver, rest, machine, 100*busy)
+		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(perRecord(a.used.machine, a), perRecord(b.used.machine, b)) })
+		r := rs[(len(rs)-1)/2]
+		u := r.used
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", c.key,
+			perRecord(u.contender, r), perRecord(u.driver, r), perRecord(u.machine-u.driver-u.contender, r), perRecord(u.machine, r),
+			100*u.machine.Seconds()/r.elapsed.Seconds()/float64(u.cores))
 	}
 }
 
