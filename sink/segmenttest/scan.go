@@ -2,8 +2,8 @@ package segmenttest
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
-	"strconv"
 )
 
 // scanBatch is the benchmark server's reading of a batch body: one pass
@@ -100,11 +100,10 @@ func scanMessage(data []byte, i int, f *fields) (int, error) {
 		if dst != nil && data[vStart] == '"' {
 			v := data[vStart+1 : i-1]
 			if bytes.IndexByte(v, '\\') >= 0 {
-				s, err := strconv.Unquote(string(data[vStart:i]))
-				if err != nil {
+				// JSON's escapes, not Go's (\/ is JSON, \x41 is not).
+				if err := json.Unmarshal(data[vStart:i], dst); err != nil {
 					return 0, errors.New("invalid string")
 				}
-				*dst = s
 			} else {
 				*dst = string(v)
 			}

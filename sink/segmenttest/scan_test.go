@@ -7,7 +7,7 @@ import (
 
 func TestScanBatchAgreesWithEncodingJSON(t *testing.T) {
 	body := `{"batch":[` +
-		`{"type":"track","messageId":"m1","userId":"u\"1","anonymousId":"a\\","event":"Tour \\\"Start","properties":{"messageId":"not me","n":[1,{"a":"]}\\"}]},"context":{}},` +
+		`{"type":"track","messageId":"m1","userId":"u\"1","anonymousId":"a\\\/b\u00e9","event":"Tour \\\"Start","properties":{"messageId":"not me","n":[1,{"a":"]}\\"}]},"context":{}},` +
 		` {"messageId":"m2","type":"track","anonymousId":"a2","event":"Tour Finish","timestamp":"2026-11-29T10:00:00.000Z","x":null,"y":-1.5e3,"z":true}` +
 		`],"sentAt":"2026-11-29T10:00:00.000Z"}`
 	got, err := scanBatch([]byte(body))
@@ -37,6 +37,7 @@ func TestScanBatchRejectsBrokenBodies(t *testing.T) {
 		`{"batch":[{"type":"track}]}`,
 		`{"batch":[{"type":"track"} {"type":"track"}]}`,
 		`{"batch":[{"type":"track",}]}`,
+		`{"batch":[{"type":"tr\x41ck"}]}`,
 		`{"batch":[1]}`,
 	} {
 		if _, err := scanBatch([]byte(body)); err == nil {
