@@ -21,21 +21,13 @@ func TestGoModMarksDirectImports(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("go", "list", "-f",
-		`{{join .Imports "\n"}}{{"\n"}}{{join .TestImports "\n"}}{{"\n"}}{{join .XTestImports "\n"}}`, "./...")
-	cmd.Dir = repoRoot
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, stderr.String())
-	}
+	out := goList(t, `{{join .Imports "\n"}}{{"\n"}}{{join .TestImports "\n"}}{{"\n"}}{{join .XTestImports "\n"}}`)
 	modules := make([]string, 0, len(indirect))
 	for m := range indirect {
 		modules = append(modules, m)
 	}
 	used := map[string]bool{}
-	for _, imp := range strings.Fields(string(out)) {
+	for _, imp := range strings.Fields(out) {
 		if m := moduleOf(imp, modules); m != "" {
 			used[m] = true
 		}
@@ -48,6 +40,21 @@ func TestGoModMarksDirectImports(t *testing.T) {
 			t.Errorf("go.mod requires %s directly, but no package imports it", m)
 		}
 	}
+}
+
+// goList runs `go list -f format ./...` in the repository and returns its
+// output, failing t when go list fails.
+func goList(t *testing.T, format string) string {
+	t.Helper()
+	cmd := exec.Command("go", "list", "-f", format, "./...")
+	cmd.Dir = repoRoot
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, stderr.String())
+	}
+	return string(out)
 }
 
 // moduleOf returns the module of modules that holds the package imp: the
