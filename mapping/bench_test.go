@@ -2,7 +2,6 @@ package mapping
 
 import (
 	"bytes"
-	"crypto/sha1"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -173,7 +172,7 @@ func BenchmarkMapIntoBatch(b *testing.B) {
 // record, only what any mapping of these records must do whatever its
 // design. One pass over every byte of the value with the scanner's
 // eight-byte classifier (specials: the least a validating scan can look
-// at), the message id (a SHA-1 of the id's name, as a UUID), and one
+// at), the message id (the mapping's own appendMessageID), and one
 // fresh buffer of the call's size with the value copied into it. It
 // skips what the contract adds on top: the JSON structure, the members'
 // names and roles, the rules, the timestamp and the encoding of each
@@ -223,11 +222,9 @@ func floorMap(v, id []byte, size int) ([]byte, uint64) {
 			special |= 1
 		}
 	}
-	var buf [128]byte
-	name := append(append(append(buf[:0], namespace[:]...), "id:"...), id...)
 	out := make([]byte, 0, size)
 	out = append(out, msgHead...)
-	out = appendUUID(out, version5(sha1.Sum(name)))
+	out = appendMessageID(out, nil, id, nil) // with an id, the record is not read
 	out = append(out, v...)
 	return append(out, msgTail...), special
 }

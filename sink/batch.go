@@ -249,17 +249,16 @@ func check(json []byte) *RejectedError {
 	if len(json) > MaxMessageBytes {
 		return &RejectedError{Body: fmt.Sprintf("message is %d bytes, over Segment's limit of %d", len(json), MaxMessageBytes)}
 	}
-	j := json
-	if len(j) < 2 || j[0] != '{' || j[len(j)-1] != '}' {
-		// Only a message with surrounding whitespace needs trimming
-		// (the mapping's never has any).
-		j = bytes.TrimSpace(j)
-	}
-	if len(j) < 2 || j[0] != '{' || j[len(j)-1] != '}' {
+	// Only a message with surrounding whitespace needs trimming (the
+	// mapping's never has any).
+	if !braced(json) && !braced(bytes.TrimSpace(json)) {
 		return &RejectedError{Body: "message is not a JSON object"}
 	}
 	return nil
 }
+
+// braced reports whether b begins with { and ends with }.
+func braced(b []byte) bool { return len(b) >= 2 && b[0] == '{' && b[len(b)-1] == '}' }
 
 // batchLoop is the dispatcher. It takes messages off the queue into their
 // destination's current batch, and hands a batch to a delivery goroutine

@@ -43,13 +43,15 @@ type result struct {
 
 func (r result) rate() float64 { return float64(r.records) / r.elapsed.Seconds() }
 func (r result) mbps() float64 { return float64(r.bytes) / 1e6 / r.elapsed.Seconds() }
-func (r result) cpuPerMillion() float64 {
-	return r.cpu.Seconds() / (float64(r.records) / 1e6)
+
+// perRecord is CPU time d spread over the run's records, in µs per record
+// (numerically the same as CPU seconds per million records).
+func (r result) perRecord(d time.Duration) float64 {
+	return d.Seconds() / (float64(r.records) / 1e6)
 }
 
-// cpuPerRecord is the process's user + system CPU time per record, in µs
-// (numerically the same as CPU seconds per million records).
-func (r result) cpuPerRecord() float64 { return r.cpuPerMillion() }
+// cpuPerRecord is the process's user + system CPU time per record, in µs.
+func (r result) cpuPerRecord() float64 { return r.perRecord(r.cpu) }
 
 const writeKey = "bench-write-key"
 

@@ -140,12 +140,11 @@ func printMachine(w io.Writer, rep report) {
 			fmt.Fprintln(w, "| contender | the contender | the bench driver (its Segment receiver) | the rest (broker, kernel, other) | whole machine | cores busy |")
 			fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|")
 		}
-		perRecord := func(d time.Duration, r result) float64 { return d.Seconds() / (float64(r.records) / 1e6) }
-		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(perRecord(a.used.machine, a), perRecord(b.used.machine, b)) })
+		slices.SortFunc(rs, func(a, b result) int { return cmp.Compare(a.perRecord(a.used.machine), b.perRecord(b.used.machine)) })
 		r := rs[(len(rs)-1)/2]
 		u := r.used
 		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.2f | %.2f | %.0f%% |\n", c.key,
-			perRecord(u.contender, r), perRecord(u.driver, r), perRecord(u.machine-u.driver-u.contender, r), perRecord(u.machine, r),
+			r.perRecord(u.contender), r.perRecord(u.driver), r.perRecord(u.machine-u.driver-u.contender), r.perRecord(u.machine),
 			100*u.machine.Seconds()/r.elapsed.Seconds()/float64(u.cores))
 	}
 }
