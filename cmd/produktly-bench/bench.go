@@ -142,7 +142,7 @@ func bench(ctx context.Context, o options, log io.Writer) (report, error) {
 		}
 	}
 	if o.scenarios["latency"] {
-		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
+		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies(), segmenttest.WithCapacity(good))
 		srv.SetLatency(o.latency)
 		group := "bench-latency-" + topic
 		cmd, err := serviceCmd(ctx, o, o.binary, topic, group, singleEnv(srv.URL()))
@@ -207,6 +207,9 @@ func runContender(ctx context.Context, o options, client *kafka.Client, bl backl
 // consumers; the caller closes it). extra is added to a service's
 // environment.
 func contenderCmd(ctx context.Context, o options, bl backlog, key, group string, extra []string) (*exec.Cmd, *segmenttest.Server, error) {
+	// The test server records the backlog's messages without growing
+	// while the contender runs beside it.
+	roomFor := segmenttest.WithCapacity(bl.good)
 	switch key {
 	case "kafka-go", "franz-go":
 		self, err := os.Executable()
@@ -216,7 +219,7 @@ func contenderCmd(ctx context.Context, o options, bl backlog, key, group string,
 		child := map[string]string{"kafka-go": "ceiling", "franz-go": "franz"}[key]
 		return exec.CommandContext(ctx, self, child, "-brokers", strings.Join(o.brokers, ","), "-topic", bl.topic, "-group", group), nil, nil
 	case "baseline", "service", "small":
-		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies())
+		srv := segmenttest.NewServer(writeKey, segmenttest.WithoutBodies(), roomFor)
 		bin := o.binary
 		if key == "baseline" {
 			bin = o.baseline
@@ -239,7 +242,7 @@ func contenderCmd(ctx context.Context, o options, bl backlog, key, group string,
 			keys[i] = a.writeKey
 		}
 		// One test server serves both regions' endpoints.
-		srv := segmenttest.NewServer(keys[0], segmenttest.WithoutBodies(), segmenttest.WithWriteKeys(keys...))
+		srv := segmenttest.NewServer(keys[0], segmenttest.WithoutBodies(), roomFor, segmenttest.WithWriteKeys(keys...))
 		cmd, err := serviceCmd(ctx, o, o.binary, bl.topic, group, append([]string{
 			"INTEGRATIONS_FILE=" + bl.file,
 			"SEGMENT_ENDPOINT=" + srv.URL(),

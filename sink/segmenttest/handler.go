@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Segment's limits, as the HTTP Tracking API documents them.
@@ -88,23 +90,26 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		answer(w, http.StatusUnauthorized, "invalid write key")
 		return
 	}
-	msgs, problem := s.parse(r, at, user)
+	rd := s.reading()
+	defer s.readings.Put(rd)
+	// A batch that may be rejected message by message is read whole.
+	b, problem := s.parse(r, rd, at, user, p.reject != nil)
 	if problem != "" {
 		answer(w, http.StatusBadRequest, problem)
 		return
 	}
 	if p.reject != nil {
-		for _, m := range msgs {
+		for _, m := range b.msgs {
 			if p.reject(m) {
 				answer(w, p.rejectWith, fmt.Sprintf("message %s is invalid", m.MessageID))
 				return
 			}
 		}
 	}
-	for i := range msgs {
-		msgs[i].Cut, msgs[i].Via = p.fault == Cut, via
+	for i := range b.msgs {
+		b.msgs[i].Cut, b.msgs[i].Via = p.fault == Cut, via
 	}
-	s.record(msgs)
+	s.record(b, at, user, p.fault == Cut)
 	if p.fault == Cut {
 		cut(w, "HTTP/1.1 200 OK\r\nContent-Type: appl")
 		return
@@ -185,62 +190,89 @@ func cut(w http.ResponseWriter, partial string) {
 	_ = conn.Close()
 }
 
-// parse reads and checks a batch body. It returns the messages, or why the
-// whole batch is refused.
-func (s *Server) parse(r *http.Request, at time.Time, key string) ([]Received, string) {
+// parse reads and checks a batch body into rd. It returns the messages,
+// or why the whole batch is refused.
+func (s *Server) parse(r *http.Request, rd *reading, at time.Time, key string, whole bool) (batch, string) {
 	var body io.Reader = r.Body
 	switch enc := strings.ToLower(strings.TrimSpace(r.Header.Get("Content-Encoding"))); enc {
 	case "", "identity":
 	case "gzip":
 		zr, err := gzip.NewReader(io.LimitReader(r.Body, maxBodyBytes+1))
 		if err != nil {
-			return nil, "invalid gzip body"
+			return batch{}, "invalid gzip body"
 		}
 		defer zr.Close()
 		body = zr
 	default:
-		return nil, fmt.Sprintf("unsupported Content-Encoding %q", enc)
+		return batch{}, fmt.Sprintf("unsupported Content-Encoding %q", enc)
 	}
-	buf, _ := s.bodies.Get().(*[]byte)
-	if buf == nil {
-		b := make([]byte, maxBodyBytes+1)
-		buf = &b
-	}
-	defer s.bodies.Put(buf)
-	data, err := readUpTo(body, *buf)
+	data, err := readUpTo(body, rd.body)
 	switch {
 	case err != nil:
-		return nil, "reading body: " + err.Error()
+		return batch{}, "reading body: " + err.Error()
 	case len(data) > maxBodyBytes:
-		return nil, fmt.Sprintf("body is over %d bytes", maxBodyBytes)
+		return batch{}, fmt.Sprintf("body is over %d bytes", maxBodyBytes)
 	}
 
 	if s.noBodies {
 		// Benchmarks: one typed pass, no copies of the messages.
-		return s.parseFields(data, at, key)
+		return s.parseFields(data, rd, at, key, whole)
 	}
 	var env struct {
 		Batch []json.RawMessage `json:"batch"`
 	}
 	if err := json.Unmarshal(data, &env); err != nil {
-		return nil, "invalid JSON: " + err.Error()
+		return batch{}, "invalid JSON: " + err.Error()
 	}
 	switch {
 	case env.Batch == nil:
-		return nil, "batch is missing"
+		return batch{}, "batch is missing"
 	case len(env.Batch) > maxBatchLen:
-		return nil, fmt.Sprintf("batch has %d messages, over %d", len(env.Batch), maxBatchLen)
+		return batch{}, fmt.Sprintf("batch has %d messages, over %d", len(env.Batch), maxBatchLen)
 	}
 	msgs := make([]Received, 0, len(env.Batch))
 	for i, raw := range env.Batch {
 		m, problem := s.message(raw)
 		if problem != "" {
-			return nil, fmt.Sprintf("batch[%d]: %s", i, problem)
+			return batch{}, fmt.Sprintf("batch[%d]: %s", i, problem)
 		}
 		m.At, m.WriteKey = at, key
 		msgs = append(msgs, m)
 	}
-	return msgs, ""
+	return batch{msgs: msgs}, ""
+}
+
+// batch is an accepted batch's messages: those kept whole, and WithoutBodies
+// those whose messageId is a canonical UUID, to be kept compact.
+type batch struct {
+	msgs    []Received
+	compact []arrival // alias the request's reading
+}
+
+// arrival is a message to keep compact: its id, and its event name as the
+// body spells it.
+type arrival struct {
+	id    uuid.UUID
+	event []byte
+}
+
+// reading is what a request is read into: a body of up to maxBodyBytes+1,
+// and WithoutBodies what scanBatch and parseFields make of it. Nothing
+// keeps a reading's bytes once the request is recorded (the messages hold
+// copies), so a reading serves request after request between garbage
+// collections (which empty a sync.Pool) instead of a growing buffer being
+// allocated and cleared for each.
+type reading struct {
+	body     []byte
+	scanned  []scanned
+	arrivals []arrival
+}
+
+func (s *Server) reading() *reading {
+	if rd, ok := s.readings.Get().(*reading); ok {
+		return rd
+	}
+	return &reading{body: make([]byte, maxBodyBytes+1)}
 }
 
 // readUpTo reads r into buf until r ends (io.EOF) or buf is full, and
@@ -273,34 +305,54 @@ type fields struct {
 
 // parseFields is parse for a server without bodies: the same field checks
 // on a lighter reading of the body (scanBatch). The 32 KB message limit is
-// not checked here; the sink enforces it before sending.
-func (s *Server) parseFields(data []byte, at time.Time, key string) ([]Received, string) {
-	batch, err := scanBatch(data)
+// not checked here; the sink enforces it before sending. Messages whose
+// messageId is a canonical UUID come back as arrivals unless whole is set.
+func (s *Server) parseFields(data []byte, rd *reading, at time.Time, key string, whole bool) (batch, string) {
+	msgs, err := scanBatch(data, rd.scanned[:0])
+	rd.scanned = msgs
 	switch {
 	case err != nil:
-		return nil, "invalid JSON: " + err.Error()
-	case len(batch) > maxBatchLen:
-		return nil, fmt.Sprintf("batch has %d messages, over %d", len(batch), maxBatchLen)
+		return batch{}, "invalid JSON: " + err.Error()
+	case len(msgs) > maxBatchLen:
+		return batch{}, fmt.Sprintf("batch has %d messages, over %d", len(msgs), maxBatchLen)
 	}
-	msgs := make([]Received, 0, len(batch))
-	for i, f := range batch {
-		if problem := f.check(); problem != "" {
-			return nil, fmt.Sprintf("batch[%d]: %s", i, problem)
+	var b batch
+	b.compact = rd.arrivals[:0]
+	for i := range msgs {
+		f := &msgs[i]
+		if problem := check(f.typ, f.event, f.messageID, f.userID, f.anonymousID); problem != "" {
+			return batch{}, fmt.Sprintf("batch[%d]: %s", i, problem)
 		}
-		msgs = append(msgs, Received{WriteKey: key, MessageID: f.MessageID, Event: f.Event, At: at})
+		if id, ok := canonicalUUID(f.messageID); ok && !whole {
+			b.compact = append(b.compact, arrival{id: id, event: f.event})
+			continue
+		}
+		b.msgs = append(b.msgs, Received{WriteKey: key, MessageID: string(f.messageID), Event: string(f.event), At: at})
 	}
-	return msgs, ""
+	rd.arrivals = b.compact
+	return b, ""
 }
 
-func (f fields) check() string {
+// canonicalUUID parses id when it is a UUID in its canonical lower-case
+// form, the only one the compact form can give back (uuid.UUID.String).
+func canonicalUUID(id []byte) (uuid.UUID, bool) {
+	if len(id) != 36 || bytes.ContainsAny(id, "ABCDEF") {
+		return uuid.UUID{}, false
+	}
+	u, err := uuid.ParseBytes(id)
+	return u, err == nil
+}
+
+// check says what is wrong with a message's checked fields, "" if nothing.
+func check[T ~string | ~[]byte](typ, event, messageID, userID, anonymousID T) string {
 	switch {
-	case f.Type == "":
+	case len(typ) == 0:
 		return "type is missing"
-	case f.Type == "track" && f.Event == "":
+	case string(typ) == "track" && len(event) == 0:
 		return "event is missing"
-	case f.MessageID == "":
+	case len(messageID) == 0:
 		return "messageId is missing"
-	case f.UserID == "" && f.AnonymousID == "":
+	case len(userID) == 0 && len(anonymousID) == 0:
 		return "userId or anonymousId is required"
 	}
 	return ""
@@ -315,7 +367,7 @@ func (s *Server) message(raw json.RawMessage) (Received, string) {
 	if err := json.Unmarshal(raw, &f); err != nil {
 		return Received{}, "invalid message: " + err.Error()
 	}
-	if problem := f.check(); problem != "" {
+	if problem := check(f.Type, f.Event, f.MessageID, f.UserID, f.AnonymousID); problem != "" {
 		return Received{}, problem
 	}
 	// json.Unmarshal copied raw out of the body.

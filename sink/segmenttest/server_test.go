@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -381,6 +383,68 @@ func TestWithoutBodies(t *testing.T) {
 	got := s.Messages()
 	if len(got) != 1 || got[0].Raw != nil || got[0].UserID != "" || got[0].MessageID != "a" || got[0].Event != "Tour Start" || got[0].At.IsZero() {
 		t.Errorf("got %+v, want id, event and time only", got)
+	}
+}
+
+// TestWithoutBodiesKeepsEveryForm: WithoutBodies keeps canonical UUIDs in
+// its compact form and every other messageId as it came, and gives each
+// back with its own event, write key and arrival, however the requests'
+// readings are reused; RejectMessages sees every message of a batch.
+func TestWithoutBodiesKeepsEveryForm(t *testing.T) {
+	const (
+		lower = "0b0e5d43-6f29-4c0e-9a55-00000000000a"
+		upper = "0B0E5D43-6F29-4C0E-9A55-00000000000B"
+	)
+	finish := func(id string) string {
+		return fmt.Sprintf(`{"type":"track","event":"Tour Finish","messageId":%q,"anonymousId":"a"}`, id)
+	}
+	s := newServer(t, segmenttest.WithoutBodies(), segmenttest.WithCapacity(2), segmenttest.WithWriteKeys("wk_b"))
+	for _, b := range []struct{ key, body string }{
+		{key, body(msg(lower), finish("plain-id"), msg(upper))},
+		{"wk_b", body(finish(lower), msg("other"))}, // a duplicate of lower
+		{"wk_b", body(msg("0b0e5d43-6f29-4c0e-9a55-00000000000c"))},
+	} {
+		if status, answer, _, err := post(t, nil, s.URL(), b.key, b.body); err != nil || status != 200 {
+			t.Fatalf("%s: %d %s %v, want 200", b.body, status, answer, err)
+		}
+	}
+	type kept struct{ id, event, key string }
+	var got []kept
+	for _, m := range s.Messages() {
+		if m.At.IsZero() {
+			t.Errorf("%s: no arrival time", m.MessageID)
+		}
+		got = append(got, kept{m.MessageID, m.Event, m.WriteKey})
+	}
+	sort.Slice(got, func(i, j int) bool { return got[i].id+got[i].key < got[j].id+got[j].key })
+	want := []kept{
+		{"0B0E5D43-6F29-4C0E-9A55-00000000000B", "Tour Start", key},
+		{lower, "Tour Finish", "wk_b"},
+		{lower, "Tour Start", key},
+		{"0b0e5d43-6f29-4c0e-9a55-00000000000c", "Tour Start", "wk_b"},
+		{"other", "Tour Start", "wk_b"},
+		{"plain-id", "Tour Finish", key},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("kept %v,\nwant %v", got, want)
+	}
+	if s.Count() != 6 || s.Distinct() != 5 {
+		t.Errorf("Count %d Distinct %d, want 6 and 5", s.Count(), s.Distinct())
+	}
+
+	var seen []string
+	s.RejectMessages(func(m segmenttest.Received) bool {
+		seen = append(seen, m.MessageID+" "+m.Event)
+		return m.MessageID == "bad"
+	})
+	if status, _, _, _ := post(t, nil, s.URL(), key, body(msg(lower), finish("bad"))); status != 400 {
+		t.Errorf("batch with a rejected message: %d, want 400", status)
+	}
+	if want := []string{lower + " Tour Start", "bad Tour Finish"}; !reflect.DeepEqual(seen, want) {
+		t.Errorf("RejectMessages saw %q, want %q", seen, want)
+	}
+	if s.Count() != 6 {
+		t.Errorf("Count %d after a rejected batch, want 6", s.Count())
 	}
 }
 
