@@ -31,13 +31,18 @@ func Append(b []byte, t time.Time) []byte {
 	rem := int(sec - days*secondsPerDay)
 	year, month, day := civil(days)
 	ms := t.Nanosecond() / 1e6
-	b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-')
-	b = appendTwo(b, month, '-')
-	b = appendTwo(b, day, 'T')
-	b = appendTwo(b, rem/3600, ':')
-	b = appendTwo(b, rem/60%60, ':')
-	b = appendTwo(b, rem%60, '.')
-	return append(b, byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10), 'Z')
+	// Written into an array and appended whole: one copy instead of a
+	// capacity check per byte.
+	w := [Width]byte{4: '-', 7: '-', 10: 'T', 13: ':', 16: ':', 19: '.', 23: 'Z'}
+	putTwo(w[0:], year/100)
+	putTwo(w[2:], year%100)
+	putTwo(w[5:], month)
+	putTwo(w[8:], day)
+	putTwo(w[11:], rem/3600)
+	putTwo(w[14:], rem/60%60)
+	putTwo(w[17:], rem%60)
+	w[20], w[21], w[22] = byte('0'+ms/100), byte('0'+ms/10%10), byte('0'+ms%10)
+	return append(b, w[:]...)
 }
 
 // civil returns the proleptic Gregorian date of a day counted from
@@ -64,7 +69,19 @@ func civil(days int64) (year, month, day int) {
 	return year, month, day
 }
 
-// appendTwo appends v as two digits, then sep.
-func appendTwo(b []byte, v int, sep byte) []byte {
-	return append(b, byte('0'+v/10), byte('0'+v%10), sep)
+// putTwo writes v (0–99) as two digits at the start of w.
+func putTwo(w []byte, v int) {
+	w[0], w[1] = digits[2*v], digits[2*v+1]
 }
+
+// digits holds 00 to 99, two bytes each.
+const digits = "00010203040506070809" +
+	"10111213141516171819" +
+	"20212223242526272829" +
+	"30313233343536373839" +
+	"40414243444546474849" +
+	"50515253545556575859" +
+	"60616263646566676869" +
+	"70717273747576777879" +
+	"80818283848586878889" +
+	"90919293949596979899"

@@ -35,3 +35,16 @@ func TestAppendMatchesLayout(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkAppend writes times 37 ms apart, so that the seconds, minutes
+// and days change as they do in a backlog.
+func BenchmarkAppend(b *testing.B) {
+	t0 := time.Date(2026, 11, 29, 10, 0, 7, 890e6, time.UTC)
+	buf := make([]byte, 0, Width)
+	for i := 0; i < b.N; i++ {
+		buf = Append(buf[:0], t0.Add(time.Duration(i)*37*time.Millisecond))
+	}
+	if len(buf) != Width {
+		b.Fatalf("appended %d bytes, want %d", len(buf), Width)
+	}
+}
