@@ -42,7 +42,7 @@ const (
 type batch struct {
 	d    *dest // where it goes
 	msgs []Message
-	buf  []byte      // the sealed body; nil until seal
+	buf  []byte      // the sealed body; nil until seal, and for a body larger than largeBody
 	size int         // the body's length, sealed or not
 	out  chan answer // capacity 1: the answer of the attempt posted (post)
 	// chans is the scratch list of its messages' Cancel channels
@@ -183,8 +183,14 @@ func (b *batch) add(m Message) {
 // seal writes b's body: the head, its messages, and the tail with a
 // sentAt placeholder that stamp overwrites. It writes it anew each time,
 // into the body it has when that is large enough, else into one from the
-// pool: after messages were removed (rebuild), it is shorter.
+// pool: after messages were removed (rebuild), it is shorter. A body
+// larger than largeBody is not written: each attempt reads it from the
+// messages (msgBody), and b.buf stays nil.
 func (s *Segment) seal(b *batch) {
+	if b.size > largeBody {
+		s.releaseBody(b)
+		return
+	}
 	if cap(b.buf) < b.size {
 		s.releaseBody(b)
 		if p, ok := s.pool.bodies[classFor(b.size)].Get().(*[]byte); ok && cap(*p) >= b.size {
@@ -428,7 +434,7 @@ func (s *Segment) send(ctx context.Context, d *dest, b *batch, now time.Time) bo
 		return false
 	}
 	s.seal(b)
-	d.bodyHint = len(b.buf)
+	d.bodyHint = b.size
 	d.live.Add(1)
 	s.wg.Go(func() {
 		s.deliver(ctx, b)

@@ -3,6 +3,7 @@ package sink_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -244,35 +245,47 @@ func (l *lateReader) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // TestBodyReadAfterDo: run it with -race. The sink must not stamp, reuse
-// or pool a request body while the transport may still read it.
+// or pool a request body while the transport may still read it: neither
+// a sealed body (one message a request) nor one read from its messages
+// (three messages of 30 KB a request, a body above largeBody).
 func TestBodyReadAfterDo(t *testing.T) {
-	srv := newServer(t)
-	lr := &lateReader{t: t, bodies: map[int]string{}}
-	h := start(t, srv, "http://segment.invalid", func(o *sink.Options) {
-		o.BatchSize = 1
-		o.Concurrency = 1
-		o.Client = &http.Client{Transport: lr}
-	})
-	const n = 30
-	ids := h.enqueue("m", n, 200, nil)
-	if c := outcomes(h.res.wait(n, 30*time.Second)); c[sink.Delivered] != n {
-		t.Fatalf("outcomes %v, want %d delivered", c, n)
-	}
-	h.stop()
-	lr.mu.Lock()
-	if lr.next != nil {
-		close(lr.next)
-		lr.next = nil
-	}
-	lr.mu.Unlock()
-	lr.wg.Wait()
-	carried := map[string]bool{}
-	for _, b := range lr.bodies {
-		carried[b] = true
-	}
-	for _, id := range ids {
-		if !carried[id] {
-			t.Errorf("no request body read late carried %s alone: the buffer was reused", id)
-		}
+	for _, tc := range []struct {
+		batch, pad int
+	}{{1, 200}, {3, 30_000}} {
+		t.Run(fmt.Sprintf("%d-messages-of-%d", tc.batch, tc.pad), func(t *testing.T) {
+			srv := newServer(t)
+			lr := &lateReader{t: t, bodies: map[int]string{}}
+			h := start(t, srv, "http://segment.invalid", func(o *sink.Options) {
+				o.BatchSize = tc.batch
+				o.FlushInterval = time.Hour // only size may flush: every batch is full
+				o.Concurrency = 1
+				o.Client = &http.Client{Transport: lr}
+			})
+			const n = 30
+			ids := h.enqueue("m", n, tc.pad, nil)
+			if c := outcomes(h.res.wait(n, 30*time.Second)); c[sink.Delivered] != n {
+				t.Fatalf("outcomes %v, want %d delivered", c, n)
+			}
+			h.stop()
+			lr.mu.Lock()
+			if lr.next != nil {
+				close(lr.next)
+				lr.next = nil
+			}
+			lr.mu.Unlock()
+			lr.wg.Wait()
+			carried := map[string]bool{}
+			for _, b := range lr.bodies {
+				carried[b] = true
+			}
+			for i := 0; i < n; i += tc.batch {
+				if want := strings.Join(ids[i:i+tc.batch], ","); !carried[want] {
+					t.Errorf("no request body read late carried %s, and only that: the body changed under the transport", want)
+				}
+			}
+			if len(carried) != n/tc.batch {
+				t.Errorf("bodies read late carried %d lists of messages, want %d: %v", len(carried), n/tc.batch, carried)
+			}
+		})
 	}
 }

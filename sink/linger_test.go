@@ -386,42 +386,57 @@ func TestBatchListsSizedByHint(t *testing.T) {
 }
 
 func TestSealWritesTheMessagesInOrder(t *testing.T) {
-	s := &Segment{o: Options{BatchSize: 2500}}
-	b := s.newBatch(nil, 0)
-	var want []string
-	for i := range 3000 {
-		js := fmt.Appendf(nil, `{"type":"track","messageId":"m-%04d","pad":"%s"}`, i, strings.Repeat("x", i%200))
-		if !b.fits(Message{JSON: js}, MaxBatchBytes) {
-			break
+	// Filled up to largeBody, a batch is sealed into a buffer; filled up
+	// to MaxBatchBytes, it has none, and each attempt reads its body from
+	// the messages.
+	for _, limit := range []int{largeBody, MaxBatchBytes} {
+		s := &Segment{o: Options{BatchSize: 2500}}
+		b := s.newBatch(nil, 0)
+		var want []string
+		for i := range 3000 {
+			js := fmt.Appendf(nil, `{"type":"track","messageId":"m-%04d","pad":"%s"}`, i, strings.Repeat("x", i%200))
+			if !b.fits(Message{JSON: js}, limit) {
+				break
+			}
+			b.add(Message{ID: fmt.Sprint(i), JSON: js})
+			want = append(want, fmt.Sprintf("m-%04d", i))
 		}
-		b.add(Message{ID: fmt.Sprint(i), JSON: js})
-		want = append(want, fmt.Sprintf("m-%04d", i))
-	}
-	if b.buf != nil {
-		t.Fatal("a partial batch holds a body")
-	}
-	s.seal(b)
-	stamp(b.buf, time.Now())
-	ids, ok := messageIDsOf(b.buf)
-	if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
-		t.Fatalf("sealed body is not the %d messages in order (ok %v, got %d ids)", len(want), ok, len(ids))
-	}
-	if len(b.buf) != b.size {
-		t.Errorf("body is %d bytes, batch accounted %d", len(b.buf), b.size)
-	}
-	// After messages are removed, the body is written anew into the one
-	// it has, and the size recounted.
-	body := &b.buf[0]
-	b.msgs = b.msgs[1 : len(b.msgs)-1]
-	want = want[1 : len(want)-1]
-	s.rebuild(b)
-	stamp(b.buf, time.Now())
-	ids, ok = messageIDsOf(b.buf)
-	if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
-		t.Fatalf("rebuilt body is not the %d messages left in order (ok %v, got %d ids)", len(want), ok, len(ids))
-	}
-	if len(b.buf) != b.size || &b.buf[0] != body {
-		t.Errorf("rebuilt body is %d bytes (accounted %d), same buffer %v", len(b.buf), b.size, &b.buf[0] == body)
+		if b.buf != nil {
+			t.Fatal("a partial batch holds a body")
+		}
+		s.seal(b)
+		if large := b.size > largeBody; large != (limit > largeBody) || large != (b.buf == nil) {
+			t.Fatalf("batch of %d bytes filled up to %d: sealed into a buffer %v", b.size, limit, b.buf != nil)
+		}
+		body := func() []byte {
+			if b.buf == nil {
+				return newMsgBody(b.msgs, time.Now()).whole()
+			}
+			stamp(b.buf, time.Now())
+			return b.buf
+		}
+		got := body()
+		ids, ok := messageIDsOf(got)
+		if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
+			t.Fatalf("body of %d bytes is not the %d messages in order (ok %v, got %d ids)", b.size, len(want), ok, len(ids))
+		}
+		if len(got) != b.size {
+			t.Errorf("body is %d bytes, batch accounted %d", len(got), b.size)
+		}
+		// After messages are removed, the body is written anew into the
+		// one it has, and the size recounted.
+		buf := b.buf
+		b.msgs = b.msgs[1 : len(b.msgs)-1]
+		want = want[1 : len(want)-1]
+		s.rebuild(b)
+		got = body()
+		ids, ok = messageIDsOf(got)
+		if !ok || strings.Join(ids, ",") != strings.Join(want, ",") {
+			t.Fatalf("rebuilt body is not the %d messages left in order (ok %v, got %d ids)", len(want), ok, len(ids))
+		}
+		if len(got) != b.size || buf != nil && &b.buf[0] != &buf[0] {
+			t.Errorf("rebuilt body is %d bytes (accounted %d), same buffer %v", len(got), b.size, buf == nil || &b.buf[0] == &buf[0])
+		}
 	}
 }
 

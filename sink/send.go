@@ -363,15 +363,15 @@ func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 	watched := s.watchCanceled(rctx, cancel, b)
 	defer watched()
 
-	body := b.buf
-	stamp(body, time.Now())
-	// The body is an io.NopCloser over a bytes.Reader, a type net/http
-	// knows to be in memory: it then writes the headers and a body that
-	// fits its write buffer in one write. Any other type makes it flush
-	// the headers on their own and copy the body through a fresh 32 KiB
-	// buffer (net.genericReadFrom): two writes and an allocation per
-	// request, which in accounts mode (many small requests) was a good
-	// part of their cost.
+	// A sealed body is an io.NopCloser over a bytes.Reader, a type
+	// net/http knows to be in memory: it then writes the headers and a
+	// body that fits its write buffer in one write. Any other type makes
+	// it flush the headers on their own and copy the body through a fresh
+	// 32 KiB buffer (net.genericReadFrom): two writes and an allocation
+	// per request, which in accounts mode (many small requests) was a
+	// good part of their cost. A body larger than the write buffer is
+	// copied that way whatever its type, so it is read from the messages
+	// themselves (msgBody): one copy of it instead of two.
 	var wrote atomic.Bool
 	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
 		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
@@ -383,31 +383,46 @@ func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 	if s.o.Client.Jar != nil {
 		req.Header = req.Header.Clone() // Client.send adds the jar's cookies
 	}
-	req.Body = io.NopCloser(bytes.NewReader(body))
-	req.ContentLength = int64(len(body))
-	req.GetBody = func() (io.ReadCloser, error) {
-		// The transport wants to send the body again (a retry on a
-		// fresh connection): give it its own copy, so b.buf never has
-		// two readers to wait for.
-		return io.NopCloser(bytes.NewReader(bytes.Clone(body))), nil
+	req.ContentLength = int64(b.size)
+	// The RoundTripper contract lets the transport read the body after Do
+	// returns. net/http's transport is done with it when it reports the
+	// request written (WroteRequest: the body was copied into its write
+	// buffer or written, and closed); until then the body must not change
+	// under its reads. unwritten makes sure of that, when the request was
+	// not reported written; in steady state the transport writes the
+	// request before it reads the answer, and unwritten does nothing. A
+	// RoundTripper that reports nothing gets a copy every time: slower,
+	// never wrong. GetBody (the transport sends the body again, on a fresh
+	// connection) gets a copy of its own, so the body never has two
+	// readers to wait for.
+	var unwritten func()
+	if body := b.buf; body != nil {
+		stamp(body, time.Now())
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		req.GetBody = func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(bytes.Clone(body))), nil
+		}
+		// The next stamp, a rebuild or the pool would write to the
+		// buffer: the batch goes on with a copy.
+		unwritten = func() { b.buf = append(make([]byte, 0, cap(body)), body...) }
+	} else {
+		body := newMsgBody(b.msgs, time.Now())
+		req.Body = io.NopCloser(body)
+		req.GetBody = func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(body.whole())), nil
+		}
+		// The messages may be removed from the batch, finished and their
+		// JSON reused: the reader goes on with a copy.
+		unwritten = body.detach
 	}
 	defer func() {
-		// The RoundTripper contract lets the transport read the body
-		// after Do returns. net/http's transport is done with it when it
-		// reports the request written (WroteRequest: the body was copied
-		// into its write buffer or written, and closed); until then leave
-		// that buffer to it and go on with a copy, so the next stamp, a
-		// rebuild or the pool never write under its reads. The transport
-		// writes the request before it reads the answer, so in steady
-		// state this copies nothing. A RoundTripper that reports nothing
-		// gets a copy every time: slower, never wrong.
 		if !wrote.Load() {
-			b.buf = append(make([]byte, 0, cap(body)), body...)
+			unwritten()
 		}
 	}()
 
 	s.m.batchSize.Observe(float64(len(b.msgs)))
-	s.m.batchBytes.Observe(float64(len(body)))
+	s.m.batchBytes.Observe(float64(b.size))
 	start := time.Now()
 	resp, err := s.o.Client.Do(req)
 	var a answer
