@@ -199,13 +199,7 @@ func (s *Segment) seal(b *batch) {
 			b.buf = make([]byte, 0, max(b.size, minBatchBuf<<classFor(b.size)))
 		}
 	}
-	buf := append(b.buf[:0], bodyHead...)
-	for i, m := range b.msgs {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = append(buf, m.JSON...)
-	}
+	buf := appendBatch(b.buf[:0], b.msgs)
 	buf = append(buf, bodyTail...)
 	buf = append(buf, sentAtPlaceholder...)
 	b.buf = append(buf, bodyEnd...)

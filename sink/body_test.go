@@ -3,6 +3,7 @@ package sink
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -79,12 +80,12 @@ func TestMsgBodyIsTheSealedBody(t *testing.T) {
 			t.Errorf("%d messages, %d bytes: sealed into a buffer, want none above largeBody", n, b.size)
 		}
 		for _, size := range []int{1, 3, 64, 4096, 32 << 10, 1 << 20} {
-			if got := readIn(t, newMsgBody(msgs, at), size); !bytes.Equal(got, want) {
+			if got := readIn(t, newMsgBody(msgs, len(want), at), size); !bytes.Equal(got, want) {
 				t.Fatalf("%d messages read %d bytes at a time: %d bytes, want %d\n%.200s", n, size, len(got), len(want), got)
 			}
 		}
-		if got := newMsgBody(msgs, at).whole(); !bytes.Equal(got, want) {
-			t.Errorf("%d messages: whole is %d bytes, want %d", n, len(got), len(want))
+		if got, err := newMsgBody(msgs, len(want), at).whole(); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%d messages: whole is %d bytes (%v), want %d", n, len(got), err, len(want))
 		}
 		if n > 0 && !json.Valid(want) {
 			t.Errorf("%d messages: the body is not JSON", n)
@@ -92,21 +93,29 @@ func TestMsgBodyIsTheSealedBody(t *testing.T) {
 	}
 }
 
-// Detached at any point of its reading, the reader goes on with the same
-// bytes although the messages' JSON is overwritten and the batch's list
-// cleared; detaching twice changes nothing, and a detached reader has no
-// whole body to give.
+// Detached at any point of its reading (in the head, in a message, in
+// the tail, at the end), the reader goes on with the same bytes although
+// the messages' JSON is overwritten and the batch's list cleared;
+// detached at the end it holds no copy; detaching twice changes nothing,
+// and a detached reader has no whole body to give.
 func TestMsgBodyDetach(t *testing.T) {
 	at := time.Date(2026, 12, 7, 21, 30, 0, 0, time.UTC)
-	for _, cut := range []int{0, 1, 9, 10, 11, 5000, 20000} {
+	size := len(bodyOf(bodyMessages(20), at))
+	for _, cut := range []int{0, 1, 9, 10, 11, 5000, 20000, size - 30, size - 1, size} {
 		msgs := bodyMessages(20)
 		want := bodyOf(msgs, at)
-		r := newMsgBody(msgs, at)
+		r := newMsgBody(msgs, len(want), at)
 		head := make([]byte, cut)
 		if _, err := io.ReadFull(r, head); err != nil {
 			t.Fatal(err)
 		}
 		r.detach()
+		if cut == size && r.rest != nil {
+			t.Errorf("detached at the end: kept a copy of %d bytes", len(r.rest))
+		}
+		if cut < size && cap(r.rest) != size-cut {
+			t.Errorf("detached after %d bytes: a copy of %d bytes' room, want %d", cut, cap(r.rest), size-cut)
+		}
 		r.detach()
 		for _, m := range msgs {
 			for i := range m.JSON {
@@ -118,8 +127,8 @@ func TestMsgBodyDetach(t *testing.T) {
 		if !bytes.Equal(got, want) {
 			t.Fatalf("detached after %d bytes: read %d bytes, want %d\n%.300s", cut, len(got), len(want), got[max(cut-20, 0):])
 		}
-		if w := r.whole(); w != nil {
-			t.Errorf("detached after %d bytes: whole = %d bytes, want nil", cut, len(w))
+		if w, err := r.whole(); w != nil || !errors.Is(err, errDetached) {
+			t.Errorf("detached after %d bytes: whole = %d bytes, %v; want nil, errDetached", cut, len(w), err)
 		}
 	}
 }

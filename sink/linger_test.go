@@ -408,9 +408,13 @@ func TestSealWritesTheMessagesInOrder(t *testing.T) {
 		if large := b.size > largeBody; large != (limit > largeBody) || large != (b.buf == nil) {
 			t.Fatalf("batch of %d bytes filled up to %d: sealed into a buffer %v", b.size, limit, b.buf != nil)
 		}
+		large := b.buf == nil
 		body := func() []byte {
-			if b.buf == nil {
-				return newMsgBody(b.msgs, time.Now()).whole()
+			if large != (b.buf == nil) {
+				t.Fatalf("batch of %d bytes: sealed into a buffer %v, before %v", b.size, b.buf != nil, !large)
+			}
+			if large {
+				return readIn(t, newMsgBody(b.msgs, b.size, time.Now()), 32<<10)
 			}
 			stamp(b.buf, time.Now())
 			return b.buf

@@ -334,3 +334,38 @@ func TestReusesConnections(t *testing.T) {
 		t.Errorf("10 sequential requests used %d connections, want 1", n)
 	}
 }
+
+// TestLargeBodiesOverHTTP sends batches filled up to MaxBatchBytes, whose
+// bodies are read from their messages, through net/http's transport to a
+// real server: every body arrives whole (the server reads exactly its
+// Content-Length), is a batch, and carries its messages in order.
+func TestLargeBodiesOverHTTP(t *testing.T) {
+	srv := newServer(t)
+	rec := record(t, srv)
+	h := start(t, srv, rec.URL, func(o *sink.Options) {
+		o.Concurrency = 1 // requests in order
+	})
+	const n = 120
+	ids := h.enqueue("m", n, 20_000, nil)
+	if c := outcomes(h.res.wait(n, 30*time.Second)); c[sink.Delivered] != n {
+		t.Fatalf("outcomes %v, want %d delivered", c, n)
+	}
+	var got []string
+	large := 0
+	for i, r := range rec.requests() {
+		if r.status != http.StatusOK {
+			t.Errorf("request %d: status %d", i, r.status)
+		}
+		b, _ := batchOf(t, r.body)
+		got = append(got, b...)
+		if len(r.body) > sink.MaxBatchBytes/2 {
+			large++
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(ids, ",") {
+		t.Errorf("the requests carried %d messages, not the %d enqueued in order", len(got), n)
+	}
+	if large == 0 {
+		t.Error("no request body was larger than half of MaxBatchBytes: the test sent no large body")
+	}
+}

@@ -364,17 +364,31 @@ func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 	defer watched()
 
 	// A sealed body is an io.NopCloser over a bytes.Reader, a type
-	// net/http knows to be in memory: it then writes the headers and a
-	// body that fits its write buffer in one write. Any other type makes
-	// it flush the headers on their own and copy the body through a fresh
-	// 32 KiB buffer (net.genericReadFrom): two writes and an allocation
-	// per request, which in accounts mode (many small requests) was a
-	// good part of their cost. A body larger than the write buffer is
-	// copied that way whatever its type, so it is read from the messages
-	// themselves (msgBody): one copy of it instead of two.
-	var wrote atomic.Bool
+	// net/http knows to be in memory: over HTTP/1 it then writes the
+	// headers and a body that fits its write buffer in one write. Any
+	// other type makes it flush the headers on their own and copy the
+	// body through a fresh 32 KiB buffer (net.genericReadFrom): two writes
+	// and an allocation per request, which in accounts mode (many small
+	// requests) was a good part of their cost. A body larger than the
+	// write buffer is copied that way whatever its type, so it is read
+	// from the messages themselves (msgBody): one copy of it instead of
+	// two.
+	//
+	// The RoundTripper contract lets the transport read a body after Do
+	// returns. net/http's transport is done with one when it reports the
+	// request written (WroteRequest: the body was copied into its write
+	// buffer or written, and closed). One Do may send several requests: a
+	// retry on a fresh connection and a 307 or 308 redirect each get the
+	// body again from GetBody, as a copy of their own. When fewer requests
+	// were reported written than were sent, a body may still be read, and
+	// the batch goes on without touching it (unwritten). The transport
+	// writes a request before it reads the answer, so in steady state this
+	// copies nothing. A RoundTripper that reports nothing gets a copy
+	// every time: slower, never wrong.
+	var sent, written atomic.Int32
+	sent.Store(1)
 	rctx = httptrace.WithClientTrace(rctx, &httptrace.ClientTrace{
-		WroteRequest: func(httptrace.WroteRequestInfo) { wrote.Store(true) },
+		WroteRequest: func(httptrace.WroteRequestInfo) { written.Add(1) },
 	})
 	if b.d.req == nil {
 		return answer{label: "error", err: b.d.reqErr}
@@ -384,39 +398,30 @@ func (s *Segment) attempt(ctx context.Context, b *batch) answer {
 		req.Header = req.Header.Clone() // Client.send adds the jar's cookies
 	}
 	req.ContentLength = int64(b.size)
-	// The RoundTripper contract lets the transport read the body after Do
-	// returns. net/http's transport is done with it when it reports the
-	// request written (WroteRequest: the body was copied into its write
-	// buffer or written, and closed); until then the body must not change
-	// under its reads. unwritten makes sure of that, when the request was
-	// not reported written; in steady state the transport writes the
-	// request before it reads the answer, and unwritten does nothing. A
-	// RoundTripper that reports nothing gets a copy every time: slower,
-	// never wrong. GetBody (the transport sends the body again, on a fresh
-	// connection) gets a copy of its own, so the body never has two
-	// readers to wait for.
+	var whole func() ([]byte, error) // the body again, in a buffer of its own
 	var unwritten func()
 	if body := b.buf; body != nil {
 		stamp(body, time.Now())
 		req.Body = io.NopCloser(bytes.NewReader(body))
-		req.GetBody = func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(bytes.Clone(body))), nil
-		}
+		whole = func() ([]byte, error) { return bytes.Clone(body), nil }
 		// The next stamp, a rebuild or the pool would write to the
 		// buffer: the batch goes on with a copy.
 		unwritten = func() { b.buf = append(make([]byte, 0, cap(body)), body...) }
 	} else {
-		body := newMsgBody(b.msgs, time.Now())
+		body := newMsgBody(b.msgs, b.size, time.Now())
 		req.Body = io.NopCloser(body)
-		req.GetBody = func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(body.whole())), nil
-		}
+		whole = body.whole
 		// The messages may be removed from the batch, finished and their
 		// JSON reused: the reader goes on with a copy.
 		unwritten = body.detach
 	}
+	req.GetBody = func() (io.ReadCloser, error) {
+		sent.Add(1)
+		p, err := whole()
+		return io.NopCloser(bytes.NewReader(p)), err
+	}
 	defer func() {
-		if !wrote.Load() {
+		if written.Load() < sent.Load() {
 			unwritten()
 		}
 	}()
