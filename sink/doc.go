@@ -89,7 +89,9 @@
 //     http.DefaultTransport's two idle connections per host for up to 1000
 //     concurrent requests; both mean a new TLS handshake for most requests.
 //
-// Messages arrive already encoded (package mapping builds them with
-// analytics-go's Track type and checks the size), so the hot path only
-// appends bytes into a pooled buffer and never re-encodes a message.
+// Messages arrive already encoded (package mapping writes them in
+// analytics-go's wire form and checks the size), so the hot path never
+// re-encodes a message: a body up to the transport's write buffer is the
+// messages appended into a pooled buffer, and a larger one is read from
+// the messages themselves while the request is written.
 package sink
