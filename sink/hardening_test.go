@@ -246,6 +246,26 @@ func (l *lateReader) RoundTrip(req *http.Request) (*http.Response, error) {
 	}, nil
 }
 
+// deliverThrough delivers n messages of pad bytes through rt, in full
+// batches of batch messages, one request at a time, and stops the sink:
+// every attempt is over when it returns. It returns the messages' ids.
+func deliverThrough(t *testing.T, rt http.RoundTripper, n, batch, pad int) []string {
+	t.Helper()
+	srv := newServer(t)
+	h := start(t, srv, "http://segment.invalid", func(o *sink.Options) {
+		o.BatchSize = batch
+		o.FlushInterval = time.Hour // only size may flush: every batch is full
+		o.Concurrency = 1
+		o.Client = &http.Client{Transport: rt}
+	})
+	ids := h.enqueue("m", n, pad, nil)
+	if c := outcomes(h.res.wait(n, 30*time.Second)); c[sink.Delivered] != n {
+		t.Fatalf("outcomes %v, want %d delivered", c, n)
+	}
+	h.stop()
+	return ids
+}
+
 // TestBodyReadAfterDo: run it with -race. The sink must not stamp, reuse
 // or pool a request body while the transport may still read it: neither
 // a sealed body (one message a request) nor one read from its messages
@@ -255,20 +275,9 @@ func TestBodyReadAfterDo(t *testing.T) {
 		batch, pad int
 	}{{1, 200}, {3, 30_000}} {
 		t.Run(fmt.Sprintf("%d-messages-of-%d", tc.batch, tc.pad), func(t *testing.T) {
-			srv := newServer(t)
 			lr := &lateReader{t: t, bodies: map[int]string{}}
-			h := start(t, srv, "http://segment.invalid", func(o *sink.Options) {
-				o.BatchSize = tc.batch
-				o.FlushInterval = time.Hour // only size may flush: every batch is full
-				o.Concurrency = 1
-				o.Client = &http.Client{Transport: lr}
-			})
 			const n = 30
-			ids := h.enqueue("m", n, tc.pad, nil)
-			if c := outcomes(h.res.wait(n, 30*time.Second)); c[sink.Delivered] != n {
-				t.Fatalf("outcomes %v, want %d delivered", c, n)
-			}
-			h.stop()
+			ids := deliverThrough(t, lr, n, tc.batch, tc.pad)
 			lr.mu.Lock()
 			if lr.next != nil {
 				close(lr.next)
@@ -348,20 +357,9 @@ func TestBodyReadAfterRedirect(t *testing.T) {
 		batch, pad int
 	}{{1, 200}, {3, 30_000}} {
 		t.Run(fmt.Sprintf("%d-messages-of-%d", tc.batch, tc.pad), func(t *testing.T) {
-			srv := newServer(t)
 			rr := &redirectReader{t: t, read: make(chan struct{})}
-			h := start(t, srv, "http://segment.invalid", func(o *sink.Options) {
-				o.BatchSize = tc.batch
-				o.FlushInterval = time.Hour // only size may flush: every batch is full
-				o.Concurrency = 1
-				o.Client = &http.Client{Transport: rr}
-			})
 			const n = 12
-			ids := h.enqueue("m", n, tc.pad, nil)
-			if c := outcomes(h.res.wait(n, 30*time.Second)); c[sink.Delivered] != n {
-				t.Fatalf("outcomes %v, want %d delivered", c, n)
-			}
-			h.stop()
+			ids := deliverThrough(t, rr, n, tc.batch, tc.pad)
 			close(rr.read)
 			rr.wg.Wait()
 			var want []string
