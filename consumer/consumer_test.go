@@ -1,10 +1,13 @@
 package consumer
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -550,6 +553,44 @@ func TestHandedOnRecordsKeepTheirBytes(t *testing.T) {
 		m := it.msg
 		if m.Offset != int64(i) || string(m.Value) != value(i) || len(m.Headers) != 1 || m.Headers[0].Key != "h" || string(m.Headers[0].Value) != header(i) {
 			t.Errorf("dead letter %d: offset %d value %q headers %v, want offset %d value %q header h=%q", i, m.Offset, m.Value, m.Headers, i, value(i), header(i))
+		}
+	}
+}
+
+// TestSingleSourceCallsIntact: in single source a chunk's calls share
+// arenas (roomFor, mapping.MapOnto); with records of very different sizes,
+// so that arenas run out and are replaced mid-chunk, every message the
+// sink got carries exactly its record's call, after all were mapped.
+func TestSingleSourceCallsIntact(t *testing.T) {
+	tc := newTestConsumer(t, 1, nil)
+	want := map[string][]byte{}
+	tc.topic.mu.Lock()
+	for o := range int64(1000) {
+		v, _ := json.Marshal(map[string]any{
+			"type": "tour_start", "id": fmt.Sprintf("int-%d", o), "userId": "u1", "tourId": o,
+			"pageUrl": strings.Repeat("x", int(o*7919%4000)),
+		})
+		m := kafka.Message{Topic: tc.topic.name, Partition: 0, Offset: o, Value: v, Time: time.Unix(1700000000, 0)}
+		call, err := mapping.Map(mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[call.MessageID] = call.JSON
+		tc.topic.logs[0] = append(tc.topic.logs[0], m)
+	}
+	tc.topic.mu.Unlock()
+	stop := tc.run(t)
+	tc.fc.start(t, 1, 0)
+	tc.fc.waitCommitted(t, 0, 1000, 10*time.Second)
+	stop()
+	tc.sink.mu.Lock()
+	defer tc.sink.mu.Unlock()
+	if len(tc.sink.got) != len(want) {
+		t.Fatalf("sink got %d messages, want %d", len(tc.sink.got), len(want))
+	}
+	for _, m := range tc.sink.got {
+		if w, ok := want[m.ID]; !ok || !bytes.Equal(m.JSON, w) || cap(m.JSON) != len(m.JSON) {
+			t.Fatalf("message %s: JSON %.200s (cap %d)\nwant %.200s", m.ID, m.JSON, cap(m.JSON), w)
 		}
 	}
 }

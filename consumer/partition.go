@@ -320,7 +320,7 @@ type chunk struct {
 	// finishes: its key, value and headers live in the chunk's one array
 	// (ownBytes) until the chunk goes, so clearing it frees nothing.
 	msgs []kafka.Message
-	sent []sent  // what each was sent as; cleared as each record finishes (its JSON is its own)
+	sent []sent  // what each was sent as; cleared as each record finishes
 	w    []int64 // payload bytes each record gives back
 	offs []int64 // each record's offset, dense: what an acknowledgement reads
 	// overhead is the bytes of the byte cap the chunk gives back once
@@ -494,13 +494,23 @@ func (p *partition) handle(ctx context.Context, c *chunk) {
 	p.c.metrics.consumed.Add(float64(n))
 	acts := p.acts[:0]
 	var total int64
+	// In single source the chunk's calls share arenas of its own
+	// (mapping.MapOnto): its records go to one destination in order and
+	// finish about together. In accounts mode each call is its own
+	// allocation, so that a record lingering in a small account's batch
+	// holds only its own.
+	var arena []byte
 	for i := range c.msgs {
 		if p.skip.acked(c.msgs[i].Offset) {
 			p.c.metrics.skippedAcked.Inc()
 			acts = append(acts, action{kind: toSkip})
 			continue
 		}
-		a := p.route(&c.msgs[i], &c.sent[i])
+		if !p.c.accounts() {
+			arena = roomFor(arena, c.msgs[i:])
+		}
+		var a action
+		a, arena = p.route(&c.msgs[i], &c.sent[i], arena)
 		acts = append(acts, a)
 		switch a.kind {
 		case toSink:
@@ -587,7 +597,7 @@ func (p *partition) dropChunk(c *chunk, took int64) {
 // Accounts mode, by the account's integration in force now (at map time):
 // active, deliver to its region's endpoint with its write key; unknown or
 // inactive, skip (acknowledged like a delivered record, counted).
-func (p *partition) route(m *kafka.Message, s *sent) action {
+func (p *partition) route(m *kafka.Message, s *sent, arena []byte) (action, []byte) {
 	rec := mapping.Record{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time, Value: m.Value}
 	if len(m.Headers) > 0 {
 		switch {
@@ -601,27 +611,27 @@ func (p *partition) route(m *kafka.Message, s *sent) action {
 			}
 		}
 	}
-	// MapInto skips the Properties the consumer never reads; nil: each
-	// call's JSON is its own allocation, alive as long as the record is
-	// in flight.
-	mapFn := mapping.MapInto
+	// Both skip the Properties the consumer never reads.
+	var call mapping.Call
+	var err error
 	if p.c.accounts() {
-		mapFn = mapping.MapAccountInto
+		_, call, err = mapping.MapAccountInto(nil, rec)
+	} else {
+		arena, call, err = mapping.MapOnto(arena, rec)
 	}
-	_, call, err := mapFn(nil, rec)
 	if err != nil {
 		var merr *mapping.Error
 		if !errors.As(err, &merr) {
 			merr = &mapping.Error{Code: mapping.CodeInvalidJSON, Msg: err.Error()}
 		}
-		return action{kind: toDeadLetter, code: merr.Code, reason: merr.Error()}
+		return action{kind: toDeadLetter, code: merr.Code, reason: merr.Error()}, arena
 	}
 	var dst sink.Destination
 	if in := p.c.opts.Integrations; in != nil {
 		it, ok := in.Lookup(call.AccountID)
 		if !ok {
 			p.c.metrics.skippedInactive.Inc()
-			return action{kind: toSkip}
+			return action{kind: toSkip}, arena
 		}
 		account := it.Account // one string per account, shared
 		if account == "" {
@@ -630,7 +640,30 @@ func (p *partition) route(m *kafka.Message, s *sent) action {
 		dst = sink.Destination{Account: account, WriteKey: it.WriteKey.Reveal(), Endpoint: p.c.endpoint(it.Region)}
 	}
 	*s = sent{id: call.MessageID, json: call.JSON, dst: dst}
-	return action{kind: toSink}
+	return action{kind: toSink}, arena
+}
+
+// Arenas of a single-source chunk's calls (mapping.MapOnto): sized for
+// callRoom bytes per record beyond its value (a call adds some 190 to the
+// bench's records: its envelope, messageId, ISO timestamp and strings),
+// and replaced once one has less than callMargin beyond the next value,
+// so that a call seldom outgrows its arena (MapOnto would then copy it).
+const (
+	callRoom   = 256
+	callMargin = 1024
+)
+
+// roomFor returns arena when it has room for the call of rest[0], else a
+// new arena sized for the calls of rest.
+func roomFor(arena []byte, rest []kafka.Message) []byte {
+	if cap(arena)-len(arena) >= len(rest[0].Value)+callMargin {
+		return arena
+	}
+	size := callMargin
+	for i := range rest {
+		size += len(rest[i].Value) + callRoom
+	}
+	return make([]byte, 0, size)
 }
 
 // sent is what a record was handed to the sink as, kept for a redelivery.

@@ -119,11 +119,12 @@ type draft struct {
 //
 // fields are the record's present fields, deduplicated, in input order;
 // names holds their snake_case names, ids the message id, the identities
-// and the account (d's spans). With props, the call carries its
+// and the account (d's spans). With withProps, the call carries its
 // Properties. Neither is a draft field: escape analysis is not
 // field-sensitive, and fields, names and ids live in Map's stack buffers,
 // which must not appear to flow into the result.
-func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte, props bool) (Call, []byte, error) {
+func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte, h how) (Call, []byte, error) {
+	props, onto := h&withProps != 0, h&stringsInDst != 0
 	// The exact size, unless names need escapes (rare: the slack covers a
 	// few) or values lose whitespace. (Sized just so, a message often
 	// fits a smaller size class.)
@@ -155,9 +156,12 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	}
 	fresh := len(dst) == 0 && cap(dst) < size
 	var out []byte
-	if fresh {
+	switch {
+	case fresh:
 		out = make([]byte, 0, size+strsLen)
-	} else {
+	case onto:
+		out = slices.Grow(dst, size+strsLen)
+	default:
 		out = slices.Grow(dst, size)
 	}
 	base := len(dst)
@@ -249,14 +253,15 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 	}
 
 	// The call's strings, with props the property names first, in one
-	// piece: behind the message in a fresh buffer when it has room, where
-	// they are out of reach of the message's slice (capped at its length),
-	// so nothing can write to them once they are strings; else in a
-	// string of their own.
+	// piece: behind the message in a fresh buffer, or in an arena
+	// (MapOnto), when it has room, where they are out of reach of the
+	// message's slice (capped at its length), so nothing can write to
+	// them once they are strings; else in a string of their own. A fresh
+	// buffer is returned capped before them, an arena extended over them.
 	var sb []byte
-	if fresh && cap(out)-len(out) >= strsLen {
+	behind := (fresh || onto) && cap(out)-len(out) >= strsLen
+	if behind {
 		sb = out[len(out):len(out)]
-		out = out[:len(out):len(out)]
 	} else {
 		sb = make([]byte, 0, strsLen)
 	}
@@ -264,6 +269,12 @@ func encode(dst []byte, d draft, data []byte, fields []field, names, ids []byte,
 		sb = append(sb, names...)
 	}
 	sb = append(sb, ids...)
+	switch {
+	case behind && onto:
+		out = out[:len(out)+len(sb)]
+	case behind:
+		out = out[:len(out):len(out)]
+	}
 	strs := unsafe.String(unsafe.SliceData(sb), len(sb))
 	off := 0
 	var ps []Property

@@ -125,7 +125,7 @@ func (f *field) pairIn(data []byte) pair {
 // accountId is read and checked (Call.AccountID carries it) but neither
 // required nor sent, and it plays no part in the messageId.
 func Map(r Record) (Call, error) {
-	c, _, err := mapRecord(nil, r, false, true)
+	c, _, err := mapRecord(nil, r, withProps)
 	return c, err
 }
 
@@ -137,7 +137,7 @@ func Map(r Record) (Call, error) {
 // collide never share one. Records without an id keep their Kafka
 // coordinates' messageId, as in Map. On success Call.AccountID is never "".
 func MapAccount(r Record) (Call, error) {
-	c, _, err := mapRecord(nil, r, true, true)
+	c, _, err := mapRecord(nil, r, accountsMode|withProps)
 	return c, err
 }
 
@@ -151,20 +151,46 @@ func MapAccount(r Record) (Call, error) {
 // returned at its length (bytes beyond it may have been written). The
 // bytes appended are exactly Map's Call.JSON.
 func MapInto(dst []byte, r Record) ([]byte, Call, error) {
-	c, dst, err := mapRecord(dst, r, false, false)
+	c, dst, err := mapRecord(dst, r, 0)
 	return dst, c, err
 }
 
 // MapAccountInto is MapInto in accounts mode: MapAccount's rules and
 // bytes, MapInto's buffer and Properties.
 func MapAccountInto(dst []byte, r Record) ([]byte, Call, error) {
-	c, dst, err := mapRecord(dst, r, true, false)
+	c, dst, err := mapRecord(dst, r, accountsMode)
 	return dst, c, err
 }
 
-// mapRecord maps r, appending its JSON to dst, in accounts mode or not,
-// with Call.Properties or without.
-func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error) {
+// MapOnto is MapInto for a caller that keeps every call it appends to
+// arena alive together (a consumer's batch of records): Call's strings are
+// appended to arena too, behind the call's JSON, so that a call needs no
+// allocation of its own when arena has room for it. It returns arena
+// extended by the call's JSON and its strings. The caller must never
+// write to the bytes appended (the strings alias them), nor pass arena
+// with its length cut back. Call.JSON is capped, as in MapInto. On error
+// arena is returned at its length. The bytes of Call.JSON are exactly
+// Map's.
+func MapOnto(arena []byte, r Record) ([]byte, Call, error) {
+	c, arena, err := mapRecord(arena, r, stringsInDst)
+	return arena, c, err
+}
+
+// how says what a mapRecord call builds, beside the JSON.
+type how uint8
+
+const (
+	// accountsMode applies contract v2's accounts rules (MapAccount).
+	accountsMode how = 1 << iota
+	// withProps builds Call.Properties (Map, MapAccount).
+	withProps
+	// stringsInDst appends Call's strings to dst behind the JSON (MapOnto).
+	stringsInDst
+)
+
+// mapRecord maps r, appending its JSON to dst, as h says.
+func mapRecord(dst []byte, r Record, h how) (Call, []byte, error) {
+	accounts := h&accountsMode != 0
 	// Fixed buffers keep a typical record off the heap; larger ones grow.
 	// They are sized to typical records (the service's carry up to 14
 	// fields, whose names take some 110 bytes), no larger: Go zeroes
@@ -262,7 +288,7 @@ func mapRecord(dst []byte, r Record, accounts, props bool) (Call, []byte, error)
 		ids = appendText(ids, f)
 		d.anonID = spanOf(start, len(ids))
 	}
-	return encode(dst, d, data, fields, names, ids, props)
+	return encode(dst, d, data, fields, names, ids, h)
 }
 
 // collect scans the record and returns its present fields in input order,

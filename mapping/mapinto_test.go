@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // TestMapInto holds MapInto and MapAccountInto to Map and MapAccount on the
@@ -80,6 +81,80 @@ func TestMapInto(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMapOnto holds MapOnto to Map on the differential corpus, into an
+// arena with room and into one that has to grow: the same JSON and
+// strings; a failed call leaves the arena at its length; every call stays
+// intact while later ones are appended; and a call into an arena with
+// room allocates nothing, its strings in the arena behind its JSON.
+func TestMapOnto(t *testing.T) {
+	for _, start := range []struct {
+		name  string
+		arena []byte
+	}{{"with room", make([]byte, 0, 4<<20)}, {"growing", nil}} {
+		t.Run(start.name, func(t *testing.T) {
+			gen := newDiffGen(11)
+			arena := start.arena
+			var calls, wants []Call
+			for i := range 2000 {
+				r := gen.record()
+				want, wantErr := Map(r)
+				before := len(arena)
+				var got Call
+				var err error
+				arena, got, err = MapOnto(arena, r)
+				if !reflect.DeepEqual(err, wantErr) {
+					t.Fatalf("record %d %s: error %v, want %v", i, r.Value, err, wantErr)
+				}
+				if wantErr != nil {
+					if len(arena) != before {
+						t.Fatalf("record %d: a failed MapOnto grew the arena from %d to %d bytes", i, before, len(arena))
+					}
+					continue
+				}
+				if !bytes.Equal(got.JSON, want.JSON) || cap(got.JSON) != len(got.JSON) {
+					t.Fatalf("record %d: JSON %s (cap %d)\nwant %s", i, got.JSON, cap(got.JSON), want.JSON)
+				}
+				if !bytes.Equal(arena[before:before+len(got.JSON)], want.JSON) {
+					t.Fatalf("record %d: appended %s, want %s", i, arena[before:], want.JSON)
+				}
+				if cap(start.arena) > 0 && !inside(arena[:cap(arena)], got.MessageID) {
+					t.Fatalf("record %d: messageId %q is not in the arena", i, got.MessageID)
+				}
+				calls = append(calls, got)
+				wants = append(wants, want)
+			}
+			for i, c := range calls {
+				w := wants[i]
+				w.Properties, w.JSON = nil, c.JSON
+				if !bytes.Equal(c.JSON, wants[i].JSON) || !reflect.DeepEqual(c, w) {
+					t.Fatalf("call %d was overwritten by a later one: %+v\nwant %+v", i, c, wants[i])
+				}
+			}
+		})
+	}
+
+	r := record(`{"type":"tour_start","id":"i-1","userId":"user-1","anonymousId":"anon-1","tourId":1}`)
+	arena := make([]byte, 0, 1<<20)
+	if n := testing.AllocsPerRun(100, func() {
+		var err error
+		if arena, _, err = MapOnto(arena, r); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Fatalf("MapOnto into an arena with room: %v allocations per call, want 0", n)
+	}
+}
+
+// inside reports whether s's bytes lie within b's array.
+func inside(b []byte, s string) bool {
+	if len(s) == 0 || len(b) == 0 {
+		return false
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+	return p >= lo && p+uintptr(len(s)) <= lo+uintptr(len(b))
 }
 
 // TestMapIntoStrings: a call's strings never alias the caller's buffer,
