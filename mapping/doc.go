@@ -39,7 +39,10 @@
 // only Call.JSON: they append the same bytes to a buffer the caller passes
 // and do not build Call.Properties. With a nil buffer one allocation holds
 // the message and the call's strings; with a buffer that has room only the
-// strings are allocated.
+// strings are allocated. MapOnto is MapInto for a caller that keeps a
+// batch of calls alive together (the consumer's chunk in single source):
+// it appends the strings to the caller's arena too, so that a call into
+// an arena with room allocates nothing.
 //
 // A record that breaks a rule yields an *Error whose Code is one of Codes();
 // the consumer dead-letters it with that code and message. Callers tell codes
