@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -558,16 +559,18 @@ func TestHandedOnRecordsKeepTheirBytes(t *testing.T) {
 }
 
 // TestSingleSourceCallsIntact: in single source a chunk's calls share
-// arenas (roomFor, mapping.MapOnto); with records of very different sizes,
-// so that arenas run out and are replaced mid-chunk, every message the
-// sink got carries exactly its record's call, after all were mapped.
+// arenas (roomFor, mapping.MapOnto); with records whose calls outgrow
+// callRoom (a long userId counts twice: in the JSON and in the call's
+// strings), so that arenas run out and are replaced mid-chunk, every
+// message the sink got carries exactly its record's call, after all were
+// mapped.
 func TestSingleSourceCallsIntact(t *testing.T) {
 	tc := newTestConsumer(t, 1, nil)
 	want := map[string][]byte{}
 	tc.topic.mu.Lock()
 	for o := range int64(1000) {
 		v, _ := json.Marshal(map[string]any{
-			"type": "tour_start", "id": fmt.Sprintf("int-%d", o), "userId": "u1", "tourId": o,
+			"type": "tour_start", "id": fmt.Sprintf("int-%d", o), "userId": strings.Repeat("u", 300), "tourId": o,
 			"pageUrl": strings.Repeat("x", int(o*7919%4000)),
 		})
 		m := kafka.Message{Topic: tc.topic.name, Partition: 0, Offset: o, Value: v, Time: time.Unix(1700000000, 0)}
@@ -592,5 +595,23 @@ func TestSingleSourceCallsIntact(t *testing.T) {
 		if w, ok := want[m.ID]; !ok || !bytes.Equal(m.JSON, w) || cap(m.JSON) != len(m.JSON) {
 			t.Fatalf("message %s: JSON %.200s (cap %d)\nwant %.200s", m.ID, m.JSON, cap(m.JSON), w)
 		}
+	}
+}
+
+// TestRoomFor: an arena with room for the next call is kept; one without
+// is replaced by a new one sized for the calls of the rest of the chunk.
+func TestRoomFor(t *testing.T) {
+	rest := []kafka.Message{{Value: make([]byte, 100)}, {Value: make([]byte, 50)}}
+	fresh := roomFor(nil, rest)
+	if len(fresh) != 0 || cap(fresh) != callMargin+150+2*callRoom {
+		t.Fatalf("new arena: len %d cap %d, want 0 and %d", len(fresh), cap(fresh), callMargin+150+2*callRoom)
+	}
+	used := append(fresh, make([]byte, cap(fresh)-100-callMargin)...)
+	if got := roomFor(used, rest); unsafe.SliceData(got) != unsafe.SliceData(used) || len(got) != len(used) {
+		t.Fatal("an arena with room for the next call was replaced")
+	}
+	full := used[:len(used)+1]
+	if got := roomFor(full, rest); unsafe.SliceData(got) == unsafe.SliceData(full) || len(got) != 0 {
+		t.Fatal("an arena without room for the next call was kept")
 	}
 }
